@@ -1,0 +1,32 @@
+// swift-tools-version: 6.0
+import PackageDescription
+
+let package = Package(
+    name: "EPSim",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "epsim", targets: ["epsim"]),
+        .library(name: "EPSim", targets: ["EPSim"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+    ],
+    targets: [
+        // Domain-free discrete-event core: time, a deterministic future-event list.
+        .target(name: "EventCore"),
+        // The expert-parallel model: cluster, routing, schedules, costs, network, engine.
+        .target(
+            name: "EPSim",
+            dependencies: ["EventCore", .product(name: "Yams", package: "Yams")]
+        ),
+        // The command-line tool: parses, calls, prints.
+        .executableTarget(
+            name: "epsim",
+            dependencies: ["EPSim", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
+        .testTarget(name: "EventCoreTests", dependencies: ["EventCore"]),
+        .testTarget(name: "EPSimTests", dependencies: ["EPSim", "EventCore"]),
+        .testTarget(name: "EPSimCLITests", dependencies: ["epsim"]),
+    ]
+)

@@ -1,0 +1,110 @@
+import EventCore
+
+/// One kernel as it ran: the row of a timeline.
+public struct KernelRecord: Sendable, Equatable {
+    public var rank: Int32
+    public var step: Int32
+    public var layer: Int32
+    public var microBatch: MicroBatch
+    public var kind: KernelKind
+    public var stream: StreamKind
+    public var start: SimTime
+    public var end: SimTime
+    /// Time spent resident but spinning for arrivals (RECV parts only).
+    public var wait: SimTime
+    public var bytesOut: Int64
+    public var bytesIn: Int64
+    /// Tokens the kernel handled: the micro-batch's tokens for attention and shared experts,
+    /// tokens received for MLP, data messages sent or received for communication kernels,
+    /// rows reduced for RECV-C.
+    public var tokens: Int64
+    /// For a RECV that waited: the rank whose flow arrived last (ties: the lowest rank); -1 otherwise.
+    public var blocker: Int32
+    /// For a RECV: arrival time of its last flow (the moment the wait ended).
+    public var lastArrival: SimTime?
+
+    public var duration: SimTime { end - start }
+}
+
+/// One flow as carried by the network (recorded only on request, for checks and tracing).
+public struct FlowRecord: Sendable, Equatable {
+    public var flow: Flow
+    public var posted: SimTime
+    public var arrival: SimTime
+}
+
+/// What one rank did in one step.
+public struct RankStepResult: Sendable, Equatable {
+    public var rank: Int32
+    public var step: Int32
+    public var start: SimTime = .zero
+    public var end: SimTime = .zero
+    /// Sum of kernel durations minus their wait: time the rank's SMs did work.
+    public var busy: SimTime = .zero
+    /// `ATTN0 + ATTN1`.
+    public var attention: SimTime = .zero
+    public var shared: SimTime = .zero
+    public var dense: SimTime = .zero
+    public var gemm: SimTime = .zero
+    /// All dispatch kernels (SEND-D, RECV-D or the fused DISPATCH), wait included.
+    public var dispatch: SimTime = .zero
+    public var dispatchWait: SimTime = .zero
+    /// All combine kernels (SEND-C, RECV-C or the fused COMBINE), wait included.
+    public var combine: SimTime = .zero
+    public var combineWait: SimTime = .zero
+
+    public init(rank: Int32, step: Int32) {
+        self.rank = rank
+        self.step = step
+    }
+
+    /// End-to-end step latency of this rank: first kernel start to last kernel end.
+    public var latency: SimTime { end - start }
+    public var wait: SimTime { dispatchWait + combineWait }
+}
+
+/// How much of the timeline a run keeps.
+public enum TimelineDetail: String, Sendable, CaseIterable {
+    /// Per-rank and per-run figures only.
+    case summary
+    /// Every kernel as a ``KernelRecord``.
+    case full
+}
+
+/// Everything a run computed, in a value that storage and exports consume.
+public struct RunResult: Sendable {
+    public var scenarioName: String
+    public var schedule: SchedulePreset
+    public var ranks: Int
+    public var steps: Int
+    /// `rankSteps[step * ranks + rank]`.
+    public var rankSteps: [RankStepResult]
+    /// Kernels sorted by (rank, start, stream); empty unless the timeline is `full`.
+    public var kernels: [KernelRecord]
+    /// Flows in posting order; empty unless flows were requested.
+    public var flows: [FlowRecord]
+    /// Kernels executed, flows carried, data messages carried, events processed.
+    public var kernelCount: Int
+    public var flowCount: Int
+    public var messageCount: Int64
+    public var eventCount: Int
+    /// Total RECV wait each rank caused as the last arrival (`blockedWait[rank]`).
+    public var blockedWait: [SimTime]
+
+    public func rankStep(rank: Int, step: Int) -> RankStepResult { rankSteps[step * ranks + rank] }
+
+    /// Step latency of each step: the maximum over ranks of their own step latency.
+    public var stepLatencies: [SimTime] {
+        (0..<steps).map { s in rankSteps[(s * ranks)..<((s + 1) * ranks)].map(\.latency).max() ?? .zero }
+    }
+
+    /// Step latency of the run: the maximum over steps of ``stepLatencies``.
+    public var stepLatency: SimTime { stepLatencies.max() ?? .zero }
+
+    /// The rank with the longest latency in the slowest step (lowest rank on ties).
+    public var slowestRank: Int {
+        let s = stepLatencies.firstIndex(of: stepLatency) ?? 0
+        let row = rankSteps[(s * ranks)..<((s + 1) * ranks)]
+        return Int(row.first(where: { $0.latency == stepLatency })?.rank ?? 0)
+    }
+}

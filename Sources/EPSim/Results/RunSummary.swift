@@ -1,0 +1,64 @@
+/// The user-facing figures of a run in microseconds, ready to print or encode as JSON.
+public struct RunSummary: Codable, Sendable, Equatable {
+    public struct RankRow: Codable, Sendable, Equatable {
+        public var rank: Int
+        public var step: Int
+        public var tokens: Int
+        public var start_us: Double
+        public var end_us: Double
+        public var e2e_us: Double
+        public var busy_us: Double
+        public var attention_us: Double
+        public var shared_us: Double
+        public var dense_us: Double
+        public var dispatch_us: Double
+        public var dispatch_wait_us: Double
+        public var gemm_us: Double
+        public var combine_us: Double
+        public var combine_wait_us: Double
+    }
+
+    public var scenario: String
+    public var schedule: String
+    public var ranks: Int
+    public var steps: Int
+    /// Maximum over steps of the step latency (itself the maximum over ranks).
+    public var step_latency_us: Double
+    public var step_latencies_us: [Double]
+    /// Mean and spread of per-rank step latency over all ranks and steps.
+    public var rank_latency_mean_us: Double
+    public var rank_latency_min_us: Double
+    public var rank_latency_max_us: Double
+    public var slowest_rank: Int
+    /// Total RECV wait each rank caused by arriving last, indexed by rank.
+    public var blocked_wait_us: [Double]
+    public var kernels: Int
+    public var flows: Int
+    public var messages: Int64
+    public var per_rank: [RankRow]
+
+    public init(result: RunResult, tokensPerRank: [Int]) {
+        scenario = result.scenarioName
+        schedule = result.schedule.rawValue
+        ranks = result.ranks
+        steps = result.steps
+        step_latency_us = result.stepLatency.micros
+        step_latencies_us = result.stepLatencies.map(\.micros)
+        let latencies = result.rankSteps.map { $0.latency.micros }
+        rank_latency_mean_us = latencies.reduce(0, +) / Double(max(latencies.count, 1))
+        rank_latency_min_us = latencies.min() ?? 0
+        rank_latency_max_us = latencies.max() ?? 0
+        slowest_rank = result.slowestRank
+        blocked_wait_us = result.blockedWait.map(\.micros)
+        kernels = result.kernelCount
+        flows = result.flowCount
+        messages = result.messageCount
+        per_rank = result.rankSteps.map { r in
+            RankRow(rank: Int(r.rank), step: Int(r.step), tokens: tokensPerRank[Int(r.rank)],
+                    start_us: r.start.micros, end_us: r.end.micros, e2e_us: r.latency.micros, busy_us: r.busy.micros,
+                    attention_us: r.attention.micros, shared_us: r.shared.micros, dense_us: r.dense.micros,
+                    dispatch_us: r.dispatch.micros, dispatch_wait_us: r.dispatchWait.micros, gemm_us: r.gemm.micros,
+                    combine_us: r.combine.micros, combine_wait_us: r.combineWait.micros)
+        }
+    }
+}

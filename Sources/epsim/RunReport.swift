@@ -1,0 +1,49 @@
+import EPSim
+import Foundation
+
+/// Plain-text renderings of run results.
+enum RunReport {
+    static func us(_ x: Double) -> String { String(format: "%.3f", x) }
+
+    /// The per-rank table of the slowest step, then the step latency line(s).
+    static func table(summary: RunSummary, scenario s: Scenario, wallSeconds: Double) -> String {
+        var out = "scenario \(summary.scenario): \(s.cluster.ranks) ranks (\(s.cluster.gpusPerNode) per node), "
+        out += "\(s.model.experts) experts, top-\(s.model.topK), \(s.model.moeLayers) MoE layer\(s.model.moeLayers == 1 ? "" : "s"), "
+        out += "schedule \(summary.schedule), network \(s.network.kind.rawValue), \(summary.steps) step\(summary.steps == 1 ? "" : "s")\n"
+        let slowestStep = summary.step_latencies_us.firstIndex(of: summary.step_latency_us) ?? 0
+        let rows = summary.per_rank.filter { $0.step == slowestStep }
+        if summary.steps > 1 { out += "per-rank figures of step \(slowestStep), the slowest\n" }
+        let header = ["rank", "tokens", "e2e_us", "attention_us", "shared_us", "dispatch_us", "dispatch_wait_us",
+                      "gemm_us", "combine_us", "combine_wait_us"]
+        let body = rows.map { r in
+            [String(r.rank), String(r.tokens), us(r.e2e_us), us(r.attention_us), us(r.shared_us), us(r.dispatch_us),
+             us(r.dispatch_wait_us), us(r.gemm_us), us(r.combine_us), us(r.combine_wait_us)]
+        }
+        out += TextTable.render(header: header, rows: body)
+        out += "step latency: \(us(summary.step_latency_us)) us (max over ranks; slowest rank \(summary.slowest_rank))\n"
+        if summary.steps > 1 {
+            let sorted = summary.step_latencies_us.sorted()
+            let mean = sorted.reduce(0, +) / Double(sorted.count)
+            out += "over \(summary.steps) steps: min \(us(sorted.first!)) us, mean \(us(mean)) us, max \(us(sorted.last!)) us\n"
+        }
+        if let worst = summary.blocked_wait_us.indices.max(by: { summary.blocked_wait_us[$0] < summary.blocked_wait_us[$1] }),
+           summary.blocked_wait_us[worst] > 0 {
+            out += "most waited-for rank: \(worst) (\(us(summary.blocked_wait_us[worst])) us of RECV wait, summed over receivers)\n"
+        }
+        out += "simulated \(summary.kernels) kernels, \(summary.flows) flows, \(summary.messages) messages in \(String(format: "%.3f", wallSeconds)) s\n"
+        return out
+    }
+}
+
+/// A right-aligned, space-separated text table.
+enum TextTable {
+    static func render(header: [String], rows: [[String]]) -> String {
+        var widths = header.map(\.count)
+        for row in rows { for (i, cell) in row.enumerated() { widths[i] = max(widths[i], cell.count) } }
+        func line(_ cells: [String]) -> String {
+            cells.enumerated().map { String(repeating: " ", count: widths[$0.offset] - $0.element.count) + $0.element }
+                .joined(separator: "  ") + "\n"
+        }
+        return line(header) + rows.map(line).joined()
+    }
+}
