@@ -57,6 +57,10 @@ extension Scenario {
             return ScenarioError(.syntax, file: file, keyPath: "", line: mark.line, column: mark.column, message: "YAML syntax error: \(problem)")
         case .composer(_, let problem, let mark, _):
             return ScenarioError(.syntax, file: file, keyPath: "", line: mark.line, column: mark.column, message: "YAML error: \(problem)")
+        case .duplicatedKeysInMapping(let duplicates, let context):
+            return ScenarioError(.inconsistent, file: file, keyPath: duplicates.sorted().joined(separator: ", "),
+                                 line: context.mark.line, column: context.mark.column,
+                                 message: "key given twice in one mapping; give each key once")
         default:
             return ScenarioError(.syntax, file: file, keyPath: "", message: "YAML error: \(error)")
         }

@@ -116,16 +116,13 @@ final class YAMLMapping {
     private var known: [String] = []
     let value: YAMLValue
 
+    /// Duplicate keys never reach here: Yams refuses them while composing.
     init(_ map: Node.Mapping, value: YAMLValue) throws {
         self.value = value
-        var seen: Set<String> = []
         for (keyNode, valueNode) in map {
             let keyValue = YAMLValue(node: keyNode, path: value.path, file: value.file)
             guard case .scalar(let k) = keyNode else { throw keyValue.error(.wrongType, "expected a plain key, found \(keyValue.found)") }
             let childPath = value.path.isEmpty ? k.string : "\(value.path).\(k.string)"
-            guard seen.insert(k.string).inserted else {
-                throw YAMLValue(node: keyNode, path: childPath, file: value.file).error(.inconsistent, "key given twice")
-            }
             entries.append((k.string, YAMLValue(node: valueNode, path: childPath, file: value.file)))
         }
     }

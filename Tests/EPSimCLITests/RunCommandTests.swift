@@ -1,0 +1,83 @@
+import Foundation
+import Testing
+
+@Suite("epsim run and validate, end to end")
+struct RunCommandTests {
+    @Test("there are shipped scenarios")
+    func shipped() {
+        #expect(CLI.shippedScenarios.count >= 7)
+    }
+
+    @Test("every shipped scenario validates and runs", arguments: CLI.shippedScenarios)
+    func runsShipped(_ path: String) throws {
+        let validate = try CLI.run(["validate", path])
+        #expect(validate.status == 0, "\(validate.stderr)")
+        #expect(validate.stdout.contains("\(path): ok"))
+        let run = try CLI.run(["run", path, "--format", "json", "--timeline", "summary"])
+        #expect(run.status == 0, "\(run.stderr)")
+        let json = try JSONSerialization.jsonObject(with: Data(run.stdout.utf8)) as? [String: Any]
+        let latency = json?["step_latency_us"] as? Double ?? 0
+        #expect(latency > 0)
+        let rows = json?["per_rank"] as? [[String: Any]] ?? []
+        #expect(rows.count == (json?["ranks"] as? Int ?? -1) * (json?["steps"] as? Int ?? -1))
+        // The step latency is the largest per-rank end-to-end latency.
+        let maxRank = rows.compactMap { $0["e2e_us"] as? Double }.max() ?? -1
+        #expect(abs(maxRank - latency) < 1e-9)
+    }
+
+    @Test("batch imbalance: the light rank's dispatch shows the wait for the heavy rank")
+    func batchImbalanceTable() throws {
+        let run = try CLI.run(["run", "Scenarios/batch-imbalance.yaml"])
+        #expect(run.status == 0)
+        let lines = run.stdout.split(separator: "\n").map(String.init)
+        let header = lines.first { $0.contains("dispatch_wait_us") }!.split(separator: " ").map(String.init)
+        let waitColumn = header.firstIndex(of: "dispatch_wait_us")!
+        func row(_ rank: Int) -> [String] {
+            lines.first { $0.split(separator: " ").first == Substring(String(rank)) && $0.contains(".") }!
+                .split(separator: " ").map(String.init)
+        }
+        let heavyWait = Double(row(0)[waitColumn])!
+        let lightWait = Double(row(1)[waitColumn])!
+        #expect(lightWait > heavyWait, "the light rank waits longer inside its dispatch")
+        #expect(run.stdout.contains("step latency: 311.451 us"))
+    }
+
+    @Test("--schedule overrides the file")
+    func scheduleOverride() throws {
+        let none = try CLI.run(["run", "Scenarios/balanced.yaml", "--format", "json"])
+        let tbo = try CLI.run(["run", "Scenarios/balanced.yaml", "--format", "json", "--schedule", "deepseek-decode"])
+        #expect(none.status == 0 && tbo.status == 0)
+        #expect(none.stdout.contains("\"schedule\" : \"none\""))
+        #expect(tbo.stdout.contains("\"schedule\" : \"deepseek-decode\""))
+    }
+
+    static let malformed: [(String, String)] = [
+        ("cluster: {ranks: 2, colour: red}\n", "scenario.yaml:1:29: cluster.colour: unknown key \"colour\""),
+        ("cluster: {ranks: 2}\nworkload: {tokens_per_rank: [1, 2, 3]}\n", "workload.tokens_per_rank: expected one value per rank (2 values)"),
+        ("cluster: {ranks: 1000000000}\n", "cluster.ranks: expected a number of ranks in 1...8192, found 1000000000"),
+        ("cluster: {ranks: 3}\n", "model.experts (256) must be divisible by cluster.ranks (3)"),
+        ("cluster: {ranks: 2}\nmodel: {experts: 4, top_k: 5}\n", "top_k (5) must not exceed model.experts (4)"),
+        ("cluster: {ranks: 2}\ncosts: {attn0_us: .inf}\n", "costs.attn0_us: expected a duration in microseconds in 0...1000000000, found the non-finite value .inf"),
+        ("cluster: {ranks: [2]\n", "YAML syntax error"),
+    ]
+
+    @Test("malformed scenarios: a message naming file and key, exit status 65, no stack trace", arguments: malformed)
+    func malformedScenario(_ yaml: String, _ expected: String) throws {
+        let path = try CLI.temporaryFile(yaml)
+        for command in ["run", "validate"] {
+            let out = try CLI.run([command, path])
+            #expect(out.status == 65, "\(command): \(out.stderr)")
+            #expect(out.stderr.contains(expected), "\(out.stderr)")
+            #expect(out.stderr.contains(path))
+            #expect(!out.stderr.contains("Fatal error") && !out.stderr.contains("Stack dump"))
+            #expect(out.stdout.isEmpty)
+        }
+    }
+
+    @Test("a missing scenario file is reported, not crashed on")
+    func missingFile() throws {
+        let out = try CLI.run(["run", "Scenarios/does-not-exist.yaml"])
+        #expect(out.status == 65)
+        #expect(out.stderr.contains("Scenarios/does-not-exist.yaml: cannot read the file"))
+    }
+}

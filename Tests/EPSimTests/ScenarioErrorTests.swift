@@ -1,0 +1,82 @@
+@testable import EPSim
+import Testing
+
+@Suite("Scenario files: malformed input is refused with a precise message")
+struct ScenarioErrorTests {
+    static let minimal = "cluster: {ranks: 4}\nmodel: {experts: 8, top_k: 2}\n"
+
+    static let cases: [(yaml: String, code: ScenarioError.Code, keyPath: String, fragment: String)] = [
+        ("cluster: {ranks: 4, gpu_per_node: 8}\n", .unknownKey, "cluster.gpu_per_node", "unknown key \"gpu_per_node\"; allowed here: gpus_per_node, ranks, sms_per_gpu"),
+        ("cluster: {ranks: four}\n", .wrongType, "cluster.ranks", "expected a number of ranks in 1...8192, found \"four\""),
+        ("cluster: {ranks: \"4\"}\n", .wrongType, "cluster.ranks", "found \"4\""),
+        (minimal + "workload: {tokens_per_rank: [1, 2, 3, -4]}\n", .outOfRange, "workload.tokens_per_rank[3]", "expected a non-negative number of tokens in 0...1048576, found -4"),
+        (minimal + "workload: {tokens_per_rank: [1, 2, 3]}\n", .wrongLength, "workload.tokens_per_rank", "expected one value per rank (4 values) or a single value, found a list of 3"),
+        (minimal + "costs: {attn1_us: [1, 2, .inf, 4]}\n", .outOfRange, "costs.attn1_us[2]", "non-finite value .inf"),
+        (minimal + "costs: {attn1_us: .nan}\n", .outOfRange, "costs.attn1_us", "non-finite"),
+        (minimal + "costs: {gemm_us: -3}\n", .outOfRange, "costs.gemm_us", "expected a duration in microseconds in 0...1000000000, found -3"),
+        (minimal + "network: {rdma: {bandwidth_gbps: 0}}\n", .outOfRange, "network.rdma.bandwidth_gbps", "expected a bandwidth in GB/s"),
+        ("cluster: {ranks: 3}\nmodel: {experts: 8}\n", .inconsistent, "model.experts", "model.experts (8) must be divisible by cluster.ranks (3)"),
+        ("cluster: {ranks: 4}\nmodel: {experts: 8, top_k: 9}\n", .inconsistent, "model.top_k", "top_k (9) must not exceed model.experts (8)"),
+        ("cluster: {ranks: 1000000000}\n", .outOfRange, "cluster.ranks", "expected a number of ranks in 1...8192, found 1000000000"),
+        ("model: {experts: 8}\n", .missingKey, "cluster", "missing; expected a mapping with at least `ranks`"),
+        (minimal + "schedule: tbo\n", .outOfRange, "schedule", "expected one of none, deepseek-decode, found \"tbo\""),
+        ("cluster: {ranks: 4}\nmodel: {hidden: 100}\n", .outOfRange, "model.hidden", "expected an integer in 128...65536, found 100"),
+        ("cluster: {ranks: 4}\nmodel: {hidden: 7000, experts: 8}\n", .outOfRange, "model.hidden", "multiple of 128"),
+        ("cluster: {ranks: 2}\nmodel: {experts: 4, top_k: 2, placement: [0, 0, 0, 0]}\n", .inconsistent, "model.placement", "rank 1 hosts no expert"),
+        ("cluster: {ranks: 2}\nmodel: {experts: 4, top_k: 2, placement: [0, 1, 2, 0]}\n", .outOfRange, "model.placement[2]", "expected a rank in 0...1"),
+        ("cluster: {ranks: 8192}\nmodel: {experts: 8192, moe_layers: 1024}\nsteps: 100\n", .tooLarge, "steps", "flows"),
+        ("cluster: {ranks: 2}\ncluster: {ranks: 3}\n", .inconsistent, "cluster", "key given twice"),
+        ("cluster: [ranks, 2]\n", .wrongType, "cluster", "expected a mapping of keys, found a list"),
+        ("cluster: {ranks: 2\n", .syntax, "", "YAML"),
+        ("", .syntax, "", "the file is empty"),
+        (minimal + "network: {nvlink_for_ll: maybe}\n", .wrongType, "network.nvlink_for_ll", "expected true or false"),
+    ]
+
+    @Test("each malformed input gets its specific error", arguments: cases.indices)
+    func malformed(_ i: Int) {
+        let c = Self.cases[i]
+        do {
+            _ = try Scenario.parse(yaml: c.yaml, file: "bad.yaml")
+            Issue.record("accepted: \(c.yaml)")
+        } catch let error as ScenarioError {
+            #expect(error.code == c.code, "\(error)")
+            #expect(error.keyPath == c.keyPath, "\(error)")
+            #expect(error.description.contains(c.fragment), "\(error)")
+            #expect(error.description.hasPrefix("bad.yaml"), "names the file: \(error)")
+        } catch {
+            Issue.record("unexpected error type: \(error)")
+        }
+    }
+
+    @Test("errors carry the line and column of the offending value")
+    func lineAndColumn() {
+        let yaml = "cluster:\n  ranks: 2\nworkload:\n  tokens_per_rank: [1, -2]\n"
+        do {
+            _ = try Scenario.parse(yaml: yaml, file: "x.yaml")
+            Issue.record("accepted")
+        } catch let error as ScenarioError {
+            #expect(error.line == 4)
+            #expect(error.column == 24)
+            #expect(error.description.hasPrefix("x.yaml:4:24: workload.tokens_per_rank[1]:"))
+        } catch { Issue.record("\(error)") }
+    }
+
+    @Test("a missing file is a scenario error naming it")
+    func missingFile() {
+        #expect(throws: ScenarioError.self) { try Scenario.load(path: "/nonexistent/none.yaml") }
+    }
+
+    @Test("a two-rank thought experiment needs only a few lines; defaults fill the rest")
+    func defaults() throws {
+        let s = try Scenario.parse(yaml: "cluster: {ranks: 2}\n", file: "min.yaml", defaultName: "min")
+        #expect(s.name == "min")
+        #expect(s.model.experts == 256 && s.model.topK == 8 && s.model.hidden == 7168)
+        #expect(s.model.dispatchMessageBytes == 7408)
+        #expect(s.model.combineMessageBytes == 14336)
+        #expect(s.workload.tokensPerRank == [128, 128])
+        #expect(s.schedule == .none && s.steps == 1)
+        var bf16 = s.model
+        bf16.dispatchPrecision = .bf16
+        #expect(bf16.dispatchMessageBytes == 14352)
+    }
+}
