@@ -13,11 +13,15 @@ enum RunReport {
         let slowestStep = summary.step_latencies_us.firstIndex(of: summary.step_latency_us) ?? 0
         let rows = summary.per_rank.filter { $0.step == slowestStep }
         if summary.steps > 1 { out += "per-rank figures of step \(slowestStep), the slowest\n" }
-        let header = ["rank", "tokens", "e2e_us", "attention_us", "shared_us", "dispatch_us", "dispatch_wait_us",
-                      "gemm_us", "combine_us", "combine_wait_us"]
+        let header = [
+            "rank", "tokens", "e2e_us", "attention_us", "shared_us", "dispatch_us", "dispatch_wait_us",
+            "gemm_us", "combine_us", "combine_wait_us",
+        ]
         let body = rows.map { r in
-            [String(r.rank), String(r.tokens), us(r.e2e_us), us(r.attention_us), us(r.shared_us), us(r.dispatch_us),
-             us(r.dispatch_wait_us), us(r.gemm_us), us(r.combine_us), us(r.combine_wait_us)]
+            [
+                String(r.rank), String(r.tokens), us(r.e2e_us), us(r.attention_us), us(r.shared_us), us(r.dispatch_us),
+                us(r.dispatch_wait_us), us(r.gemm_us), us(r.combine_us), us(r.combine_wait_us),
+            ]
         }
         out += TextTable.render(header: header, rows: body)
         out += "step latency: \(us(summary.step_latency_us)) us (max over ranks; slowest rank \(summary.slowest_rank))\n"
@@ -27,7 +31,8 @@ enum RunReport {
             out += "over \(summary.steps) steps: min \(us(sorted.first!)) us, mean \(us(mean)) us, max \(us(sorted.last!)) us\n"
         }
         if let worst = summary.blocked_wait_us.indices.max(by: { summary.blocked_wait_us[$0] < summary.blocked_wait_us[$1] }),
-           summary.blocked_wait_us[worst] > 0 {
+            summary.blocked_wait_us[worst] > 0
+        {
             out += "most waited-for rank: \(worst) (\(us(summary.blocked_wait_us[worst])) us of RECV wait, summed over receivers)\n"
         }
         out += "simulated \(summary.kernels) kernels, \(summary.flows) flows, \(summary.messages) messages in \(String(format: "%.3f", wallSeconds)) s\n"

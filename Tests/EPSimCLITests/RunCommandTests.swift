@@ -57,7 +57,10 @@ struct RunCommandTests {
         ("cluster: {ranks: 1000000000}\n", "cluster.ranks: expected a number of ranks in 1...8192, found 1000000000"),
         ("cluster: {ranks: 3}\n", "model.experts (256) must be divisible by cluster.ranks (3)"),
         ("cluster: {ranks: 2}\nmodel: {experts: 4, top_k: 5}\n", "top_k (5) must not exceed model.experts (4)"),
-        ("cluster: {ranks: 2}\ncosts: {attn0_us: .inf}\n", "costs.attn0_us: expected a duration in microseconds in 0...1000000000, found the non-finite value .inf"),
+        (
+            "cluster: {ranks: 2}\ncosts: {attn0_us: .inf}\n",
+            "costs.attn0_us: expected a duration in microseconds in 0...1000000000, found the non-finite value .inf"
+        ),
         ("cluster: {ranks: [2]\n", "YAML syntax error"),
     ]
 

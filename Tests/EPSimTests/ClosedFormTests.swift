@@ -1,6 +1,7 @@
-@testable import EPSim
 import EventCore
 import Testing
+
+@testable import EPSim
 
 /// Contract §9, computed here independently of the engine: one layer, schedule `none`,
 /// ideal network, fixed durations. The engine must match to the picosecond.
@@ -120,7 +121,7 @@ struct ClosedFormTests {
         text.gpusPerNode = 2
         text.experts = 32
         text.tokens = [128, 0, 128, 128]
-        text.attn1 = [60, 400, 60, 60]   // the empty rank is late
+        text.attn1 = [60, 400, 60, 60]  // the empty rank is late
         let result = try Simulation.run(text.scenario())
         for r in [0, 2, 3] {
             let d = result.kernels.first { $0.rank == Int32(r) && $0.kind == .dispatch }!

@@ -1,6 +1,7 @@
-@testable import EPSim
 import EventCore
 import Testing
+
+@testable import EPSim
 
 /// Random small scenarios from a seeded generator: the invariants of the model hold on all.
 enum RandomScenarios {

@@ -1,11 +1,14 @@
-@testable import EPSim
+import Foundation
 import Testing
+
+@testable import EPSim
 
 @Suite("Routing")
 struct RoutingTests {
     func generator(_ kind: RoutingKind, tokens: [Int], experts: Int, topK: Int, seed: UInt64 = 7) -> RoutingGenerator {
-        let model = MoEModel(hidden: 7168, experts: experts, topK: topK, moeLayers: 1, denseLayers: 0, dispatchPrecision: .fp8,
-                             placement: MoEModel.contiguousPlacement(experts: experts, ranks: tokens.count))
+        let model = MoEModel(
+            hidden: 7168, experts: experts, topK: topK, moeLayers: 1, denseLayers: 0, dispatchPrecision: .fp8,
+            placement: MoEModel.contiguousPlacement(experts: experts, ranks: tokens.count))
         return RoutingGenerator(workload: Workload(tokensPerRank: tokens, routing: kind, seed: seed), model: model)
     }
 
@@ -40,8 +43,10 @@ struct RoutingTests {
     func seeded() {
         let a = generator(.uniform, tokens: [64, 64], experts: 16, topK: 4, seed: 3)
         let b = generator(.uniform, tokens: [64, 64], experts: 16, topK: 4, seed: 3)
-        #expect(a.route(step: 1, layer: 2, microBatches: 2).microBatches[1].pairCounts == b.route(step: 1, layer: 2, microBatches: 2).microBatches[1].pairCounts)
-        #expect(a.route(step: 0, layer: 0, microBatches: 1).microBatches[0].expertLoad != a.route(step: 0, layer: 1, microBatches: 1).microBatches[0].expertLoad)
+        #expect(
+            a.route(step: 1, layer: 2, microBatches: 2).microBatches[1].pairCounts == b.route(step: 1, layer: 2, microBatches: 2).microBatches[1].pairCounts)
+        #expect(
+            a.route(step: 0, layer: 0, microBatches: 1).microBatches[0].expertLoad != a.route(step: 0, layer: 1, microBatches: 1).microBatches[0].expertLoad)
     }
 
     @Test("micro-batch A holds the first ceil(T/2) tokens")
@@ -57,5 +62,3 @@ struct RoutingTests {
         #expect(r.microBatches[1].pairCounts.reduce(0, +) == 8)
     }
 }
-
-import Foundation

@@ -1,16 +1,26 @@
-@testable import EPSim
 import Testing
+
+@testable import EPSim
 
 @Suite("Scenario files: malformed input is refused with a precise message")
 struct ScenarioErrorTests {
     static let minimal = "cluster: {ranks: 4}\nmodel: {experts: 8, top_k: 2}\n"
 
     static let cases: [(yaml: String, code: ScenarioError.Code, keyPath: String, fragment: String)] = [
-        ("cluster: {ranks: 4, gpu_per_node: 8}\n", .unknownKey, "cluster.gpu_per_node", "unknown key \"gpu_per_node\"; allowed here: gpus_per_node, ranks, sms_per_gpu"),
+        (
+            "cluster: {ranks: 4, gpu_per_node: 8}\n", .unknownKey, "cluster.gpu_per_node",
+            "unknown key \"gpu_per_node\"; allowed here: gpus_per_node, ranks, sms_per_gpu"
+        ),
         ("cluster: {ranks: four}\n", .wrongType, "cluster.ranks", "expected a number of ranks in 1...8192, found \"four\""),
         ("cluster: {ranks: \"4\"}\n", .wrongType, "cluster.ranks", "found \"4\""),
-        (minimal + "workload: {tokens_per_rank: [1, 2, 3, -4]}\n", .outOfRange, "workload.tokens_per_rank[3]", "expected a non-negative number of tokens in 0...1048576, found -4"),
-        (minimal + "workload: {tokens_per_rank: [1, 2, 3]}\n", .wrongLength, "workload.tokens_per_rank", "expected one value per rank (4 values) or a single value, found a list of 3"),
+        (
+            minimal + "workload: {tokens_per_rank: [1, 2, 3, -4]}\n", .outOfRange, "workload.tokens_per_rank[3]",
+            "expected a non-negative number of tokens in 0...1048576, found -4"
+        ),
+        (
+            minimal + "workload: {tokens_per_rank: [1, 2, 3]}\n", .wrongLength, "workload.tokens_per_rank",
+            "expected one value per rank (4 values) or a single value, found a list of 3"
+        ),
         (minimal + "costs: {attn1_us: [1, 2, .inf, 4]}\n", .outOfRange, "costs.attn1_us[2]", "non-finite value .inf"),
         (minimal + "costs: {attn1_us: .nan}\n", .outOfRange, "costs.attn1_us", "non-finite"),
         (minimal + "costs: {gemm_us: -3}\n", .outOfRange, "costs.gemm_us", "expected a duration in microseconds in 0...1000000000, found -3"),

@@ -1,5 +1,6 @@
-@testable import EPSim
 import EventCore
+
+@testable import EPSim
 
 /// Builds scenario YAML for tests; every field has a small default.
 struct ScenarioText {

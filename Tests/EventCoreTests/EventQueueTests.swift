@@ -10,7 +10,7 @@ struct EventQueueTests {
         var expected: [(Int64, Int)] = []
         for i in 0..<2000 {
             g = g &* 6364136223846793005 &+ 1442695040888963407
-            let t = Int64((g >> 33) % 50)   // many ties
+            let t = Int64((g >> 33) % 50)  // many ties
             q.push(i, at: SimTime(picos: t))
             expected.append((t, i))
         }

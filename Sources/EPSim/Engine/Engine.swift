@@ -123,7 +123,9 @@ struct Engine<Net: NetworkModel> {
         }
         if let stuck = ranks.indices.first(where: { !ranks[$0].done }) {
             let instr = program[ranks[stuck].pc]
-            throw SimulationError(code: .deadlock, message: "rank \(stuck) never finished \(instr.kind) of layer \(instr.layer), micro-batch \(instr.microBatch), step \(ranks[stuck].step)")
+            throw SimulationError(
+                code: .deadlock,
+                message: "rank \(stuck) never finished \(instr.kind) of layer \(instr.layer), micro-batch \(instr.microBatch), step \(ranks[stuck].step)")
         }
         return RunResult(
             scenarioName: scenario.name, schedule: scenario.schedule, ranks: n, steps: scenario.steps,
@@ -153,8 +155,9 @@ struct Engine<Net: NetworkModel> {
             let total = scenario.workload.tokensPerRank[r]
             let aCount = RoutingGenerator.tokenRange(tokens: total, microBatch: .a, of: microBatches).count
             ranks[r].tokens = Int64(instr.kind == .dense ? total : range.count)
-            let d = cost.computeDuration(instr.kind, rank: r, microBatch: mb, microBatches: microBatches,
-                                         ownTokensA: aCount, ownTokens: total, receivedA: 0, received: 0)
+            let d = cost.computeDuration(
+                instr.kind, rank: r, microBatch: mb, microBatches: microBatches,
+                ownTokensA: aCount, ownTokens: total, receivedA: 0, received: 0)
             queue.push(EngineEvent(rank: Int32(r), kind: .kernelEnd), at: now + d)
         case .mlp:
             let routing = routingFor(step: step, moeLayer: Int(instr.moeLayer)).routing
@@ -163,8 +166,9 @@ struct Engine<Net: NetworkModel> {
                 for e in localExperts[r] { received[m] += Int(routing.microBatches[m].expertLoad[e]) }
             }
             ranks[r].tokens = Int64(received[Int(mb.rawValue)])
-            let d = cost.computeDuration(.mlp, rank: r, microBatch: mb, microBatches: microBatches,
-                                         ownTokensA: 0, ownTokens: 0, receivedA: received[0], received: received.reduce(0, +))
+            let d = cost.computeDuration(
+                .mlp, rank: r, microBatch: mb, microBatches: microBatches,
+                ownTokensA: 0, ownTokens: 0, receivedA: received[0], received: received.reduce(0, +))
             queue.push(EngineEvent(rank: Int32(r), kind: .kernelEnd), at: now + d)
         case .sendDispatch, .dispatch, .sendCombine, .combine:
             let dispatch = instr.kind.isDispatchSide
@@ -201,8 +205,9 @@ struct Engine<Net: NetworkModel> {
             sentMessages += Int64(count)
             sentBytes += bytes
             let path = scenario.network.path(from: r, to: d, in: scenario.cluster)
-            net.post(Flow(source: Int32(r), destination: Int32(d), operation: operation, path: path, messages: count, bytes: bytes),
-                     at: now, deliveries: &deliveries)
+            net.post(
+                Flow(source: Int32(r), destination: Int32(d), operation: operation, path: path, messages: count, bytes: bytes),
+                at: now, deliveries: &deliveries)
         }
         flowCount += n
         messageCount += sentMessages
@@ -242,10 +247,11 @@ struct Engine<Net: NetworkModel> {
         }
         if state.blocker >= 0 { blockedWait[Int(state.blocker)] += state.wait }
         if options.timeline == .full {
-            kernelsByRank[r].append(KernelRecord(
-                rank: Int32(r), step: state.step, layer: instr.layer, microBatch: instr.microBatch, kind: instr.kind,
-                stream: instr.stream, start: state.kernelStart, end: now, wait: state.wait, bytesOut: state.bytesOut,
-                bytesIn: state.bytesIn, tokens: state.tokens, blocker: state.blocker, lastArrival: state.lastArrival))
+            kernelsByRank[r].append(
+                KernelRecord(
+                    rank: Int32(r), step: state.step, layer: instr.layer, microBatch: instr.microBatch, kind: instr.kind,
+                    stream: instr.stream, start: state.kernelStart, end: now, wait: state.wait, bytesOut: state.bytesOut,
+                    bytesIn: state.bytesIn, tokens: state.tokens, blocker: state.blocker, lastArrival: state.lastArrival))
         }
         ranks[r].pc += 1
         if ranks[r].pc == program.count {
@@ -268,7 +274,8 @@ struct Engine<Net: NetworkModel> {
         let i = r * Self.ringSize + Int(operation) % Self.ringSize
         if slots[i].operation != operation {
             guard slots[i].consumed else {
-                throw SimulationError(code: .bufferOverrun, message: "rank \(r) received operation \(operation) while operation \(slots[i].operation) was unread")
+                throw SimulationError(
+                    code: .bufferOverrun, message: "rank \(r) received operation \(operation) while operation \(slots[i].operation) was unread")
             }
             slots[i] = RecvSlot(operation: operation, consumed: false)
         }
@@ -331,7 +338,8 @@ struct Engine<Net: NetworkModel> {
         slots[i].bytesIn += flow.bytes
         slots[i].messagesIn += Int64(flow.messages)
         if slots[i].blocker < 0 || delivery.arrival > slots[i].lastArrival
-            || (delivery.arrival == slots[i].lastArrival && flow.source < slots[i].blocker) {
+            || (delivery.arrival == slots[i].lastArrival && flow.source < slots[i].blocker)
+        {
             slots[i].lastArrival = delivery.arrival
             slots[i].blocker = flow.source
         }
@@ -346,8 +354,9 @@ struct Engine<Net: NetworkModel> {
     mutating func routingFor(step: Int, moeLayer: Int) -> CachedRouting {
         let key = step * scenario.model.moeLayers + moeLayer
         if let cached = routingCache[key] { return cached }
-        let fresh = CachedRouting(routing: router.route(step: step, layer: moeLayer, microBatches: microBatches),
-                                  remainingCombineSends: n * microBatches)
+        let fresh = CachedRouting(
+            routing: router.route(step: step, layer: moeLayer, microBatches: microBatches),
+            remainingCombineSends: n * microBatches)
         routingCache[key] = fresh
         return fresh
     }

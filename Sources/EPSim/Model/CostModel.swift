@@ -37,8 +37,10 @@ public struct CostModel: Sendable {
     /// - Parameters:
     ///   - ownTokensA / ownTokens: the rank's tokens in micro-batch A and in all (attention, shared).
     ///   - receivedA / received: tokens received by the rank's experts in A and in all (MLP).
-    public func computeDuration(_ kind: KernelKind, rank: Int, microBatch: MicroBatch, microBatches: Int,
-                                           ownTokensA: Int, ownTokens: Int, receivedA: Int, received: Int) -> SimTime {
+    public func computeDuration(
+        _ kind: KernelKind, rank: Int, microBatch: MicroBatch, microBatches: Int,
+        ownTokensA: Int, ownTokens: Int, receivedA: Int, received: Int
+    ) -> SimTime {
         switch kind {
         case .attn0: return Self.share(costs.attn0[rank], microBatch: microBatch, microBatches: microBatches, partA: ownTokensA, total: ownTokens)
         case .attn1: return Self.share(costs.attn1[rank], microBatch: microBatch, microBatches: microBatches, partA: ownTokensA, total: ownTokens)

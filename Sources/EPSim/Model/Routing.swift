@@ -88,9 +88,10 @@ public struct RoutingGenerator: Sendable {
     public func route(step: Int, layer: Int, microBatches: Int) -> LayerRouting {
         let n = tokensPerRank.count
         var result: [LayerRouting.MicroBatchRouting] = (0..<microBatches).map { _ in
-            .init(pairCounts: [Int32](repeating: 0, count: n * n),
-                  expertLoad: [Int32](repeating: 0, count: experts),
-                  tokens: [Int32](repeating: 0, count: n))
+            .init(
+                pairCounts: [Int32](repeating: 0, count: n * n),
+                expertLoad: [Int32](repeating: 0, count: experts),
+                tokens: [Int32](repeating: 0, count: n))
         }
         for s in 0..<n {
             let tokens = tokensPerRank[s]

@@ -54,11 +54,12 @@ public struct RunSummary: Codable, Sendable, Equatable {
         flows = result.flowCount
         messages = result.messageCount
         per_rank = result.rankSteps.map { r in
-            RankRow(rank: Int(r.rank), step: Int(r.step), tokens: tokensPerRank[Int(r.rank)],
-                    start_us: r.start.micros, end_us: r.end.micros, e2e_us: r.latency.micros, busy_us: r.busy.micros,
-                    attention_us: r.attention.micros, shared_us: r.shared.micros, dense_us: r.dense.micros,
-                    dispatch_us: r.dispatch.micros, dispatch_wait_us: r.dispatchWait.micros, gemm_us: r.gemm.micros,
-                    combine_us: r.combine.micros, combine_wait_us: r.combineWait.micros)
+            RankRow(
+                rank: Int(r.rank), step: Int(r.step), tokens: tokensPerRank[Int(r.rank)],
+                start_us: r.start.micros, end_us: r.end.micros, e2e_us: r.latency.micros, busy_us: r.busy.micros,
+                attention_us: r.attention.micros, shared_us: r.shared.micros, dense_us: r.dense.micros,
+                dispatch_us: r.dispatch.micros, dispatch_wait_us: r.dispatchWait.micros, gemm_us: r.gemm.micros,
+                combine_us: r.combine.micros, combine_wait_us: r.combineWait.micros)
         }
     }
 }

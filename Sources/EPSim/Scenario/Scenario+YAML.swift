@@ -58,9 +58,10 @@ extension Scenario {
         case .composer(_, let problem, let mark, _):
             return ScenarioError(.syntax, file: file, keyPath: "", line: mark.line, column: mark.column, message: "YAML error: \(problem)")
         case .duplicatedKeysInMapping(let duplicates, let context):
-            return ScenarioError(.inconsistent, file: file, keyPath: duplicates.sorted().joined(separator: ", "),
-                                 line: context.mark.line, column: context.mark.column,
-                                 message: "key given twice in one mapping; give each key once")
+            return ScenarioError(
+                .inconsistent, file: file, keyPath: duplicates.sorted().joined(separator: ", "),
+                line: context.mark.line, column: context.mark.column,
+                message: "key given twice in one mapping; give each key once")
         default:
             return ScenarioError(.syntax, file: file, keyPath: "", message: "YAML error: \(error)")
         }
@@ -85,9 +86,10 @@ struct ScenarioDecoder {
         let cluster = try decodeCluster(clusterMap)
         let modelValue = root.optional("model")
         let model = try decodeModel(modelValue?.mapping(), ranks: cluster.ranks, at: modelValue ?? rootValue)
-        let schedule = try root.optional("schedule").map { v in
-            SchedulePreset(rawValue: try v.choice(SchedulePreset.allCases.map(\.rawValue)))!
-        } ?? .none
+        let schedule =
+            try root.optional("schedule").map { v in
+                SchedulePreset(rawValue: try v.choice(SchedulePreset.allCases.map(\.rawValue)))!
+            } ?? .none
         let steps = try root.optional("steps")?.int(in: 1...ScenarioLimits.maxSteps) ?? 1
         let workloadValue = root.optional("workload")
         let workload = try decodeWorkload(workloadValue?.mapping(), ranks: cluster.ranks, model: model, at: workloadValue ?? rootValue)
@@ -97,10 +99,15 @@ struct ScenarioDecoder {
 
         let flows = Double(steps) * Double(model.moeLayers) * Double(schedule.microBatches) * 2 * Double(cluster.ranks) * Double(cluster.ranks)
         if flows > ScenarioLimits.maxFlows {
-            throw ScenarioError(.tooLarge, file: file, keyPath: "steps", message: "the run would carry \(String(format: "%.3g", flows)) flows (steps x moe_layers x micro-batches x 2 x ranks^2); at most \(String(format: "%.0g", ScenarioLimits.maxFlows)) are allowed: reduce steps, layers or ranks")
+            throw ScenarioError(
+                .tooLarge, file: file, keyPath: "steps",
+                message:
+                    "the run would carry \(String(format: "%.3g", flows)) flows (steps x moe_layers x micro-batches x 2 x ranks^2); at most \(String(format: "%.0g", ScenarioLimits.maxFlows)) are allowed: reduce steps, layers or ranks"
+            )
         }
-        return Scenario(name: name, description: description, cluster: cluster, model: model, workload: workload,
-                        schedule: schedule, steps: steps, network: network, costs: costs)
+        return Scenario(
+            name: name, description: description, cluster: cluster, model: model, workload: workload,
+            schedule: schedule, steps: steps, network: network, costs: costs)
     }
 
     func decodeCluster(_ map: YAMLMapping) throws -> Cluster {
@@ -127,7 +134,8 @@ struct ScenarioDecoder {
         }
         let moeLayers = try map?.optional("moe_layers")?.int(in: 1...ScenarioLimits.maxLayers) ?? 1
         let denseLayers = try map?.optional("dense_layers")?.int(in: 0...ScenarioLimits.maxLayers) ?? 0
-        let precision = try map?.optional("dispatch_dtype").map { DispatchPrecision(rawValue: try $0.choice(DispatchPrecision.allCases.map(\.rawValue)))! } ?? .fp8
+        let precision =
+            try map?.optional("dispatch_dtype").map { DispatchPrecision(rawValue: try $0.choice(DispatchPrecision.allCases.map(\.rawValue)))! } ?? .fp8
         let placement: [Int32]
         if let placementValue = map?.optional("placement") {
             let items = try placementValue.list()
@@ -138,27 +146,32 @@ struct ScenarioDecoder {
             var hosted = [Int](repeating: 0, count: ranks)
             for r in placement { hosted[Int(r)] += 1 }
             if let empty = hosted.firstIndex(of: 0) {
-                throw placementValue.error(.inconsistent, "rank \(empty) hosts no expert; every rank must host at least one (DeepEP gives each rank E/N experts)")
+                throw placementValue.error(
+                    .inconsistent, "rank \(empty) hosts no expert; every rank must host at least one (DeepEP gives each rank E/N experts)")
             }
         } else {
             guard experts % ranks == 0 else {
-                throw (expertsValue ?? value).error(.inconsistent, "model.experts (\(experts)) must be divisible by cluster.ranks (\(ranks)) unless model.placement is given")
+                throw (expertsValue ?? value).error(
+                    .inconsistent, "model.experts (\(experts)) must be divisible by cluster.ranks (\(ranks)) unless model.placement is given")
             }
             placement = MoEModel.contiguousPlacement(experts: experts, ranks: ranks)
         }
         try map?.finish()
-        return MoEModel(hidden: hidden, experts: experts, topK: topK, moeLayers: moeLayers, denseLayers: denseLayers,
-                        dispatchPrecision: precision, placement: placement)
+        return MoEModel(
+            hidden: hidden, experts: experts, topK: topK, moeLayers: moeLayers, denseLayers: denseLayers,
+            dispatchPrecision: precision, placement: placement)
     }
 
     func decodeWorkload(_ map: YAMLMapping?, ranks: Int, model: MoEModel, at value: YAMLValue) throws -> Workload {
         let tokensValue = map?.optional("tokens_per_rank")
-        let tokens = try tokensValue?.perRank(count: ranks) {
-            try $0.int(in: 0...ScenarioLimits.maxTokensPerRank, what: "a non-negative number of tokens")
-        } ?? Array(repeating: 128, count: ranks)
+        let tokens =
+            try tokensValue?.perRank(count: ranks) {
+                try $0.int(in: 0...ScenarioLimits.maxTokensPerRank, what: "a non-negative number of tokens")
+            } ?? Array(repeating: 128, count: ranks)
         let selections = tokens.reduce(0, +) * model.topK
         if selections > ScenarioLimits.maxSelectionsPerLayer {
-            throw (tokensValue ?? value).error(.tooLarge, "\(selections) selections per layer (tokens x top_k) exceed the limit of \(ScenarioLimits.maxSelectionsPerLayer)")
+            throw (tokensValue ?? value).error(
+                .tooLarge, "\(selections) selections per layer (tokens x top_k) exceed the limit of \(ScenarioLimits.maxSelectionsPerLayer)")
         }
         let routing = try map?.optional("routing").map { RoutingKind(rawValue: try $0.choice(RoutingKind.allCases.map(\.rawValue)))! } ?? .balanced
         let seed = try map?.optional("seed")?.int(in: 0...Int.max, what: "a non-negative integer seed") ?? 0

@@ -139,8 +139,9 @@ final class YAMLMapping {
     func required(_ key: String, expected: String) throws -> YAMLValue {
         guard let v = optional(key) else {
             let path = value.path.isEmpty ? key : "\(value.path).\(key)"
-            throw ScenarioError(.missingKey, file: value.file, keyPath: path, line: value.node.mark?.line,
-                                column: value.node.mark?.column, message: "missing; expected \(expected)")
+            throw ScenarioError(
+                .missingKey, file: value.file, keyPath: path, line: value.node.mark?.line,
+                column: value.node.mark?.column, message: "missing; expected \(expected)")
         }
         return v
     }
