@@ -8,13 +8,27 @@ struct EPSimCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "epsim",
         abstract: "Discrete-event simulator of expert-parallel MoE ranks with DeepEP low-latency dispatch and combine.",
-        subcommands: [RunCommand.self, ValidateCommand.self])
+        subcommands: [RunCommand.self, CompareCommand.self, ValidateCommand.self])
 }
 
-/// Loads a scenario, turning its errors into a message and exit status 65 (data error).
-func loadScenario(_ path: String) throws -> Scenario {
+/// Loads a scenario (optionally replacing its schedule by a preset), turning its errors
+/// into a message and exit status 65 (data error).
+func loadScenario(_ path: String, schedule: String? = nil) throws -> Scenario {
     do {
-        return try Scenario.load(path: path)
+        var s = try Scenario.load(path: path)
+        if let schedule {
+            guard let spec = ScheduleSpec.preset(schedule) else {
+                printError("error: unknown schedule \"\(schedule)\"; expected one of \(ScheduleSpec.presetNames.joined(separator: ", "))")
+                throw ExitCode(64)
+            }
+            do {
+                try s.setSchedule(spec)
+            } catch {
+                printError("error: \(path): schedule \(schedule): \(error)")
+                throw ExitCode(65)
+            }
+        }
+        return s
     } catch let error as ScenarioError {
         printError("error: \(error)")
         throw ExitCode(65)

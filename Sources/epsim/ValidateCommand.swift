@@ -16,7 +16,7 @@ struct ValidateCommand: ParsableCommand {
     func run() throws {
         for path in scenarios {
             let s = try loadScenario(path)
-            print("\(path): ok (\(s.cluster.ranks) ranks, \(s.model.experts) experts, \(s.model.moeLayers) MoE layers, schedule \(s.schedule.rawValue))")
+            print("\(path): ok (\(s.cluster.ranks) ranks, \(s.model.experts) experts, \(s.model.moeLayers) MoE layers, schedule \(s.schedule.name))")
         }
     }
 }

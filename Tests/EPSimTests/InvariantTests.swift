@@ -47,7 +47,7 @@ struct InvariantTests {
         let scenario = try text.scenario()
         let result = try Simulation.run(scenario, options: .init(timeline: .full, recordFlows: true))
         let n = text.ranks
-        let program = Program(preset: scenario.schedule, denseLayers: 0, moeLayers: text.moeLayers)
+        let program = try Program(spec: scenario.schedule, denseLayers: 0, moeLayers: text.moeLayers)
         #expect(result.kernels.count == n * text.steps * program.instructions.count)
         #expect(result.flowCount == n * n * program.commOpsPerStep * text.steps)
         #expect(result.flows.count == result.flowCount, "every flow delivered exactly once")

@@ -51,9 +51,13 @@ struct RoutingTests {
 
     @Test("micro-batch A holds the first ceil(T/2) tokens")
     func split() {
-        #expect(RoutingGenerator.tokenRange(tokens: 7, microBatch: .a, of: 2) == 0..<4)
-        #expect(RoutingGenerator.tokenRange(tokens: 7, microBatch: .b, of: 2) == 4..<7)
-        #expect(RoutingGenerator.tokenRange(tokens: 7, microBatch: .a, of: 1) == 0..<7)
+        let w = Workload(tokensPerRank: [7, 3], routing: .balanced, seed: 0)
+        #expect(w.tokenRange(rank: 0, microBatch: .a, of: 2) == 0..<4)
+        #expect(w.tokenRange(rank: 0, microBatch: .b, of: 2) == 4..<7)
+        #expect(w.tokenRange(rank: 0, microBatch: .a, of: 1) == 0..<7)
+        let explicit = Workload(tokensPerRank: [7, 3], routing: .balanced, seed: 0, microBatchATokens: [2, 3])
+        #expect(explicit.tokenRange(rank: 0, microBatch: .b, of: 2) == 2..<7)
+        #expect(explicit.tokenRange(rank: 1, microBatch: .b, of: 2).isEmpty)
         let g = generator(.balanced, tokens: [7, 3], experts: 4, topK: 2)
         let r = g.route(step: 0, layer: 0, microBatches: 2)
         #expect(r.microBatches[0].tokens == [4, 2])

@@ -1,33 +1,64 @@
 import EventCore
 
-/// What the future-event list holds: a rank's current kernel reaching a phase boundary.
+/// What the future-event list holds: a lane's current kernel reaching a phase boundary.
 struct EngineEvent {
     enum Kind: UInt8 {
-        /// The SEND part of the current kernel is done: post its flows.
+        /// The SEND part of the lane's kernel is done: post its flows.
         case sendDone
-        /// The current kernel ends.
+        /// The lane's kernel ends.
         case kernelEnd
     }
-    var rank: Int32
+    /// `rank * 2 + stream`.
+    var lane: Int32
     var kind: Kind
+    /// The lane's version when scheduled; a compute kernel whose speed changed is
+    /// rescheduled under a new version and the old event is ignored.
+    var version: UInt32
 }
 
-/// Per-rank execution state: where the rank is in its program and what its current kernel did.
-struct RankState {
-    var step: Int32 = 0
-    var pc: Int = 0
-    var done = false
+/// Where a lane's current kernel is.
+enum Phase: UInt8 {
+    case idle
+    /// A compute kernel progressing at the rate of the SMs it has.
+    case compute
+    /// Normal-mode dispatch: waiting for every rank's counts before sending.
+    case notifyWait
+    case send
+    /// Resident and spinning until the last flow of its operation arrives.
+    case receiveWait
+    /// Copying or reducing after the last arrival.
+    case copy
+}
+
+/// One stream of one rank: its position in the program and its current kernel.
+struct LaneState {
+    var pc = 0
+    var phase = Phase.idle
+    var instruction = -1
+    var version: UInt32 = 0
     var kernelStart: SimTime = .zero
     var bytesOut: Int64 = 0
     var bytesIn: Int64 = 0
     var tokens: Int64 = 0
     var wait: SimTime = .zero
     var blocker: Int32 = -1
+    var blockerWait: SimTime = .zero
     var lastArrival: SimTime? = nil
+    /// Compute kernels: work left in SM-picoseconds, the SMs it runs on, and since when.
+    var workLeft: Int64 = 0
+    var sms: Int64 = 0
+    var lastUpdate: SimTime = .zero
 }
 
-/// Arrivals of one low-latency operation at one receiver: DeepEP's per-(source, expert)
-/// count slots (dispatch) or per-expert flags (combine), aggregated per source rank.
+struct RankState {
+    var step: Int32 = 0
+    var done = false
+    /// A kernel on the comm stream is resident and holds `commSMs` SMs.
+    var commResident = false
+}
+
+/// Arrivals of one operation at one receiver: DeepEP's per-(source, expert) count slots
+/// (dispatch) or per-expert flags (combine), aggregated per source rank.
 struct RecvSlot {
     var operation: Int32 = -1
     var arrived: Int32 = 0
@@ -35,7 +66,8 @@ struct RecvSlot {
     var messagesIn: Int64 = 0
     var lastArrival: SimTime = .zero
     var blocker: Int32 = -1
-    var waiting = false
+    /// The lane spinning on this slot, or -1.
+    var waitingLane: Int32 = -1
     var consumed = true
     var recvStart: SimTime = .zero
 }
@@ -46,8 +78,10 @@ struct CachedRouting {
     var remainingCombineSends: Int
 }
 
-/// The discrete-event engine: every kernel is an event gated on its stream and, for RECV
-/// kernels, on the arrival of every flow it waits for; there is no barrier anywhere.
+/// The discrete-event engine: every kernel is an event gated on its stream, on its
+/// cross-stream producers and, for RECV kernels, on the arrival of every flow it waits
+/// for; there is no barrier anywhere (normal-mode count exchanges are the one
+/// synchronisation, and they are messages too).
 ///
 /// Generic over the network model so that the model is specialised into the loop.
 struct Engine<Net: NetworkModel> {
@@ -56,7 +90,8 @@ struct Engine<Net: NetworkModel> {
     let scenario: Scenario
     let options: SimulationOptions
     let n: Int
-    let program: [Instruction]
+    let program: Program
+    let instructions: [Instruction]
     let opsPerStep: Int
     let microBatches: Int
     let cost: CostModel
@@ -64,11 +99,17 @@ struct Engine<Net: NetworkModel> {
     let localExperts: [[Int]]
     let dispatchBytes: Int64
     let combineBytes: Int64
+    let totalSMs: Int64
+    let commSMs: Int64
+    let normalMode: Bool
 
     var net: Net
     var queue: EventQueue<EngineEvent>
     var deliveries: [Delivery] = []
     var ranks: [RankState]
+    var lanes: [LaneState]
+    /// `completedInStep[rank * P + instruction] == step + 1` once it ran in that step.
+    var completedInStep: [Int32]
     var slots: [RecvSlot]
     var routingCache: [Int: CachedRouting] = [:]
     var rankSteps: [RankStepResult]
@@ -80,14 +121,15 @@ struct Engine<Net: NetworkModel> {
     var messageCount: Int64 = 0
     var eventCount = 0
 
-    init(scenario: Scenario, network: Net, options: SimulationOptions) {
+    init(scenario: Scenario, network: Net, options: SimulationOptions) throws {
         self.scenario = scenario
         self.options = options
         n = scenario.cluster.ranks
-        let prog = Program(preset: scenario.schedule, denseLayers: scenario.model.denseLayers, moeLayers: scenario.model.moeLayers)
-        program = prog.instructions
-        opsPerStep = prog.commOpsPerStep
-        microBatches = prog.microBatches
+        program = try Program(spec: scenario.schedule, denseLayers: scenario.model.denseLayers, moeLayers: scenario.model.moeLayers)
+        instructions = program.instructions
+        opsPerStep = program.commOpsPerStep
+        microBatches = program.microBatches
+        normalMode = program.mode == .normal
         cost = CostModel(costs: scenario.costs, model: scenario.model)
         router = RoutingGenerator(workload: scenario.workload, model: scenario.model)
         var local = [[Int]](repeating: [], count: n)
@@ -95,9 +137,13 @@ struct Engine<Net: NetworkModel> {
         localExperts = local
         dispatchBytes = scenario.model.dispatchMessageBytes
         combineBytes = scenario.model.combineMessageBytes
+        totalSMs = Int64(scenario.cluster.smsPerGPU)
+        commSMs = Int64(program.commSMs)
         net = network
-        queue = EventQueue(reservingCapacity: 2 * n)
+        queue = EventQueue(reservingCapacity: 4 * n)
         ranks = Array(repeating: RankState(), count: n)
+        lanes = Array(repeating: LaneState(), count: 2 * n)
+        completedInStep = Array(repeating: 0, count: n * program.instructions.count)
         slots = Array(repeating: RecvSlot(), count: n * Self.ringSize)
         let rankCount = n
         rankSteps = (0..<scenario.steps).flatMap { s in (0..<rankCount).map { RankStepResult(rank: Int32($0), step: Int32(s)) } }
@@ -106,7 +152,7 @@ struct Engine<Net: NetworkModel> {
     }
 
     mutating func run() throws -> RunResult {
-        for r in 0..<n { try startKernel(r, at: .zero) }
+        for r in 0..<n { try startStep(r, at: .zero) }
         while true {
             if let tn = net.nextEventTime, queue.nextTime.map({ tn <= $0 }) ?? true {
                 net.advance(to: tn, deliveries: &deliveries)
@@ -114,122 +160,172 @@ struct Engine<Net: NetworkModel> {
                 continue
             }
             guard let (now, event) = queue.pop() else { break }
+            let lane = Int(event.lane)
+            guard event.version == lanes[lane].version else { continue }
             eventCount += 1
-            let r = Int(event.rank)
             switch event.kind {
-            case .sendDone: try sendDone(r, at: now)
-            case .kernelEnd: try finishKernel(r, at: now)
+            case .sendDone: try sendDone(lane, at: now)
+            case .kernelEnd: try finishKernel(lane, at: now)
             }
         }
         if let stuck = ranks.indices.first(where: { !ranks[$0].done }) {
-            let instr = program[ranks[stuck].pc]
-            throw SimulationError(
-                code: .deadlock,
-                message: "rank \(stuck) never finished \(instr.kind) of layer \(instr.layer), micro-batch \(instr.microBatch), step \(ranks[stuck].step)")
+            let waiting = (0..<2).map { stuck * 2 + $0 }.filter { lanes[$0].instruction >= 0 }
+            let what = waiting.map { "\(instructions[lanes[$0].instruction].label)" }.joined(separator: " and ")
+            throw SimulationError(code: .deadlock, message: "rank \(stuck) never finished step \(ranks[stuck].step): stuck in \(what.isEmpty ? "a stream waiting on the other" : what)")
         }
         return RunResult(
-            scenarioName: scenario.name, schedule: scenario.schedule, ranks: n, steps: scenario.steps,
+            scenarioName: scenario.name, schedule: scenario.schedule.name, ranks: n, steps: scenario.steps,
             rankSteps: rankSteps, kernels: kernelsByRank.flatMap { $0 }, flows: flows,
             kernelCount: kernelCount, flowCount: flowCount, messageCount: messageCount, eventCount: eventCount,
             blockedWait: blockedWait)
     }
 
-    // MARK: Kernels
+    // MARK: Steps and lanes
 
-    /// Starts the kernel at the rank's program counter at `now` (its stream just became free).
-    mutating func startKernel(_ r: Int, at now: SimTime) throws {
-        let instr = program[ranks[r].pc]
+    mutating func startStep(_ r: Int, at now: SimTime) throws {
+        rankSteps[Int(ranks[r].step) * n + r].start = now
+        for s in 0..<2 { lanes[r * 2 + s].pc = 0 }
+        for s in 0..<2 { try tryStart(lane: r * 2 + s, at: now) }
+    }
+
+    /// Starts the lane's next kernel if the lane is free and the kernel's cross-stream
+    /// producers have ended in this step.
+    mutating func tryStart(lane: Int, at now: SimTime) throws {
+        let r = lane >> 1
+        let stream = program.streams[lane & 1]
+        guard lanes[lane].phase == .idle, lanes[lane].pc < stream.count else { return }
+        let i = Int(stream[lanes[lane].pc])
+        let stepMark = ranks[r].step + 1
+        let base = r * instructions.count
+        for dep in instructions[i].crossStreamDependencies where completedInStep[base + Int(dep)] != stepMark { return }
+        try startKernel(lane: lane, instruction: i, at: now)
+    }
+
+    mutating func startKernel(lane: Int, instruction i: Int, at now: SimTime) throws {
+        let r = lane >> 1
+        let instr = instructions[i]
         let step = Int(ranks[r].step)
-        if ranks[r].pc == 0 { rankSteps[step * n + r].start = now }
-        ranks[r].kernelStart = now
-        ranks[r].bytesOut = 0
-        ranks[r].bytesIn = 0
-        ranks[r].tokens = 0
-        ranks[r].wait = .zero
-        ranks[r].blocker = -1
-        ranks[r].lastArrival = nil
+        lanes[lane].instruction = i
+        lanes[lane].kernelStart = now
+        lanes[lane].bytesOut = 0
+        lanes[lane].bytesIn = 0
+        lanes[lane].tokens = 0
+        lanes[lane].wait = .zero
+        lanes[lane].blocker = -1
+        lanes[lane].blockerWait = .zero
+        lanes[lane].lastArrival = nil
+        if instr.stream == .comm && commSMs > 0 { setCommResident(r, true, at: now) }
         let mb = instr.microBatch
+        let workload = scenario.workload
         switch instr.kind {
         case .attn0, .attn1, .shared, .dense:
-            let range = RoutingGenerator.tokenRange(tokens: scenario.workload.tokensPerRank[r], microBatch: mb, of: microBatches)
-            let total = scenario.workload.tokensPerRank[r]
-            let aCount = RoutingGenerator.tokenRange(tokens: total, microBatch: .a, of: microBatches).count
-            ranks[r].tokens = Int64(instr.kind == .dense ? total : range.count)
-            let d = cost.computeDuration(
-                instr.kind, rank: r, microBatch: mb, microBatches: microBatches,
-                ownTokensA: aCount, ownTokens: total, receivedA: 0, received: 0)
-            queue.push(EngineEvent(rank: Int32(r), kind: .kernelEnd), at: now + d)
+            let dense = instr.moeLayer < 0
+            let total = workload.tokensPerRank[r]
+            lanes[lane].tokens = Int64(dense ? total : workload.tokenRange(rank: r, microBatch: mb, of: microBatches).count)
+            let d = cost.computeDuration(instr.kind, rank: r, microBatch: mb, microBatches: microBatches,
+                                         partA: workload.tokenRange(rank: r, microBatch: .a, of: microBatches).count, total: total,
+                                         wholeBatch: dense)
+            startCompute(lane: lane, duration: d, at: now)
         case .mlp:
             let routing = routingFor(step: step, moeLayer: Int(instr.moeLayer)).routing
             var received = [Int](repeating: 0, count: microBatches)
             for m in 0..<microBatches {
                 for e in localExperts[r] { received[m] += Int(routing.microBatches[m].expertLoad[e]) }
             }
-            ranks[r].tokens = Int64(received[Int(mb.rawValue)])
-            let d = cost.computeDuration(
-                .mlp, rank: r, microBatch: mb, microBatches: microBatches,
-                ownTokensA: 0, ownTokens: 0, receivedA: received[0], received: received.reduce(0, +))
-            queue.push(EngineEvent(rank: Int32(r), kind: .kernelEnd), at: now + d)
+            lanes[lane].tokens = Int64(received[Int(mb.rawValue)])
+            let d = cost.computeDuration(.mlp, rank: r, microBatch: mb, microBatches: microBatches,
+                                         partA: received[0], total: received.reduce(0, +))
+            startCompute(lane: lane, duration: d, at: now)
         case .sendDispatch, .dispatch, .sendCombine, .combine:
-            let dispatch = instr.kind.isDispatchSide
-            let pairs = routingFor(step: step, moeLayer: Int(instr.moeLayer)).routing.microBatches[Int(mb.rawValue)].pairCounts
-            var messages = 0
-            if dispatch {
-                for d in 0..<n { messages += Int(pairs[r * n + d]) }
+            if instr.notifyOp >= 0 {
+                // Normal mode: the count exchange among all ranks comes first.
+                let op = Int32(step * opsPerStep + Int(instr.notifyOp))
+                for d in 0..<n {
+                    net.post(Flow(source: Int32(r), destination: Int32(d), operation: op,
+                                  path: scenario.network.path(from: r, to: d, in: scenario.cluster), messages: 0, bytes: 0),
+                             at: now, deliveries: &deliveries)
+                }
+                flowCount += n
+                lanes[lane].phase = .notifyWait
+                try beginReceive(lane: lane, operation: op, at: now)
+                try drainDeliveries()
             } else {
-                for s in 0..<n { messages += Int(pairs[s * n + r]) }
+                try beginSend(lane: lane, at: now)
             }
-            let d = cost.sendDuration(dispatch: dispatch, rank: r, messages: messages)
-            queue.push(EngineEvent(rank: Int32(r), kind: .sendDone), at: now + d)
         case .recvDispatch, .recvCombine:
-            try beginReceive(r, at: now)
+            lanes[lane].phase = .receiveWait
+            try beginReceive(lane: lane, operation: Int32(step * opsPerStep + Int(instr.commOp)), at: now)
         }
+    }
+
+    /// The rank's pairs (row or column of the routing) that the current SEND serves.
+    func sendCounts(lane: Int, routing: LayerRouting) -> (counts: [Int32], dispatch: Bool) {
+        let instr = instructions[lanes[lane].instruction]
+        let mbRouting = routing.microBatches[Int(instr.microBatch.rawValue)]
+        return (normalMode ? mbRouting.uniquePairCounts : mbRouting.pairCounts, instr.kind.isDispatchSide)
+    }
+
+    mutating func beginSend(lane: Int, at now: SimTime) throws {
+        let r = lane >> 1
+        let instr = instructions[lanes[lane].instruction]
+        let (counts, dispatch) = sendCounts(lane: lane, routing: routingFor(step: Int(ranks[r].step), moeLayer: Int(instr.moeLayer)).routing)
+        var messages = 0
+        if dispatch {
+            for d in 0..<n { messages += Int(counts[r * n + d]) }
+        } else {
+            for s in 0..<n { messages += Int(counts[s * n + r]) }
+        }
+        lanes[lane].phase = .send
+        queue.push(EngineEvent(lane: Int32(lane), kind: .sendDone, version: lanes[lane].version),
+                   at: now + cost.sendDuration(dispatch: dispatch, rank: r, messages: messages))
     }
 
     /// The SEND part is over: post one flow to every rank (zero-message flows included:
     /// their count or flag messages are always sent), then end the kernel or, when fused,
     /// go on to the RECV part.
-    mutating func sendDone(_ r: Int, at now: SimTime) throws {
-        let instr = program[ranks[r].pc]
+    mutating func sendDone(_ lane: Int, at now: SimTime) throws {
+        let r = lane >> 1
+        let instr = instructions[lanes[lane].instruction]
         let step = Int(ranks[r].step)
         let key = step * scenario.model.moeLayers + Int(instr.moeLayer)
-        let pairs = routingCache[key]!.routing.microBatches[Int(instr.microBatch.rawValue)].pairCounts
-        let dispatch = instr.kind.isDispatchSide
+        let (counts, dispatch) = sendCounts(lane: lane, routing: routingCache[key]!.routing)
         let operation = Int32(step * opsPerStep + Int(instr.commOp))
         let bytesPerMessage = dispatch ? dispatchBytes : combineBytes
         var sentMessages: Int64 = 0
         var sentBytes: Int64 = 0
         for d in 0..<n {
-            let count = dispatch ? pairs[r * n + d] : pairs[d * n + r]
+            let count = dispatch ? counts[r * n + d] : counts[d * n + r]
             let bytes = Int64(count) * bytesPerMessage
             sentMessages += Int64(count)
             sentBytes += bytes
             let path = scenario.network.path(from: r, to: d, in: scenario.cluster)
-            net.post(
-                Flow(source: Int32(r), destination: Int32(d), operation: operation, path: path, messages: count, bytes: bytes),
-                at: now, deliveries: &deliveries)
+            net.post(Flow(source: Int32(r), destination: Int32(d), operation: operation, path: path, messages: count, bytes: bytes),
+                     at: now, deliveries: &deliveries)
         }
         flowCount += n
         messageCount += sentMessages
-        ranks[r].bytesOut = sentBytes
-        ranks[r].tokens = sentMessages
+        lanes[lane].bytesOut = sentBytes
+        lanes[lane].tokens = sentMessages
         if !dispatch {
             routingCache[key]!.remainingCombineSends -= 1
             if routingCache[key]!.remainingCombineSends == 0 { routingCache[key] = nil }
         }
         try drainDeliveries()
         if instr.kind.receives {
-            try beginReceive(r, at: now)
+            lanes[lane].phase = .receiveWait
+            try beginReceive(lane: lane, operation: operation, at: now)
         } else {
-            try finishKernel(r, at: now)
+            try finishKernel(lane, at: now)
         }
     }
 
-    /// Ends the current kernel at `now`, books it, and starts the next one (or the next step).
-    mutating func finishKernel(_ r: Int, at now: SimTime) throws {
-        let instr = program[ranks[r].pc]
-        let state = ranks[r]
-        let idx = Int(state.step) * n + r
+    /// Ends the lane's kernel at `now`, books it, and starts whatever can start next.
+    mutating func finishKernel(_ lane: Int, at now: SimTime) throws {
+        let r = lane >> 1
+        let i = lanes[lane].instruction
+        let instr = instructions[i]
+        let state = lanes[lane]
+        let idx = Int(ranks[r].step) * n + r
         let duration = now - state.kernelStart
         kernelCount += 1
         rankSteps[idx].busy += duration - state.wait
@@ -245,25 +341,68 @@ struct Engine<Net: NetworkModel> {
             rankSteps[idx].combine += duration
             rankSteps[idx].combineWait += state.wait
         }
-        if state.blocker >= 0 { blockedWait[Int(state.blocker)] += state.wait }
+        if instr.kind.isCompute && instr.stream == .compute { rankSteps[idx].computeOnComputeStream += duration }
         if options.timeline == .full {
-            kernelsByRank[r].append(
-                KernelRecord(
-                    rank: Int32(r), step: state.step, layer: instr.layer, microBatch: instr.microBatch, kind: instr.kind,
-                    stream: instr.stream, start: state.kernelStart, end: now, wait: state.wait, bytesOut: state.bytesOut,
-                    bytesIn: state.bytesIn, tokens: state.tokens, blocker: state.blocker, lastArrival: state.lastArrival))
+            kernelsByRank[r].append(KernelRecord(
+                rank: Int32(r), step: ranks[r].step, layer: instr.layer, microBatch: instr.microBatch, kind: instr.kind,
+                stream: instr.stream, start: state.kernelStart, end: now, wait: state.wait, bytesOut: state.bytesOut,
+                bytesIn: state.bytesIn, tokens: state.tokens, blocker: state.blocker, lastArrival: state.lastArrival))
         }
-        ranks[r].pc += 1
-        if ranks[r].pc == program.count {
+        completedInStep[r * instructions.count + i] = ranks[r].step + 1
+        lanes[lane].phase = .idle
+        lanes[lane].instruction = -1
+        lanes[lane].pc += 1
+        if instr.stream == .comm && commSMs > 0 { setCommResident(r, false, at: now) }
+        try tryStart(lane: lane, at: now)
+        try tryStart(lane: lane ^ 1, at: now)
+        let stepDone = (0..<2).allSatisfy { s in
+            lanes[r * 2 + s].phase == .idle && lanes[r * 2 + s].pc == program.streams[s].count
+        }
+        if stepDone {
             rankSteps[idx].end = now
             ranks[r].step += 1
-            ranks[r].pc = 0
             if Int(ranks[r].step) == scenario.steps {
                 ranks[r].done = true
-                return
+            } else {
+                try startStep(r, at: now)
             }
         }
-        try startKernel(r, at: now)
+    }
+
+    // MARK: Compute and SM sharing
+
+    /// Starts a compute kernel of `duration` at full SMs: it needs `duration x S` SM-ps of
+    /// work and progresses at the SMs it has (all, or all but the comm kernel's).
+    mutating func startCompute(lane: Int, duration: SimTime, at now: SimTime) {
+        lanes[lane].phase = .compute
+        lanes[lane].workLeft = duration.picos * totalSMs
+        lanes[lane].lastUpdate = now
+        lanes[lane].sms = availableSMs(rank: lane >> 1, stream: lane & 1)
+        scheduleComputeEnd(lane: lane, at: now)
+    }
+
+    func availableSMs(rank r: Int, stream: Int) -> Int64 {
+        stream == StreamKind.compute.rawValue.asInt && ranks[r].commResident ? totalSMs - commSMs : totalSMs
+    }
+
+    mutating func scheduleComputeEnd(lane: Int, at now: SimTime) {
+        let sms = lanes[lane].sms
+        let left = lanes[lane].workLeft
+        let end = now + SimTime(picos: (left + sms - 1) / sms)
+        queue.push(EngineEvent(lane: Int32(lane), kind: .kernelEnd, version: lanes[lane].version), at: end)
+    }
+
+    /// A comm-stream kernel starts or ends: the compute kernel running beside it changes speed.
+    mutating func setCommResident(_ r: Int, _ resident: Bool, at now: SimTime) {
+        ranks[r].commResident = resident
+        let lane = r * 2 + Int(StreamKind.compute.rawValue)
+        guard lanes[lane].phase == .compute else { return }
+        let progressed = (now - lanes[lane].lastUpdate).picos * lanes[lane].sms
+        lanes[lane].workLeft = max(0, lanes[lane].workLeft - progressed)
+        lanes[lane].lastUpdate = now
+        lanes[lane].sms = availableSMs(rank: r, stream: Int(StreamKind.compute.rawValue))
+        lanes[lane].version &+= 1
+        scheduleComputeEnd(lane: lane, at: now)
     }
 
     // MARK: Receiving
@@ -274,58 +413,71 @@ struct Engine<Net: NetworkModel> {
         let i = r * Self.ringSize + Int(operation) % Self.ringSize
         if slots[i].operation != operation {
             guard slots[i].consumed else {
-                throw SimulationError(
-                    code: .bufferOverrun, message: "rank \(r) received operation \(operation) while operation \(slots[i].operation) was unread")
+                throw SimulationError(code: .bufferOverrun, message: "rank \(r) received operation \(operation) while operation \(slots[i].operation) was unread")
             }
             slots[i] = RecvSlot(operation: operation, consumed: false)
         }
         return i
     }
 
-    /// The RECV (part) of the current kernel begins at `now`: it ends at
-    /// `max(now, last arrival) + copy`, the time before the last arrival being wait.
-    mutating func beginReceive(_ r: Int, at now: SimTime) throws {
-        let instr = program[ranks[r].pc]
-        let operation = Int32(Int(ranks[r].step) * opsPerStep + Int(instr.commOp))
-        let i = try slotIndex(rank: r, operation: operation)
+    /// The lane begins waiting for `operation` at `now`: it goes on at
+    /// `max(now, last arrival)`, the time in between being wait.
+    mutating func beginReceive(lane: Int, operation: Int32, at now: SimTime) throws {
+        let i = try slotIndex(rank: lane >> 1, operation: operation)
         slots[i].recvStart = now
-        if Int(slots[i].arrived) == n {
-            completeReceive(r, slot: i)
-        } else {
-            slots[i].waiting = true
-        }
+        slots[i].waitingLane = Int32(lane)
+        if Int(slots[i].arrived) == n { try completeReceive(slot: i) }
     }
 
-    /// All flows of the slot have arrived and the RECV has begun: schedule its end.
-    mutating func completeReceive(_ r: Int, slot i: Int) {
-        let instr = program[ranks[r].pc]
+    /// Every flow of the slot has arrived and its lane is waiting: the lane goes on.
+    mutating func completeReceive(slot i: Int) throws {
+        let lane = Int(slots[i].waitingLane)
+        let r = lane >> 1
         let slot = slots[i]
-        let dispatch = instr.kind.isDispatchSide
         let ready = max(slot.recvStart, slot.lastArrival)
+        let wait = ready - slot.recvStart
+        slots[i].waitingLane = -1
+        slots[i].consumed = true
+        lanes[lane].wait += wait
+        lanes[lane].lastArrival = slot.lastArrival
+        if wait > .zero {
+            blockedWait[Int(slot.blocker)] += wait
+            if wait > lanes[lane].blockerWait {
+                lanes[lane].blocker = slot.blocker
+                lanes[lane].blockerWait = wait
+            }
+        }
+        if lanes[lane].phase == .notifyWait {
+            try beginSend(lane: lane, at: ready)
+            return
+        }
+        let instr = instructions[lanes[lane].instruction]
+        let dispatch = instr.kind.isDispatchSide
         let workBytes: Int64
-        if dispatch {
+        if dispatch || normalMode {
             workBytes = slot.bytesIn
-            ranks[r].tokens = slot.messagesIn
+            lanes[lane].tokens = slot.messagesIn
         } else {
-            // The combine RECV reduces T * top_k rows of 2H bytes.
-            let tokens = RoutingGenerator.tokenRange(tokens: scenario.workload.tokensPerRank[r], microBatch: instr.microBatch, of: microBatches).count
+            // The low-latency combine RECV reduces T * top_k rows of 2H bytes.
+            let tokens = scenario.workload.tokenRange(rank: r, microBatch: instr.microBatch, of: microBatches).count
             let rows = Int64(tokens * scenario.model.topK)
             workBytes = rows * combineBytes
-            ranks[r].tokens = rows
+            lanes[lane].tokens = rows
         }
-        ranks[r].bytesIn = slot.bytesIn
-        ranks[r].wait = ready - slot.recvStart
-        ranks[r].lastArrival = slot.lastArrival
-        ranks[r].blocker = slot.lastArrival > slot.recvStart ? slot.blocker : -1
-        slots[i].waiting = false
-        slots[i].consumed = true
+        lanes[lane].bytesIn = slot.bytesIn
+        lanes[lane].phase = .copy
         let end = ready + cost.recvDuration(dispatch: dispatch, rank: r, bytes: workBytes)
-        queue.push(EngineEvent(rank: Int32(r), kind: .kernelEnd), at: end)
+        queue.push(EngineEvent(lane: Int32(lane), kind: .kernelEnd, version: lanes[lane].version), at: end)
     }
 
     mutating func drainDeliveries() throws {
         guard !deliveries.isEmpty else { return }
-        for delivery in deliveries { try deliver(delivery) }
+        var k = 0
+        // Completing a receive may post more flows (a normal-mode send); keep draining.
+        while k < deliveries.count {
+            try deliver(deliveries[k])
+            k += 1
+        }
         deliveries.removeAll(keepingCapacity: true)
     }
 
@@ -344,7 +496,7 @@ struct Engine<Net: NetworkModel> {
             slots[i].blocker = flow.source
         }
         if options.recordFlows { flows.append(FlowRecord(flow: flow, posted: delivery.posted, arrival: delivery.arrival)) }
-        if Int(slots[i].arrived) == n && slots[i].waiting { completeReceive(d, slot: i) }
+        if Int(slots[i].arrived) == n && slots[i].waitingLane >= 0 { try completeReceive(slot: i) }
     }
 
     // MARK: Routing
@@ -355,9 +507,13 @@ struct Engine<Net: NetworkModel> {
         let key = step * scenario.model.moeLayers + moeLayer
         if let cached = routingCache[key] { return cached }
         let fresh = CachedRouting(
-            routing: router.route(step: step, layer: moeLayer, microBatches: microBatches),
+            routing: router.route(step: step, layer: moeLayer, microBatches: microBatches, uniquePairs: normalMode),
             remainingCombineSends: n * microBatches)
         routingCache[key] = fresh
         return fresh
     }
+}
+
+extension UInt8 {
+    var asInt: Int { Int(self) }
 }

@@ -39,7 +39,7 @@ public enum Simulation {
     public static func run(_ scenario: Scenario, options: SimulationOptions = .init()) throws -> RunResult {
         switch scenario.network.kind {
         case .ideal:
-            var engine = Engine(scenario: scenario, network: IdealNetwork(config: scenario.network), options: options)
+            var engine = try Engine(scenario: scenario, network: IdealNetwork(config: scenario.network), options: options)
             return try engine.run()
         }
     }

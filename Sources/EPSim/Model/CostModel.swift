@@ -35,19 +35,24 @@ public struct CostModel: Sendable {
     /// Duration of a compute kernel (`ATTN0`, `ATTN1`, `SHARED`, `MLP`, `DENSE`).
     ///
     /// - Parameters:
-    ///   - ownTokensA / ownTokens: the rank's tokens in micro-batch A and in all (attention, shared).
-    ///   - receivedA / received: tokens received by the rank's experts in A and in all (MLP).
-    public func computeDuration(
-        _ kind: KernelKind, rank: Int, microBatch: MicroBatch, microBatches: Int,
-        ownTokensA: Int, ownTokens: Int, receivedA: Int, received: Int
-    ) -> SimTime {
+    ///   - partA / total: micro-batch A's share of the work and the whole: own tokens for
+    ///     attention and shared experts, tokens received by the rank's experts for MLP.
+    ///   - wholeBatch: a dense layer's kernels always run on the whole batch.
+    public func computeDuration(_ kind: KernelKind, rank: Int, microBatch: MicroBatch, microBatches: Int,
+                                partA: Int, total: Int, wholeBatch: Bool = false) -> SimTime {
+        let cost: ComputeCost
         switch kind {
-        case .attn0: return Self.share(costs.attn0[rank], microBatch: microBatch, microBatches: microBatches, partA: ownTokensA, total: ownTokens)
-        case .attn1: return Self.share(costs.attn1[rank], microBatch: microBatch, microBatches: microBatches, partA: ownTokensA, total: ownTokens)
-        case .shared: return Self.share(costs.shared[rank], microBatch: microBatch, microBatches: microBatches, partA: ownTokensA, total: ownTokens)
-        case .mlp: return Self.share(costs.gemm[rank], microBatch: microBatch, microBatches: microBatches, partA: receivedA, total: received)
+        case .attn0: cost = costs.attn0
+        case .attn1: cost = costs.attn1
+        case .shared: cost = costs.shared
+        case .mlp: cost = costs.gemm
         case .dense: return costs.denseMLP[rank]
         default: return .zero
+        }
+        if wholeBatch || microBatches == 1 { return cost.whole(rank) }
+        switch cost {
+        case .wholeBatch(let d): return Self.share(d[rank], microBatch: microBatch, microBatches: microBatches, partA: partA, total: total)
+        case .perMicroBatch(let a, let b): return microBatch == .a ? a[rank] : b[rank]
         }
     }
 

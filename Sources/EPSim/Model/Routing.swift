@@ -11,6 +11,10 @@ public struct LayerRouting: Sendable {
         public var expertLoad: [Int32]
         /// Tokens of each rank in this micro-batch.
         public var tokens: [Int32]
+        /// `uniquePairCounts[s * N + d]`: tokens of `s` with at least one expert on `d`, the
+        /// message count of normal-mode kernels (which send a token once per rank). Empty
+        /// unless requested.
+        public var uniquePairCounts: [Int32]
     }
 
     public var microBatches: [MicroBatchRouting]
@@ -26,6 +30,7 @@ public struct LayerRouting: Sendable {
 public struct RoutingGenerator: Sendable {
     public let kind: RoutingKind
     public let seed: UInt64
+    public let workload: Workload
     public let tokensPerRank: [Int]
     public let experts: Int
     public let topK: Int
@@ -35,6 +40,7 @@ public struct RoutingGenerator: Sendable {
     public init(workload: Workload, model: MoEModel) {
         kind = workload.routing
         seed = workload.seed
+        self.workload = workload
         tokensPerRank = workload.tokensPerRank
         experts = model.experts
         topK = model.topK
@@ -48,13 +54,6 @@ public struct RoutingGenerator: Sendable {
         globalOffset = offsets
     }
 
-    /// Tokens of `rank` in micro-batch `mb` when the batch is split into `microBatches`:
-    /// A holds the first `ceil(T/2)`, B the rest.
-    public static func tokenRange(tokens: Int, microBatch mb: MicroBatch, of microBatches: Int) -> Range<Int> {
-        guard microBatches == 2 else { return 0..<tokens }
-        let a = (tokens + 1) / 2
-        return mb == .a ? 0..<a : a..<tokens
-    }
 
     /// Calls `body(token, expert)` for every selection of `rank` in (step, layer), tokens in order.
     public func forEachSelection(rank: Int, step: Int, layer: Int, _ body: (Int, Int) -> Void) {
@@ -84,26 +83,34 @@ public struct RoutingGenerator: Sendable {
         }
     }
 
-    /// The routing of one layer of one step, split into `microBatches`.
-    public func route(step: Int, layer: Int, microBatches: Int) -> LayerRouting {
+    /// The routing of one layer of one step, split into `microBatches`; with
+    /// `uniquePairs`, also the per-(token, rank) counts of normal-mode kernels.
+    public func route(step: Int, layer: Int, microBatches: Int, uniquePairs: Bool = false) -> LayerRouting {
         let n = tokensPerRank.count
         var result: [LayerRouting.MicroBatchRouting] = (0..<microBatches).map { _ in
-            .init(
-                pairCounts: [Int32](repeating: 0, count: n * n),
-                expertLoad: [Int32](repeating: 0, count: experts),
-                tokens: [Int32](repeating: 0, count: n))
+            .init(pairCounts: [Int32](repeating: 0, count: n * n),
+                  expertLoad: [Int32](repeating: 0, count: experts),
+                  tokens: [Int32](repeating: 0, count: n),
+                  uniquePairCounts: uniquePairs ? [Int32](repeating: 0, count: n * n) : [])
         }
+        // The last token (global number) counted towards each destination rank.
+        var lastToken = [Int](repeating: -1, count: uniquePairs ? n : 0)
         for s in 0..<n {
-            let tokens = tokensPerRank[s]
-            let splitAt = microBatches == 2 ? (tokens + 1) / 2 : tokens
+            let splitAt = workload.tokenRange(rank: s, microBatch: .a, of: microBatches).upperBound
             for m in 0..<microBatches {
-                result[m].tokens[s] = Int32(RoutingGenerator.tokenRange(tokens: tokens, microBatch: MicroBatch(rawValue: UInt8(m))!, of: microBatches).count)
+                result[m].tokens[s] = Int32(workload.tokenRange(rank: s, microBatch: MicroBatch(rawValue: UInt8(m))!, of: microBatches).count)
             }
             let row = s * n
+            let base = globalOffset[s]
             forEachSelection(rank: s, step: step, layer: layer) { t, e in
                 let m = t < splitAt ? 0 : 1
-                result[m].pairCounts[row + Int(placement[e])] += 1
+                let d = Int(placement[e])
+                result[m].pairCounts[row + d] += 1
                 result[m].expertLoad[e] += 1
+                if uniquePairs && lastToken[d] != base + t {
+                    lastToken[d] = base + t
+                    result[m].uniquePairCounts[row + d] += 1
+                }
             }
         }
         return LayerRouting(microBatches: result)

@@ -1,169 +1,156 @@
-/// The kinds of kernel a rank executes, in the contract's vocabulary (§7).
-public enum KernelKind: UInt8, Sendable, CaseIterable, CustomStringConvertible {
-    /// MLA projections before core attention.
-    case attn0
-    /// Core attention, output projection and the routing gate.
-    case attn1
-    /// Shared experts.
-    case shared
-    /// Routed-expert grouped GEMM over the tokens this rank's experts received.
-    case mlp
-    /// The MLP of a dense (non-MoE) layer.
-    case dense
-    /// Dispatch SEND half (hook mode): posts data and count messages, then exits.
-    case sendDispatch
-    /// Dispatch RECV half: spins until every (source, local expert) count has arrived, then copies.
-    case recvDispatch
-    /// Combine SEND half: returns expert outputs, then a flag per (expert, source rank).
-    case sendCombine
-    /// Combine RECV half: waits for all `E` flags, then reduces `T * top_k` rows.
-    case recvCombine
-    /// Fused dispatch: SEND then RECV in one kernel (no hook).
-    case dispatch
-    /// Fused combine: SEND then RECV in one kernel.
-    case combine
-
-    /// The contract's name of the kind (`SEND-D`, `ATTN0`, ...).
-    public var description: String {
-        switch self {
-        case .attn0: return "ATTN0"
-        case .attn1: return "ATTN1"
-        case .shared: return "SHARED"
-        case .mlp: return "MLP"
-        case .dense: return "DENSE"
-        case .sendDispatch: return "SEND-D"
-        case .recvDispatch: return "RECV-D"
-        case .sendCombine: return "SEND-C"
-        case .recvCombine: return "RECV-C"
-        case .dispatch: return "DISPATCH"
-        case .combine: return "COMBINE"
-        }
-    }
-
-    public init?(name: String) {
-        guard let kind = Self.allCases.first(where: { $0.description == name }) else { return nil }
-        self = kind
-    }
-
-    /// True for kernels that post messages.
-    public var sends: Bool { self == .sendDispatch || self == .sendCombine || self == .dispatch || self == .combine }
-    /// True for kernels that wait for arrivals.
-    public var receives: Bool { self == .recvDispatch || self == .recvCombine || self == .dispatch || self == .combine }
-    /// True for the dispatch half of the all-to-all pair.
-    public var isDispatchSide: Bool { self == .sendDispatch || self == .recvDispatch || self == .dispatch }
-    public var isCommunication: Bool { sends || receives }
+/// How the communication kernels of a schedule behave.
+public enum CommunicationMode: String, Sendable, CaseIterable {
+    /// DeepEP low-latency kernels: per-selection messages, no synchronisation, two buffers
+    /// (operations must run D(A), C(A), D(B), C(B), each SEND after the previous RECV).
+    case lowLatency = "low-latency"
+    /// DeepEP normal (high-throughput) kernels: one message per (token, destination rank),
+    /// and every dispatch opens with a count exchange among all ranks, a real
+    /// synchronisation point.
+    case normal
 }
 
-/// A CUDA stream of one rank. Kernels on one stream run one at a time, in program order.
-public enum StreamKind: UInt8, Sendable, CustomStringConvertible {
-    case compute = 0
-    case comm = 1
-    public var description: String { self == .compute ? "compute" : "comm" }
-}
-
-/// One kernel launch of a rank's per-step program.
-public struct Instruction: Sendable, Equatable {
+/// One entry of a schedule: a kernel kind, its micro-batch, its layer offset and its stream.
+///
+/// Written `KIND`, `KIND(MB)`, `KIND(MB+N)` or `KIND(MB,+N)`, optionally followed by
+/// `@comm`, e.g. `SEND-D(A+1)` or `COMBINE(A,-1)@comm`.
+public struct KernelRef: Sendable, Equatable, CustomStringConvertible {
     public var kind: KernelKind
     public var microBatch: MicroBatch
-    /// Absolute model layer: dense layers first (`0 ..< D`), then MoE layers.
-    public var layer: Int32
-    /// Index among MoE layers, or -1 for a dense layer.
-    public var moeLayer: Int32
+    public var layerOffset: Int
     public var stream: StreamKind
-    /// Ordinal of the low-latency operation (dispatch or combine) within the step, shared by
-    /// the SEND and RECV halves of one operation; -1 for compute kernels.
-    public var commOp: Int32
+
+    public init(_ kind: KernelKind, _ mb: MicroBatch = .a, _ offset: Int = 0, _ stream: StreamKind = .compute) {
+        self.kind = kind
+        self.microBatch = mb
+        self.layerOffset = offset
+        self.stream = stream
+    }
+
+    public var description: String {
+        var s = "\(kind)(\(microBatch)"
+        if layerOffset != 0 { s += layerOffset > 0 ? ",+\(layerOffset)" : ",\(layerOffset)" }
+        s += ")"
+        if stream == .comm { s += "@comm" }
+        return s
+    }
+
+    /// Parses `KIND(MB,+N)@stream`; returns a message saying what was expected on failure.
+    public static func parse(_ text: String) -> Result<KernelRef, ScheduleError> {
+        var body = Substring(text.trimmingCharacters(in: .whitespaces))
+        var stream = StreamKind.compute
+        if let at = body.firstIndex(of: "@") {
+            switch body[body.index(after: at)...] {
+            case "comm": stream = .comm
+            case "compute": stream = .compute
+            default: return .failure(ScheduleError("unknown stream in \"\(text)\"; expected @compute or @comm"))
+            }
+            body = body[..<at]
+        }
+        var args: [Substring] = []
+        if let open = body.firstIndex(of: "(") {
+            guard body.last == ")" else {
+                return .failure(ScheduleError("unbalanced parenthesis in \"\(text)\" (inside a YAML [flow, list] a comma splits items: write ATTN0(A+1), quote the item, or give the list as one string)"))
+            }
+            var inner = String(body[body.index(after: open)..<body.index(before: body.endIndex)])
+            // `A+1` is `A,+1`: the comma-free form survives YAML flow lists.
+            if let sign = inner.firstIndex(where: { $0 == "+" || $0 == "-" }), !inner.contains(",") {
+                inner.insert(",", at: sign)
+            }
+            args = inner.split(separator: ",", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces)[...] }
+            body = body[..<open]
+        }
+        guard let kind = KernelKind(name: String(body)) else {
+            let names = KernelKind.allCases.map(\.description).joined(separator: ", ")
+            return .failure(ScheduleError("unknown kernel \"\(body)\" in \"\(text)\"; expected one of \(names)"))
+        }
+        var mb = MicroBatch.a
+        var offset = 0
+        if args.count > 2 { return .failure(ScheduleError("too many arguments in \"\(text)\"; expected KIND(MB) or KIND(MB,+N)")) }
+        if let m = args.first {
+            switch m {
+            case "A": mb = .a
+            case "B": mb = .b
+            default: return .failure(ScheduleError("unknown micro-batch \"\(m)\" in \"\(text)\"; expected A or B"))
+            }
+        }
+        if args.count == 2 {
+            guard let o = Int(args[1].replacingOccurrences(of: "+", with: "")), abs(o) <= 4 else {
+                return .failure(ScheduleError("bad layer offset \"\(args[1])\" in \"\(text)\"; expected an integer from -4 to +4"))
+            }
+            offset = o
+        }
+        return .success(KernelRef(kind, mb, offset, stream))
+    }
 }
 
-/// A named schedule: how each rank orders the kernels of a step.
-public enum SchedulePreset: String, Sendable, CaseIterable {
-    /// One micro-batch, fused DISPATCH and COMBINE:
-    /// `ATTN0 ATTN1 SHARED DISPATCH MLP COMBINE` per layer.
-    case none
-    /// DeepSeek's five-stage two-micro-batch decode overlap (hook mode).
-    case deepseekDecode = "deepseek-decode"
-
-    /// Micro-batches the schedule splits each rank's batch into.
-    public var microBatches: Int { self == .none ? 1 : 2 }
+/// A schedule refused as written or as built: the message names the offending kernel.
+public struct ScheduleError: Error, Sendable, Equatable, CustomStringConvertible {
+    public var message: String
+    /// Where in the schedule's lists the problem is, when it is one entry (`body[3]`).
+    public var entry: String?
+    public init(_ message: String, entry: String? = nil) {
+        self.message = message
+        self.entry = entry
+    }
+    public var description: String { message }
 }
 
-/// The per-step program every rank runs (durations differ per rank; the order does not).
-public struct Program: Sendable {
-    public var instructions: [Instruction]
-    /// Low-latency operations (dispatch or combine) per step.
-    public var commOpsPerStep: Int
+/// A schedule as data: the order in which each rank issues the kernels of a step.
+///
+/// The step is `prologue`, then `body` once per MoE layer `l` (an entry with offset `o`
+/// belongs to layer `l + o` and is left out when that layer does not exist), then
+/// `epilogue` (offsets relative to the layer after the last one). Prologue offsets count
+/// from layer 0. Dense layers, if any, run first as `ATTN0 ATTN1 DENSE` on the whole batch.
+public struct ScheduleSpec: Sendable, Equatable {
+    public var name: String
+    public var mode: CommunicationMode
     public var microBatches: Int
+    /// SMs a kernel on the comm stream holds while resident (of `cluster.sms_per_gpu`).
+    public var commSMs: Int
+    public var prologue: [KernelRef]
+    public var body: [KernelRef]
+    public var epilogue: [KernelRef]
 
-    /// Builds the program of `preset` for `denseLayers` dense then `moeLayers` MoE layers.
-    public init(preset: SchedulePreset, denseLayers: Int, moeLayers: Int) {
-        var b = ProgramBuilder(denseLayers: denseLayers)
-        for l in 0..<denseLayers {
-            let layer = Int32(l)
-            b.add(.attn0, .a, layer: layer, moe: -1)
-            b.add(.attn1, .a, layer: layer, moe: -1)
-            b.add(.dense, .a, layer: layer, moe: -1)
-        }
-        switch preset {
-        case .none:
-            for l in 0..<moeLayers {
-                for kind in [KernelKind.attn0, .attn1, .shared, .dispatch, .mlp, .combine] {
-                    b.add(kind, .a, moe: l)
-                }
-            }
-        case .deepseekDecode:
-            b.add(.attn0, .a, moe: 0)
-            b.add(.attn1, .a, moe: 0)
-            b.add(.sendDispatch, .a, moe: 0)
-            for l in 0..<moeLayers {
-                let last = l == moeLayers - 1
-                b.add(.shared, .a, moe: l)
-                b.add(.attn0, .b, moe: l)
-                b.add(.recvDispatch, .a, moe: l)
-                b.add(.mlp, .a, moe: l)
-                b.add(.sendCombine, .a, moe: l)
-                b.add(.attn1, .b, moe: l)
-                b.add(.recvCombine, .a, moe: l)
-                b.add(.sendDispatch, .b, moe: l)
-                b.add(.shared, .b, moe: l)
-                if !last { b.add(.attn0, .a, moe: l + 1) }
-                b.add(.recvDispatch, .b, moe: l)
-                b.add(.mlp, .b, moe: l)
-                b.add(.sendCombine, .b, moe: l)
-                if !last { b.add(.attn1, .a, moe: l + 1) }
-                b.add(.recvCombine, .b, moe: l)
-                if !last { b.add(.sendDispatch, .a, moe: l + 1) }
-            }
-        }
-        self.instructions = b.instructions
-        self.commOpsPerStep = b.commOps
-        self.microBatches = preset.microBatches
-    }
-}
-
-/// Appends instructions and numbers the low-latency operations in SEND order.
-struct ProgramBuilder {
-    var instructions: [Instruction] = []
-    var commOps = 0
-    let denseLayers: Int
-    /// Open operations keyed by (dispatch side, micro-batch, MoE layer) awaiting their RECV.
-    private var pending: [Int: Int32] = [:]
-
-    init(denseLayers: Int) { self.denseLayers = denseLayers }
-
-    mutating func add(_ kind: KernelKind, _ mb: MicroBatch, moe: Int) {
-        add(kind, mb, layer: Int32(denseLayers + moe), moe: Int32(moe))
+    public init(name: String, mode: CommunicationMode = .lowLatency, microBatches: Int, commSMs: Int = 0,
+                prologue: [KernelRef] = [], body: [KernelRef], epilogue: [KernelRef] = []) {
+        self.name = name
+        self.mode = mode
+        self.microBatches = microBatches
+        self.commSMs = commSMs
+        self.prologue = prologue
+        self.body = body
+        self.epilogue = epilogue
     }
 
-    mutating func add(_ kind: KernelKind, _ mb: MicroBatch, layer: Int32, moe: Int32) {
-        var op: Int32 = -1
-        let key = (kind.isDispatchSide ? 1 : 0) | Int(mb.rawValue) << 1 | Int(moe) << 2
-        if kind.sends {
-            op = Int32(commOps)
-            commOps += 1
-            if !kind.receives { pending[key] = op }
-        } else if kind.receives {
-            op = pending.removeValue(forKey: key) ?? -1
+    /// The preset names `epsim run --schedule` and the `schedule:` key accept.
+    public static let presetNames = ["none", "deepseek-decode", "deepseek-prefill"]
+
+    /// A named preset, or nil.
+    public static func preset(_ name: String) -> ScheduleSpec? {
+        func refs(_ text: String) -> [KernelRef] {
+            text.split(separator: " ").map { try! KernelRef.parse(String($0)).get() }
         }
-        instructions.append(Instruction(kind: kind, microBatch: mb, layer: layer, moeLayer: moe, stream: .compute, commOp: op))
+        switch name {
+        case "none":
+            return ScheduleSpec(name: name, microBatches: 1, body: refs("ATTN0 ATTN1 SHARED DISPATCH MLP COMBINE"))
+        case "deepseek-decode":
+            return ScheduleSpec(
+                name: name, microBatches: 2, prologue: refs("ATTN0(A) ATTN1(A) SEND-D(A)"),
+                body: refs("""
+                    SHARED(A) ATTN0(B) RECV-D(A) MLP(A) SEND-C(A) ATTN1(B) \
+                    RECV-C(A) SEND-D(B) SHARED(B) ATTN0(A,+1) RECV-D(B) MLP(B) \
+                    SEND-C(B) ATTN1(A,+1) RECV-C(B) SEND-D(A,+1)
+                    """))
+        case "deepseek-prefill":
+            return ScheduleSpec(
+                name: name, mode: .normal, microBatches: 2, commSMs: 24,
+                body: refs("""
+                    ATTN0(B) ATTN1(B) COMBINE(A,-1)@comm SHARED(A,-1) ATTN0(A) ATTN1(A) \
+                    DISPATCH(B)@comm DISPATCH(A)@comm MLP(B) MLP(A) SHARED(B) COMBINE(B)@comm
+                    """),
+                epilogue: refs("COMBINE(A,-1)@comm SHARED(A,-1)"))
+        default:
+            return nil
+        }
     }
 }

@@ -52,6 +52,8 @@ public struct RankStepResult: Sendable, Equatable {
     /// All combine kernels (SEND-C, RECV-C or the fused COMBINE), wait included.
     public var combine: SimTime = .zero
     public var combineWait: SimTime = .zero
+    /// Compute kernels (attention, shared, GEMM, dense) on the compute stream.
+    public var computeOnComputeStream: SimTime = .zero
 
     public init(rank: Int32, step: Int32) {
         self.rank = rank
@@ -61,6 +63,9 @@ public struct RankStepResult: Sendable, Equatable {
     /// End-to-end step latency of this rank: first kernel start to last kernel end.
     public var latency: SimTime { end - start }
     public var wait: SimTime { dispatchWait + combineWait }
+    /// The part of the step latency not covered by compute on the compute stream: the
+    /// communication (and its wait) that overlap failed to hide.
+    public var exposedCommunication: SimTime { latency - computeOnComputeStream }
 }
 
 /// How much of the timeline a run keeps.
@@ -74,7 +79,8 @@ public enum TimelineDetail: String, Sendable, CaseIterable {
 /// Everything a run computed, in a value that storage and exports consume.
 public struct RunResult: Sendable {
     public var scenarioName: String
-    public var schedule: SchedulePreset
+    /// Name of the schedule (a preset name or the file's own).
+    public var schedule: String
     public var ranks: Int
     public var steps: Int
     /// `rankSteps[step * ranks + rank]`.

@@ -16,6 +16,7 @@ public struct RunSummary: Codable, Sendable, Equatable {
         public var gemm_us: Double
         public var combine_us: Double
         public var combine_wait_us: Double
+        public var exposed_comm_us: Double
     }
 
     public var scenario: String
@@ -39,7 +40,7 @@ public struct RunSummary: Codable, Sendable, Equatable {
 
     public init(result: RunResult, tokensPerRank: [Int]) {
         scenario = result.scenarioName
-        schedule = result.schedule.rawValue
+        schedule = result.schedule
         ranks = result.ranks
         steps = result.steps
         step_latency_us = result.stepLatency.micros
@@ -59,7 +60,8 @@ public struct RunSummary: Codable, Sendable, Equatable {
                 start_us: r.start.micros, end_us: r.end.micros, e2e_us: r.latency.micros, busy_us: r.busy.micros,
                 attention_us: r.attention.micros, shared_us: r.shared.micros, dense_us: r.dense.micros,
                 dispatch_us: r.dispatch.micros, dispatch_wait_us: r.dispatchWait.micros, gemm_us: r.gemm.micros,
-                combine_us: r.combine.micros, combine_wait_us: r.combineWait.micros)
+                combine_us: r.combine.micros, combine_wait_us: r.combineWait.micros,
+                exposed_comm_us: r.exposedCommunication.micros)
         }
     }
 }

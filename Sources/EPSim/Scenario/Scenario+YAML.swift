@@ -19,6 +19,13 @@ public enum ScenarioLimits {
 }
 
 extension Scenario {
+    /// Replaces the schedule (e.g. from `epsim run --schedule`), validating it against the
+    /// scenario's layers.
+    public mutating func setSchedule(_ spec: ScheduleSpec) throws(ScheduleError) {
+        _ = try Program(spec: spec, denseLayers: model.denseLayers, moeLayers: model.moeLayers)
+        schedule = spec
+    }
+
     /// Reads and validates the scenario file at `path`.
     ///
     /// - Throws: ``ScenarioError`` naming the file, key path and line for any problem.
@@ -86,18 +93,22 @@ struct ScenarioDecoder {
         let cluster = try decodeCluster(clusterMap)
         let modelValue = root.optional("model")
         let model = try decodeModel(modelValue?.mapping(), ranks: cluster.ranks, at: modelValue ?? rootValue)
-        let schedule =
-            try root.optional("schedule").map { v in
-                SchedulePreset(rawValue: try v.choice(SchedulePreset.allCases.map(\.rawValue)))!
-            } ?? .none
+        let scheduleValue = root.optional("schedule")
+        let schedule = try scheduleValue.map { try decodeSchedule($0, cluster: cluster) } ?? ScheduleSpec.preset("none")!
         let steps = try root.optional("steps")?.int(in: 1...ScenarioLimits.maxSteps) ?? 1
         let workloadValue = root.optional("workload")
         let workload = try decodeWorkload(workloadValue?.mapping(), ranks: cluster.ranks, model: model, at: workloadValue ?? rootValue)
+        do {
+            _ = try Program(spec: schedule, denseLayers: model.denseLayers, moeLayers: model.moeLayers)
+        } catch {
+            throw (scheduleValue ?? rootValue).error(.invalidSchedule, "invalid schedule \"\(schedule.name)\": \(error.message)")
+        }
         let network = try decodeNetwork(root.optional("network")?.mapping())
         let costs = try decodeCosts(root.optional("costs")?.mapping(), ranks: cluster.ranks)
         try root.finish()
 
-        let flows = Double(steps) * Double(model.moeLayers) * Double(schedule.microBatches) * 2 * Double(cluster.ranks) * Double(cluster.ranks)
+        let ranks = Double(cluster.ranks)
+        let flows = Double(steps) * Double(model.moeLayers) * Double(schedule.microBatches) * 2 * ranks * ranks
         if flows > ScenarioLimits.maxFlows {
             throw ScenarioError(
                 .tooLarge, file: file, keyPath: "steps",
@@ -175,15 +186,24 @@ struct ScenarioDecoder {
         }
         let routing = try map?.optional("routing").map { RoutingKind(rawValue: try $0.choice(RoutingKind.allCases.map(\.rawValue)))! } ?? .balanced
         let seed = try map?.optional("seed")?.int(in: 0...Int.max, what: "a non-negative integer seed") ?? 0
+        var splitA: [Int]?
+        if let splitValue = map?.optional("micro_batch_a_tokens") {
+            let split = try splitValue.perRank(count: ranks) { try $0.int(in: 0...ScenarioLimits.maxTokensPerRank, what: "a number of tokens") }
+            if let r = split.indices.first(where: { split[$0] > tokens[$0] }) {
+                let at = splitValue.isSequence ? try splitValue.list()[r] : splitValue
+                throw at.error(.inconsistent, "micro-batch A of rank \(r) cannot hold \(split[r]) tokens: the rank has \(tokens[r])")
+            }
+            splitA = split
+        }
         try map?.finish()
-        return Workload(tokensPerRank: tokens, routing: routing, seed: UInt64(seed))
+        return Workload(tokensPerRank: tokens, routing: routing, seed: UInt64(seed), microBatchATokens: splitA)
     }
 
     func decodeLink(_ value: YAMLValue?, defaultGBps: Double, defaultLatencyMicros: Double) throws -> LinkConfig {
         guard let map = try value?.mapping() else {
             return LinkConfig(bandwidthGBps: defaultGBps, latency: SimTime(micros: defaultLatencyMicros))
         }
-        let bw = try map.optional("bandwidth_gbps")?.double(in: 1e-6...1e9, what: "a bandwidth in GB/s") ?? defaultGBps
+        let bw = try map.optional("bandwidth_gbps")?.bandwidth() ?? defaultGBps
         let lat = try map.optional("latency_us")?.double(in: 0...ScenarioLimits.maxMicros, what: "a latency in microseconds") ?? defaultLatencyMicros
         try map.finish()
         return LinkConfig(bandwidthGBps: bw, latency: SimTime(micros: lat))
@@ -215,17 +235,60 @@ struct ScenarioDecoder {
     func decodeRecv(_ value: YAMLValue?, ranks: Int, defaultGBps: Double) throws -> RecvCost {
         let map = try value?.mapping()
         let fixed = try micros(map, "fixed_us", ranks: ranks, default: 4)
-        let gbps = try map?.optional("copy_gbps")?.double(in: 1e-6...1e9, what: "a bandwidth in GB/s") ?? defaultGBps
+        let gbps = try map?.optional("copy_gbps")?.bandwidth() ?? defaultGBps
         try map?.finish()
         return RecvCost(fixed: fixed, copyGBps: gbps)
     }
 
+    /// A compute duration: one value or a per-rank list for the whole batch, or a mapping
+    /// `{a: ..., b: ...}` giving each micro-batch's duration explicitly.
+    func computeCost(_ map: YAMLMapping?, _ key: String, ranks: Int, default value: Double) throws -> ComputeCost {
+        guard let v = map?.optional(key), v.isMapping else { return .wholeBatch(try micros(map, key, ranks: ranks, default: value)) }
+        let split = try v.mapping()
+        let a = try micros(split, "a", ranks: ranks, default: 0)
+        let b = try micros(split, "b", ranks: ranks, default: 0)
+        guard split.has("a") && split.has("b") else { throw v.error(.missingKey, "expected both a and b (the duration of each micro-batch)") }
+        try split.finish()
+        return .perMicroBatch(a: a, b: b)
+    }
+
+    func decodeSchedule(_ value: YAMLValue, cluster: Cluster) throws -> ScheduleSpec {
+        if !value.isMapping {
+            return ScheduleSpec.preset(try value.choice(ScheduleSpec.presetNames))!
+        }
+        let map = try value.mapping()
+        let name = try map.optional("name")?.string() ?? "custom"
+        let mode = try map.optional("mode").map { CommunicationMode(rawValue: try $0.choice(CommunicationMode.allCases.map(\.rawValue)))! } ?? .lowLatency
+        let microBatches = try map.optional("micro_batches")?.int(in: 1...2, what: "a number of micro-batches") ?? 1
+        func refs(_ key: String, required: Bool) throws -> [KernelRef] {
+            let v = required ? try map.required(key, expected: "a list of kernels such as [ATTN0, ATTN1, SHARED, DISPATCH, MLP, COMBINE]") : map.optional(key)
+            guard let v else { return [] }
+            // A list of kernels, or one string of kernels separated by spaces.
+            let items: [(YAMLValue, String)] =
+                v.isSequence ? try v.list().map { ($0, try $0.string()) } : try v.string().split(separator: " ").map { (v, String($0)) }
+            return try items.map { item, text in
+                switch KernelRef.parse(text) {
+                case .success(let ref): return ref
+                case .failure(let e): throw item.error(.invalidSchedule, e.message)
+                }
+            }
+        }
+        let prologue = try refs("prologue", required: false)
+        let body = try refs("body", required: true)
+        let epilogue = try refs("epilogue", required: false)
+        let usesComm = (prologue + body + epilogue).contains { $0.stream == .comm }
+        let commSMs = try map.optional("comm_sms")?.int(in: 0...(cluster.smsPerGPU - 1), what: "a number of SMs") ?? (usesComm ? 24 : 0)
+        try map.finish()
+        return ScheduleSpec(name: name, mode: mode, microBatches: microBatches, commSMs: commSMs,
+                            prologue: prologue, body: body, epilogue: epilogue)
+    }
+
     func decodeCosts(_ map: YAMLMapping?, ranks: Int) throws -> CostConfig {
         let costs = CostConfig(
-            attn0: try micros(map, "attn0_us", ranks: ranks, default: 30),
-            attn1: try micros(map, "attn1_us", ranks: ranks, default: 60),
-            shared: try micros(map, "shared_us", ranks: ranks, default: 15),
-            gemm: try micros(map, "gemm_us", ranks: ranks, default: 50),
+            attn0: try computeCost(map, "attn0_us", ranks: ranks, default: 30),
+            attn1: try computeCost(map, "attn1_us", ranks: ranks, default: 60),
+            shared: try computeCost(map, "shared_us", ranks: ranks, default: 15),
+            gemm: try computeCost(map, "gemm_us", ranks: ranks, default: 50),
             denseMLP: try micros(map, "dense_mlp_us", ranks: ranks, default: 40),
             dispatchSend: try decodeSend(map?.optional("dispatch_send"), ranks: ranks),
             dispatchRecv: try decodeRecv(map?.optional("dispatch_recv"), ranks: ranks, defaultGBps: 300),

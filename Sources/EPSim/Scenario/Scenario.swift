@@ -9,7 +9,8 @@ public struct Scenario: Sendable {
     public var cluster: Cluster
     public var model: MoEModel
     public var workload: Workload
-    public var schedule: SchedulePreset
+    /// The kernel order of every rank (a preset or the file's own schedule).
+    public var schedule: ScheduleSpec
     /// Steps simulated back to back; each rank starts step `s+1` when its own step `s` ends.
     public var steps: Int
     public var network: NetworkConfig
@@ -84,6 +85,25 @@ public struct Workload: Sendable, Equatable {
     public var tokensPerRank: [Int]
     public var routing: RoutingKind
     public var seed: UInt64
+    /// Tokens of micro-batch A on each rank in a two-micro-batch schedule; nil means
+    /// `ceil(T_r / 2)`.
+    public var microBatchATokens: [Int]?
+
+    public init(tokensPerRank: [Int], routing: RoutingKind, seed: UInt64, microBatchATokens: [Int]? = nil) {
+        self.tokensPerRank = tokensPerRank
+        self.routing = routing
+        self.seed = seed
+        self.microBatchATokens = microBatchATokens
+    }
+
+    /// The tokens of `rank` in micro-batch `mb` when the batch is split into `microBatches`:
+    /// A is the first `microBatchATokens[rank]` (default `ceil(T/2)`) tokens, B the rest.
+    public func tokenRange(rank: Int, microBatch mb: MicroBatch, of microBatches: Int) -> Range<Int> {
+        let tokens = tokensPerRank[rank]
+        guard microBatches == 2 else { return 0..<tokens }
+        let a = microBatchATokens?[rank] ?? (tokens + 1) / 2
+        return mb == .a ? 0..<a : a..<tokens
+    }
 }
 
 /// A transport between two ranks.
@@ -144,15 +164,30 @@ public struct RecvCost: Sendable, Equatable {
     public var copyGBps: Double
 }
 
-/// First-level cost terms: per-rank fixed durations for compute kernels (for the rank's
-/// whole batch), and fixed-plus-proportional terms for communication kernels.
+/// A compute kernel's fixed duration per rank: for the whole batch (split between
+/// micro-batches in proportion to tokens), or given for each micro-batch explicitly.
+public enum ComputeCost: Sendable, Equatable {
+    case wholeBatch([SimTime])
+    case perMicroBatch(a: [SimTime], b: [SimTime])
+
+    /// The whole-batch duration of `rank`.
+    public func whole(_ rank: Int) -> SimTime {
+        switch self {
+        case .wholeBatch(let d): return d[rank]
+        case .perMicroBatch(let a, let b): return a[rank] + b[rank]
+        }
+    }
+}
+
+/// First-level cost terms: per-rank fixed durations for compute kernels, and
+/// fixed-plus-proportional terms for communication kernels.
 public struct CostConfig: Sendable, Equatable {
-    public var attn0: [SimTime]
-    public var attn1: [SimTime]
-    public var shared: [SimTime]
+    public var attn0: ComputeCost
+    public var attn1: ComputeCost
+    public var shared: ComputeCost
     /// Routed-expert grouped GEMM (`MLP`), per rank, for its whole received batch.
-    public var gemm: [SimTime]
-    /// The MLP of a dense layer.
+    public var gemm: ComputeCost
+    /// The MLP of a dense layer (always the whole batch).
     public var denseMLP: [SimTime]
     public var dispatchSend: SendCost
     public var dispatchRecv: RecvCost

@@ -61,6 +61,12 @@ struct YAMLValue {
         return value
     }
 
+    /// A bandwidth in GB/s, or `infinite` for a term that takes no time.
+    func bandwidth() throws -> Double {
+        if case .scalar(let s) = node, s.string == "infinite" { return .infinity }
+        return try double(in: 1e-6...1e12, what: "a bandwidth in GB/s (or infinite)")
+    }
+
     func bool() throws -> Bool {
         guard let text = plainScalar else { throw error(.wrongType, "expected true or false, found \(found)") }
         switch text.lowercased() {
