@@ -77,9 +77,10 @@ enum ComparisonReport {
                 var delta_vs_first: [String: Double]
             }
             let entries = c.columns.indices.map { k in
-                Entry(label: c.columns[k].label,
-                      metrics: Dictionary(uniqueKeysWithValues: names.indices.map { (names[$0], values[$0][k]) }),
-                      delta_vs_first: Dictionary(uniqueKeysWithValues: names.indices.map { (names[$0], values[$0][k] - values[$0][0]) }))
+                Entry(
+                    label: c.columns[k].label,
+                    metrics: Dictionary(uniqueKeysWithValues: names.indices.map { (names[$0], values[$0][k]) }),
+                    delta_vs_first: Dictionary(uniqueKeysWithValues: names.indices.map { (names[$0], values[$0][k] - values[$0][0]) }))
             }
             return ((try? jsonString(entries)) ?? "[]") + "\n"
         }

@@ -84,3 +84,35 @@ struct RunCommandTests {
         #expect(out.stderr.contains("Scenarios/does-not-exist.yaml: cannot read the file"))
     }
 }
+
+@Suite("epsim compare, end to end")
+struct CompareCommandTests {
+    @Test("TBO on and off side by side, in every format")
+    func formats() throws {
+        let table = try CLI.run(["compare", "Scenarios/batch-imbalance.yaml", "--schedules", "none,deepseek-decode"])
+        #expect(table.status == 0, "\(table.stderr)")
+        #expect(table.stdout.contains("batch-imbalance [none]") && table.stdout.contains("batch-imbalance [deepseek-decode]"))
+        #expect(table.stdout.contains("exposed_comm_us"))
+
+        let csv = try CLI.run(["compare", "Scenarios/batch-imbalance.yaml", "--schedules", "none,deepseek-decode", "--format", "csv"])
+        let rows = csv.stdout.split(separator: "\n").map { $0.split(separator: ",").map(String.init) }
+        #expect(rows[0] == ["metric", "batch-imbalance [none]", "batch-imbalance [deepseek-decode]", "delta_vs_first batch-imbalance [deepseek-decode]"])
+        let step = rows.first { $0[0] == "step_latency_us" }!
+        #expect(abs(Double(step[2])! - Double(step[1])! - Double(step[3])!) < 1e-9)
+
+        let json = try CLI.run(["compare", "Scenarios/balanced.yaml", "Scenarios/batch-imbalance.yaml", "--format", "json"])
+        let entries = try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [[String: Any]] ?? []
+        #expect(entries.count == 2)
+        #expect((entries[0]["delta_vs_first"] as? [String: Double])?["step_latency_us"] == 0)
+
+        let md = try CLI.run(["compare", "Scenarios/balanced.yaml", "--format", "markdown"])
+        #expect(md.stdout.hasPrefix("| metric | balanced [none] |\n|---|---:|\n"))
+    }
+
+    @Test("an unknown schedule name is a usage error")
+    func unknownSchedule() throws {
+        let out = try CLI.run(["compare", "Scenarios/balanced.yaml", "--schedules", "none,tbo"])
+        #expect(out.status == 64)
+        #expect(out.stderr.contains("unknown schedule \"tbo\"; expected one of none, deepseek-decode, deepseek-prefill"))
+    }
+}

@@ -1,6 +1,7 @@
-@testable import EPSim
 import EventCore
 import Testing
+
+@testable import EPSim
 
 /// A scenario with every communication cost zero: instant network, free SEND and RECV.
 func freeCommunicationYAML(ranks: Int, layers: Int, tokens: String, schedule: String, costs: String, extra: String = "") -> String {
@@ -26,12 +27,14 @@ func freeCommunicationYAML(ranks: Int, layers: Int, tokens: String, schedule: St
 struct DecodeScheduleTests {
     @Test("with free communication and equal ranks, a step is exactly one rank's compute")
     func freeCommunicationIsComputeSum() throws {
-        let yaml = freeCommunicationYAML(ranks: 4, layers: 3, tokens: "[64, 64, 64, 64]", schedule: "deepseek-decode", costs: """
-              attn0_us: 11.5
-              attn1_us: 23.25
-              shared_us: 7
-              gemm_us: 31
-            """)
+        let yaml = freeCommunicationYAML(
+            ranks: 4, layers: 3, tokens: "[64, 64, 64, 64]", schedule: "deepseek-decode",
+            costs: """
+                  attn0_us: 11.5
+                  attn1_us: 23.25
+                  shared_us: 7
+                  gemm_us: 31
+                """)
         let result = try Simulation.run(try Scenario.parse(yaml: yaml, file: "free.yaml"))
         let perRankCompute = SimTime.us(3 * (11.5 + 23.25 + 7 + 31))
         #expect(result.stepLatency == perRankCompute)
@@ -42,25 +45,31 @@ struct DecodeScheduleTests {
     /// attention. Each rank's own compute sums to 100 us, but the coupling through
     /// arrivals stretches the step to 115 us. Every start and end below is worked out by
     /// hand in the order of the preset.
-    static let coupledYAML = freeCommunicationYAML(ranks: 2, layers: 1, tokens: "[2, 2]", schedule: "deepseek-decode", costs: """
-          attn0_us: 10
-          attn1_us: [20, 60]
-          shared_us: 10
-          gemm_us: {a: [30, 10], b: [30, 10]}
-        """)
+    static let coupledYAML = freeCommunicationYAML(
+        ranks: 2, layers: 1, tokens: "[2, 2]", schedule: "deepseek-decode",
+        costs: """
+              attn0_us: 10
+              attn1_us: [20, 60]
+              shared_us: 10
+              gemm_us: {a: [30, 10], b: [30, 10]}
+            """)
 
     @Test("unequal ranks: the step is longer than any rank's own compute, kernel by kernel as computed by hand")
     func coupledTimeline() throws {
         let result = try Simulation.run(try Scenario.parse(yaml: Self.coupledYAML, file: "coupled.yaml"))
         let expected: [[(String, Double, Double)]] = [
-            [("ATTN0(A)", 0, 5), ("ATTN1(A)", 5, 15), ("SEND-D(A)", 15, 15), ("SHARED(A)", 15, 20), ("ATTN0(B)", 20, 25),
-             ("RECV-D(A)", 25, 35), ("MLP(A)", 35, 65), ("SEND-C(A)", 65, 65), ("ATTN1(B)", 65, 75), ("RECV-C(A)", 75, 75),
-             ("SEND-D(B)", 75, 75), ("SHARED(B)", 75, 80), ("RECV-D(B)", 80, 85), ("MLP(B)", 85, 115), ("SEND-C(B)", 115, 115),
-             ("RECV-C(B)", 115, 115)],
-            [("ATTN0(A)", 0, 5), ("ATTN1(A)", 5, 35), ("SEND-D(A)", 35, 35), ("SHARED(A)", 35, 40), ("ATTN0(B)", 40, 45),
-             ("RECV-D(A)", 45, 45), ("MLP(A)", 45, 55), ("SEND-C(A)", 55, 55), ("ATTN1(B)", 55, 85), ("RECV-C(A)", 85, 85),
-             ("SEND-D(B)", 85, 85), ("SHARED(B)", 85, 90), ("RECV-D(B)", 90, 90), ("MLP(B)", 90, 100), ("SEND-C(B)", 100, 100),
-             ("RECV-C(B)", 100, 115)],
+            [
+                ("ATTN0(A)", 0, 5), ("ATTN1(A)", 5, 15), ("SEND-D(A)", 15, 15), ("SHARED(A)", 15, 20), ("ATTN0(B)", 20, 25),
+                ("RECV-D(A)", 25, 35), ("MLP(A)", 35, 65), ("SEND-C(A)", 65, 65), ("ATTN1(B)", 65, 75), ("RECV-C(A)", 75, 75),
+                ("SEND-D(B)", 75, 75), ("SHARED(B)", 75, 80), ("RECV-D(B)", 80, 85), ("MLP(B)", 85, 115), ("SEND-C(B)", 115, 115),
+                ("RECV-C(B)", 115, 115),
+            ],
+            [
+                ("ATTN0(A)", 0, 5), ("ATTN1(A)", 5, 35), ("SEND-D(A)", 35, 35), ("SHARED(A)", 35, 40), ("ATTN0(B)", 40, 45),
+                ("RECV-D(A)", 45, 45), ("MLP(A)", 45, 55), ("SEND-C(A)", 55, 55), ("ATTN1(B)", 55, 85), ("RECV-C(A)", 85, 85),
+                ("SEND-D(B)", 85, 85), ("SHARED(B)", 85, 90), ("RECV-D(B)", 90, 90), ("MLP(B)", 90, 100), ("SEND-C(B)", 100, 100),
+                ("RECV-C(B)", 100, 115),
+            ],
         ]
         for r in 0..<2 {
             let got = result.kernels.filter { $0.rank == Int32(r) }.map { ("\($0.kind)(\($0.microBatch))", $0.start, $0.end) }
@@ -189,8 +198,9 @@ struct PrefillScheduleTests {
             let b = result.kernels.first { $0.rank == k.rank && $0.step == k.step && $0.layer == k.layer && $0.kind == .mlp && $0.microBatch == .b }!
             return cost.computeDuration(.mlp, rank: r, microBatch: k.microBatch, microBatches: 2, partA: Int(a.tokens), total: Int(a.tokens + b.tokens))
         }
-        return cost.computeDuration(k.kind, rank: r, microBatch: k.microBatch, microBatches: 2,
-                                    partA: w.tokenRange(rank: r, microBatch: .a, of: 2).count, total: w.tokensPerRank[r])
+        return cost.computeDuration(
+            k.kind, rank: r, microBatch: k.microBatch, microBatches: 2,
+            partA: w.tokenRange(rank: r, microBatch: .a, of: 2).count, total: w.tokensPerRank[r])
     }
 
     @Test("normal-mode dispatch opens with a count exchange: no rank sends before every rank has started")
@@ -244,22 +254,28 @@ struct ScheduleValidationTests {
         ("  body: [ATTN0, ATTN1, SHARED, DISPATCH, MLP, COMBINE, MLP]\n", "MLP(A, layer 0) appears twice in the step"),
         ("  body: [ATTN0, ATTN1, SHARED, RECV-D, SEND-D, MLP, COMBINE]\n", "RECV-D(A, layer 0) comes before SEND-D(A, layer 0), which it depends on"),
         ("  body: [ATTN0, ATTN1, SHARED, MLP, DISPATCH, COMBINE]\n", "MLP(A, layer 0) comes before DISPATCH(A, layer 0), which it depends on"),
-        ("""
-          micro_batches: 2
-          body: [ATTN0(A), ATTN1(A), SEND-D(A), ATTN0(B), ATTN1(B), SEND-D(B), RECV-D(A), MLP(A), SEND-C(A), RECV-C(A), RECV-D(B), MLP(B), SEND-C(B), RECV-C(B), SHARED(A), SHARED(B)]
+        (
+            """
+              micro_batches: 2
+              body: [ATTN0(A), ATTN1(A), SEND-D(A), ATTN0(B), ATTN1(B), SEND-D(B), RECV-D(A), MLP(A), SEND-C(A), RECV-C(A), RECV-D(B), MLP(B), SEND-C(B), RECV-C(B), SHARED(A), SHARED(B)]
 
-        """, "SEND-D(B, layer 0) is issued where SEND-C(A, layer 0) must come: low-latency operations must run D(A), C(A), D(B), C(B)"),
+            """, "SEND-D(B, layer 0) is issued where SEND-C(A, layer 0) must come: low-latency operations must run D(A), C(A), D(B), C(B)"
+        ),
         ("  body: [ATTN0, ATTN1, SHARED, SEND-D, SEND-C, RECV-D, MLP, RECV-C]\n", "comes before MLP"),
-        ("""
-          micro_batches: 2
-          body: [ATTN0(A), ATTN1(A), SEND-D(A), SHARED(A), ATTN0(B), ATTN1(B), SHARED(B), SEND-D(B), RECV-D(A), MLP(A), SEND-C(A), RECV-C(A), RECV-D(B), MLP(B), SEND-C(B), RECV-C(B)]
+        (
+            """
+              micro_batches: 2
+              body: [ATTN0(A), ATTN1(A), SEND-D(A), SHARED(A), ATTN0(B), ATTN1(B), SHARED(B), SEND-D(B), RECV-D(A), MLP(A), SEND-C(A), RECV-C(A), RECV-D(B), MLP(B), SEND-C(B), RECV-C(B)]
 
-        """, "SEND-D(B, layer 0) is issued where SEND-C(A, layer 0) must come"),
-        ("""
-          micro_batches: 2
-          body: [ATTN0(A), ATTN1(A), ATTN0(B), ATTN1(B), SEND-D(A), SHARED(A), SHARED(B), RECV-D(A), MLP(A), SEND-C(A), SEND-D(B), RECV-C(A), RECV-D(B), MLP(B), SEND-C(B), RECV-C(B)]
+            """, "SEND-D(B, layer 0) is issued where SEND-C(A, layer 0) must come"
+        ),
+        (
+            """
+              micro_batches: 2
+              body: [ATTN0(A), ATTN1(A), ATTN0(B), ATTN1(B), SEND-D(A), SHARED(A), SHARED(B), RECV-D(A), MLP(A), SEND-C(A), SEND-D(B), RECV-C(A), RECV-D(B), MLP(B), SEND-C(B), RECV-C(B)]
 
-        """, "SEND-D(B, layer 0) is issued before RECV-C(A, layer 0) has finished: it would overwrite a receive buffer that may still be unread"),
+            """, "SEND-D(B, layer 0) is issued before RECV-C(A, layer 0) has finished: it would overwrite a receive buffer that may still be unread"
+        ),
         ("  body: [ATTN0(B), ATTN1, SHARED, DISPATCH, MLP, COMBINE]\n", "ATTN0(B) names micro-batch B, but the schedule has one micro-batch"),
         ("  mode: normal\n  body: [ATTN0, ATTN1, SHARED, SEND-D, RECV-D, MLP, COMBINE]\n", "SEND-D(A): normal-mode kernels have no receive hook"),
         ("  body: [ATTN0, ATTN1, SHARED, DISPATCH@comm, MLP, COMBINE]\n", "low-latency kernels of a rank must share one stream"),
@@ -288,7 +304,8 @@ struct ScheduleValidationTests {
         for name in ScheduleSpec.presetNames {
             for layers in [1, 2, 5] { _ = try Program(spec: ScheduleSpec.preset(name)!, denseLayers: 1, moeLayers: layers) }
         }
-        let user = try Self.scenario("""
+        let user = try Self.scenario(
+            """
               micro_batches: 2
               prologue: [ATTN0(A), ATTN1(A), SEND-D(A)]
               body: >-
@@ -307,8 +324,32 @@ struct ScheduleValidationTests {
     func decodeOrder() throws {
         let p = try Program(spec: ScheduleSpec.preset("deepseek-decode")!, denseLayers: 0, moeLayers: 2)
         let names = p.instructions.map { "\($0.kind)(\($0.microBatch),\($0.moeLayer))" }
-        let body0 = "SHARED(A,0) ATTN0(B,0) RECV-D(A,0) MLP(A,0) SEND-C(A,0) ATTN1(B,0) RECV-C(A,0) SEND-D(B,0) SHARED(B,0) ATTN0(A,1) RECV-D(B,0) MLP(B,0) SEND-C(B,0) ATTN1(A,1) RECV-C(B,0) SEND-D(A,1)"
-        let body1 = "SHARED(A,1) ATTN0(B,1) RECV-D(A,1) MLP(A,1) SEND-C(A,1) ATTN1(B,1) RECV-C(A,1) SEND-D(B,1) SHARED(B,1) RECV-D(B,1) MLP(B,1) SEND-C(B,1) RECV-C(B,1)"
+        let body0 =
+            "SHARED(A,0) ATTN0(B,0) RECV-D(A,0) MLP(A,0) SEND-C(A,0) ATTN1(B,0) RECV-C(A,0) SEND-D(B,0) SHARED(B,0) ATTN0(A,1) RECV-D(B,0) MLP(B,0) SEND-C(B,0) ATTN1(A,1) RECV-C(B,0) SEND-D(A,1)"
+        let body1 =
+            "SHARED(A,1) ATTN0(B,1) RECV-D(A,1) MLP(A,1) SEND-C(A,1) ATTN1(B,1) RECV-C(A,1) SEND-D(B,1) SHARED(B,1) RECV-D(B,1) MLP(B,1) SEND-C(B,1) RECV-C(B,1)"
         #expect(names.joined(separator: " ") == "ATTN0(A,0) ATTN1(A,0) SEND-D(A,0) " + body0 + " " + body1)
     }
 }
+
+@Suite("Shipped TBO scenarios do what they say")
+struct ShippedScheduleScenarioTests {
+    static func load(_ name: String) throws -> Scenario {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        return try Scenario.load(path: root.appendingPathComponent("Scenarios/\(name).yaml").path)
+    }
+
+    @Test("decode-combine-hidden: no RECV-C(A) waits; decode-combine-exposed: every RECV-C(A) spins for flight minus ATTN1(B)")
+    func combineWindow() throws {
+        let hidden = try Simulation.run(try Self.load("decode-combine-hidden"))
+        let exposed = try Simulation.run(try Self.load("decode-combine-exposed"))
+        let hiddenA = hidden.kernels.filter { $0.kind == .recvCombine && $0.microBatch == .a }
+        let exposedA = exposed.kernels.filter { $0.kind == .recvCombine && $0.microBatch == .a }
+        #expect(!hiddenA.isEmpty && hiddenA.allSatisfy { $0.wait == .zero })
+        // Flight 4 us + 917504 B / 50 GB/s, minus ATTN1(B) = 8 us.
+        let flight = SimTime.us(4) + SimTime.transfer(bytes: 64 * 14336, gigabytesPerSecond: 50)
+        #expect(exposedA.count == 16 * 4 && exposedA.allSatisfy { $0.wait == flight - .us(8) })
+    }
+}
+
+import Foundation

@@ -171,7 +171,9 @@ struct Engine<Net: NetworkModel> {
         if let stuck = ranks.indices.first(where: { !ranks[$0].done }) {
             let waiting = (0..<2).map { stuck * 2 + $0 }.filter { lanes[$0].instruction >= 0 }
             let what = waiting.map { "\(instructions[lanes[$0].instruction].label)" }.joined(separator: " and ")
-            throw SimulationError(code: .deadlock, message: "rank \(stuck) never finished step \(ranks[stuck].step): stuck in \(what.isEmpty ? "a stream waiting on the other" : what)")
+            throw SimulationError(
+                code: .deadlock,
+                message: "rank \(stuck) never finished step \(ranks[stuck].step): stuck in \(what.isEmpty ? "a stream waiting on the other" : what)")
         }
         return RunResult(
             scenarioName: scenario.name, schedule: scenario.schedule.name, ranks: n, steps: scenario.steps,
@@ -222,9 +224,10 @@ struct Engine<Net: NetworkModel> {
             let dense = instr.moeLayer < 0
             let total = workload.tokensPerRank[r]
             lanes[lane].tokens = Int64(dense ? total : workload.tokenRange(rank: r, microBatch: mb, of: microBatches).count)
-            let d = cost.computeDuration(instr.kind, rank: r, microBatch: mb, microBatches: microBatches,
-                                         partA: workload.tokenRange(rank: r, microBatch: .a, of: microBatches).count, total: total,
-                                         wholeBatch: dense)
+            let d = cost.computeDuration(
+                instr.kind, rank: r, microBatch: mb, microBatches: microBatches,
+                partA: workload.tokenRange(rank: r, microBatch: .a, of: microBatches).count, total: total,
+                wholeBatch: dense)
             startCompute(lane: lane, duration: d, at: now)
         case .mlp:
             let routing = routingFor(step: step, moeLayer: Int(instr.moeLayer)).routing
@@ -233,17 +236,20 @@ struct Engine<Net: NetworkModel> {
                 for e in localExperts[r] { received[m] += Int(routing.microBatches[m].expertLoad[e]) }
             }
             lanes[lane].tokens = Int64(received[Int(mb.rawValue)])
-            let d = cost.computeDuration(.mlp, rank: r, microBatch: mb, microBatches: microBatches,
-                                         partA: received[0], total: received.reduce(0, +))
+            let d = cost.computeDuration(
+                .mlp, rank: r, microBatch: mb, microBatches: microBatches,
+                partA: received[0], total: received.reduce(0, +))
             startCompute(lane: lane, duration: d, at: now)
         case .sendDispatch, .dispatch, .sendCombine, .combine:
             if instr.notifyOp >= 0 {
                 // Normal mode: the count exchange among all ranks comes first.
                 let op = Int32(step * opsPerStep + Int(instr.notifyOp))
                 for d in 0..<n {
-                    net.post(Flow(source: Int32(r), destination: Int32(d), operation: op,
-                                  path: scenario.network.path(from: r, to: d, in: scenario.cluster), messages: 0, bytes: 0),
-                             at: now, deliveries: &deliveries)
+                    net.post(
+                        Flow(
+                            source: Int32(r), destination: Int32(d), operation: op,
+                            path: scenario.network.path(from: r, to: d, in: scenario.cluster), messages: 0, bytes: 0),
+                        at: now, deliveries: &deliveries)
                 }
                 flowCount += n
                 lanes[lane].phase = .notifyWait
@@ -276,8 +282,9 @@ struct Engine<Net: NetworkModel> {
             for s in 0..<n { messages += Int(counts[s * n + r]) }
         }
         lanes[lane].phase = .send
-        queue.push(EngineEvent(lane: Int32(lane), kind: .sendDone, version: lanes[lane].version),
-                   at: now + cost.sendDuration(dispatch: dispatch, rank: r, messages: messages))
+        queue.push(
+            EngineEvent(lane: Int32(lane), kind: .sendDone, version: lanes[lane].version),
+            at: now + cost.sendDuration(dispatch: dispatch, rank: r, messages: messages))
     }
 
     /// The SEND part is over: post one flow to every rank (zero-message flows included:
@@ -299,8 +306,9 @@ struct Engine<Net: NetworkModel> {
             sentMessages += Int64(count)
             sentBytes += bytes
             let path = scenario.network.path(from: r, to: d, in: scenario.cluster)
-            net.post(Flow(source: Int32(r), destination: Int32(d), operation: operation, path: path, messages: count, bytes: bytes),
-                     at: now, deliveries: &deliveries)
+            net.post(
+                Flow(source: Int32(r), destination: Int32(d), operation: operation, path: path, messages: count, bytes: bytes),
+                at: now, deliveries: &deliveries)
         }
         flowCount += n
         messageCount += sentMessages
@@ -343,10 +351,11 @@ struct Engine<Net: NetworkModel> {
         }
         if instr.kind.isCompute && instr.stream == .compute { rankSteps[idx].computeOnComputeStream += duration }
         if options.timeline == .full {
-            kernelsByRank[r].append(KernelRecord(
-                rank: Int32(r), step: ranks[r].step, layer: instr.layer, microBatch: instr.microBatch, kind: instr.kind,
-                stream: instr.stream, start: state.kernelStart, end: now, wait: state.wait, bytesOut: state.bytesOut,
-                bytesIn: state.bytesIn, tokens: state.tokens, blocker: state.blocker, lastArrival: state.lastArrival))
+            kernelsByRank[r].append(
+                KernelRecord(
+                    rank: Int32(r), step: ranks[r].step, layer: instr.layer, microBatch: instr.microBatch, kind: instr.kind,
+                    stream: instr.stream, start: state.kernelStart, end: now, wait: state.wait, bytesOut: state.bytesOut,
+                    bytesIn: state.bytesIn, tokens: state.tokens, blocker: state.blocker, lastArrival: state.lastArrival))
         }
         completedInStep[r * instructions.count + i] = ranks[r].step + 1
         lanes[lane].phase = .idle
@@ -413,7 +422,8 @@ struct Engine<Net: NetworkModel> {
         let i = r * Self.ringSize + Int(operation) % Self.ringSize
         if slots[i].operation != operation {
             guard slots[i].consumed else {
-                throw SimulationError(code: .bufferOverrun, message: "rank \(r) received operation \(operation) while operation \(slots[i].operation) was unread")
+                throw SimulationError(
+                    code: .bufferOverrun, message: "rank \(r) received operation \(operation) while operation \(slots[i].operation) was unread")
             }
             slots[i] = RecvSlot(operation: operation, consumed: false)
         }

@@ -38,8 +38,10 @@ public struct CostModel: Sendable {
     ///   - partA / total: micro-batch A's share of the work and the whole: own tokens for
     ///     attention and shared experts, tokens received by the rank's experts for MLP.
     ///   - wholeBatch: a dense layer's kernels always run on the whole batch.
-    public func computeDuration(_ kind: KernelKind, rank: Int, microBatch: MicroBatch, microBatches: Int,
-                                partA: Int, total: Int, wholeBatch: Bool = false) -> SimTime {
+    public func computeDuration(
+        _ kind: KernelKind, rank: Int, microBatch: MicroBatch, microBatches: Int,
+        partA: Int, total: Int, wholeBatch: Bool = false
+    ) -> SimTime {
         let cost: ComputeCost
         switch kind {
         case .attn0: cost = costs.attn0

@@ -25,8 +25,10 @@ public struct Program: Sendable {
         var list: [Instruction] = []
         for l in 0..<denseLayers {
             for kind in [KernelKind.attn0, .attn1, .dense] {
-                list.append(Instruction(kind: kind, microBatch: .a, layer: Int32(l), moeLayer: -1, stream: .compute,
-                                        commOp: -1, notifyOp: -1, crossStreamDependencies: []))
+                list.append(
+                    Instruction(
+                        kind: kind, microBatch: .a, layer: Int32(l), moeLayer: -1, stream: .compute,
+                        commOp: -1, notifyOp: -1, crossStreamDependencies: []))
             }
         }
         func place(_ ref: KernelRef, layer: Int) throws(ScheduleError) {
@@ -38,8 +40,10 @@ public struct Program: Sendable {
             if spec.mode == .normal && ref.kind.isCommunication && !(ref.kind == .dispatch || ref.kind == .combine) {
                 throw ScheduleError("\(ref): normal-mode kernels have no receive hook; use the fused DISPATCH and COMBINE")
             }
-            list.append(Instruction(kind: ref.kind, microBatch: ref.microBatch, layer: Int32(denseLayers + layer), moeLayer: Int32(layer),
-                                    stream: ref.stream, commOp: -1, notifyOp: -1, crossStreamDependencies: []))
+            list.append(
+                Instruction(
+                    kind: ref.kind, microBatch: ref.microBatch, layer: Int32(denseLayers + layer), moeLayer: Int32(layer),
+                    stream: ref.stream, commOp: -1, notifyOp: -1, crossStreamDependencies: []))
         }
         for ref in spec.prologue { try place(ref, layer: ref.layerOffset) }
         for l in 0..<moeLayers { for ref in spec.body { try place(ref, layer: l + ref.layerOffset) } }
@@ -128,7 +132,8 @@ public struct Program: Sendable {
                 guard let p = index[need], p != i else { continue }
                 if list[p].stream == instr.stream {
                     if p > i {
-                        throw ScheduleError("\(instr.label) comes before \(list[p].label), which it depends on (\(instr.kind) needs the output of \(need.group.name))")
+                        throw ScheduleError(
+                            "\(instr.label) comes before \(list[p].label), which it depends on (\(instr.kind) needs the output of \(need.group.name))")
                     }
                 } else {
                     list[i].crossStreamDependencies.append(Int32(p))
@@ -162,7 +167,9 @@ public struct Program: Sendable {
     static func checkLowLatencyOrder(_ list: [Instruction], microBatches: Int) throws(ScheduleError) {
         let comm = list.indices.filter { list[$0].kind.isCommunication }
         if let first = comm.first, let other = comm.first(where: { list[$0].stream != list[first].stream }) {
-            throw ScheduleError("\(list[other].label) is on the \(list[other].stream) stream but \(list[first].label) on the \(list[first].stream) stream: low-latency kernels of a rank must share one stream")
+            throw ScheduleError(
+                "\(list[other].label) is on the \(list[other].stream) stream but \(list[first].label) on the \(list[first].stream) stream: low-latency kernels of a rank must share one stream"
+            )
         }
         let sends = comm.filter { list[$0].kind.sends }
         var expected: [(dispatch: Bool, mb: MicroBatch, layer: Int32)] = []
@@ -179,7 +186,9 @@ public struct Program: Sendable {
             let s = list[i]
             if s.kind.isDispatchSide != e.dispatch || s.microBatch != e.mb || s.moeLayer != e.layer {
                 let want = "\(e.dispatch ? "SEND-D" : "SEND-C")(\(e.mb), layer \(e.layer))"
-                throw ScheduleError("\(s.label) is issued where \(want) must come: low-latency operations must run D(A), C(A), D(B), C(B) in every layer (DeepEP keeps two buffers and sends no acknowledgement)")
+                throw ScheduleError(
+                    "\(s.label) is issued where \(want) must come: low-latency operations must run D(A), C(A), D(B), C(B) in every layer (DeepEP keeps two buffers and sends no acknowledgement)"
+                )
             }
         }
         // Each operation's SEND must follow the previous operation's RECV.
@@ -187,7 +196,9 @@ public struct Program: Sendable {
         for i in comm where list[i].kind.receives { receivedAt[list[i].commOp] = i }
         for i in comm where list[i].kind.sends && list[i].commOp > 0 {
             guard let r = receivedAt[list[i].commOp - 1], r > i else { continue }
-            throw ScheduleError("\(list[i].label) is issued before \(list[r].label) has finished: it would overwrite a receive buffer that may still be unread (DeepEP keeps two buffers and sends no acknowledgement)")
+            throw ScheduleError(
+                "\(list[i].label) is issued before \(list[r].label) has finished: it would overwrite a receive buffer that may still be unread (DeepEP keeps two buffers and sends no acknowledgement)"
+            )
         }
     }
 
@@ -212,7 +223,9 @@ public struct Program: Sendable {
         for s in streams.indices where pc[s] < streams[s].count {
             let i = Int(streams[s][pc[s]])
             let waitsFor = list[i].crossStreamDependencies.first { !done[Int($0)] }!
-            throw ScheduleError("the streams would wait on each other: \(list[i].label) on the \(list[i].stream) stream needs \(list[Int(waitsFor)].label), which can never run first")
+            throw ScheduleError(
+                "the streams would wait on each other: \(list[i].label) on the \(list[i].stream) stream needs \(list[Int(waitsFor)].label), which can never run first"
+            )
         }
     }
 }

@@ -54,7 +54,6 @@ public struct RoutingGenerator: Sendable {
         globalOffset = offsets
     }
 
-
     /// Calls `body(token, expert)` for every selection of `rank` in (step, layer), tokens in order.
     public func forEachSelection(rank: Int, step: Int, layer: Int, _ body: (Int, Int) -> Void) {
         let count = tokensPerRank[rank]
@@ -88,10 +87,11 @@ public struct RoutingGenerator: Sendable {
     public func route(step: Int, layer: Int, microBatches: Int, uniquePairs: Bool = false) -> LayerRouting {
         let n = tokensPerRank.count
         var result: [LayerRouting.MicroBatchRouting] = (0..<microBatches).map { _ in
-            .init(pairCounts: [Int32](repeating: 0, count: n * n),
-                  expertLoad: [Int32](repeating: 0, count: experts),
-                  tokens: [Int32](repeating: 0, count: n),
-                  uniquePairCounts: uniquePairs ? [Int32](repeating: 0, count: n * n) : [])
+            .init(
+                pairCounts: [Int32](repeating: 0, count: n * n),
+                expertLoad: [Int32](repeating: 0, count: experts),
+                tokens: [Int32](repeating: 0, count: n),
+                uniquePairCounts: uniquePairs ? [Int32](repeating: 0, count: n * n) : [])
         }
         // The last token (global number) counted towards each destination rank.
         var lastToken = [Int](repeating: -1, count: uniquePairs ? n : 0)

@@ -49,7 +49,10 @@ public struct KernelRef: Sendable, Equatable, CustomStringConvertible {
         var args: [Substring] = []
         if let open = body.firstIndex(of: "(") {
             guard body.last == ")" else {
-                return .failure(ScheduleError("unbalanced parenthesis in \"\(text)\" (inside a YAML [flow, list] a comma splits items: write ATTN0(A+1), quote the item, or give the list as one string)"))
+                return .failure(
+                    ScheduleError(
+                        "unbalanced parenthesis in \"\(text)\" (inside a YAML [flow, list] a comma splits items: write ATTN0(A+1), quote the item, or give the list as one string)"
+                    ))
             }
             var inner = String(body[body.index(after: open)..<body.index(before: body.endIndex)])
             // `A+1` is `A,+1`: the comma-free form survives YAML flow lists.
@@ -111,8 +114,10 @@ public struct ScheduleSpec: Sendable, Equatable {
     public var body: [KernelRef]
     public var epilogue: [KernelRef]
 
-    public init(name: String, mode: CommunicationMode = .lowLatency, microBatches: Int, commSMs: Int = 0,
-                prologue: [KernelRef] = [], body: [KernelRef], epilogue: [KernelRef] = []) {
+    public init(
+        name: String, mode: CommunicationMode = .lowLatency, microBatches: Int, commSMs: Int = 0,
+        prologue: [KernelRef] = [], body: [KernelRef], epilogue: [KernelRef] = []
+    ) {
         self.name = name
         self.mode = mode
         self.microBatches = microBatches
@@ -136,7 +141,8 @@ public struct ScheduleSpec: Sendable, Equatable {
         case "deepseek-decode":
             return ScheduleSpec(
                 name: name, microBatches: 2, prologue: refs("ATTN0(A) ATTN1(A) SEND-D(A)"),
-                body: refs("""
+                body: refs(
+                    """
                     SHARED(A) ATTN0(B) RECV-D(A) MLP(A) SEND-C(A) ATTN1(B) \
                     RECV-C(A) SEND-D(B) SHARED(B) ATTN0(A,+1) RECV-D(B) MLP(B) \
                     SEND-C(B) ATTN1(A,+1) RECV-C(B) SEND-D(A,+1)
@@ -144,7 +150,8 @@ public struct ScheduleSpec: Sendable, Equatable {
         case "deepseek-prefill":
             return ScheduleSpec(
                 name: name, mode: .normal, microBatches: 2, commSMs: 24,
-                body: refs("""
+                body: refs(
+                    """
                     ATTN0(B) ATTN1(B) COMBINE(A,-1)@comm SHARED(A,-1) ATTN0(A) ATTN1(A) \
                     DISPATCH(B)@comm DISPATCH(A)@comm MLP(B) MLP(A) SHARED(B) COMBINE(B)@comm
                     """),

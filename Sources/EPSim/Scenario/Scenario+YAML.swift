@@ -279,8 +279,9 @@ struct ScenarioDecoder {
         let usesComm = (prologue + body + epilogue).contains { $0.stream == .comm }
         let commSMs = try map.optional("comm_sms")?.int(in: 0...(cluster.smsPerGPU - 1), what: "a number of SMs") ?? (usesComm ? 24 : 0)
         try map.finish()
-        return ScheduleSpec(name: name, mode: mode, microBatches: microBatches, commSMs: commSMs,
-                            prologue: prologue, body: body, epilogue: epilogue)
+        return ScheduleSpec(
+            name: name, mode: mode, microBatches: microBatches, commSMs: commSMs,
+            prologue: prologue, body: body, epilogue: epilogue)
     }
 
     func decodeCosts(_ map: YAMLMapping?, ranks: Int) throws -> CostConfig {
