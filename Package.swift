@@ -11,6 +11,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
     ],
     targets: [
         // Domain-free discrete-event core: time, a deterministic future-event list.
@@ -20,13 +21,19 @@ let package = Package(
             name: "EPSim",
             dependencies: ["EventCore", .product(name: "Yams", package: "Yams")]
         ),
+        // Storage (SQLite through GRDB) and timeline exports (CSV, Chrome trace JSON).
+        .target(
+            name: "EPSimStore",
+            dependencies: ["EPSim", "EventCore", .product(name: "GRDB", package: "GRDB.swift")]
+        ),
         // The command-line tool: parses, calls, prints.
         .executableTarget(
             name: "epsim",
-            dependencies: ["EPSim", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["EPSim", "EPSimStore", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .testTarget(name: "EventCoreTests", dependencies: ["EventCore"]),
         .testTarget(name: "EPSimTests", dependencies: ["EPSim", "EventCore"]),
+        .testTarget(name: "EPSimStoreTests", dependencies: ["EPSimStore", "EPSim", "EventCore"]),
         .testTarget(name: "EPSimCLITests", dependencies: ["epsim"]),
     ]
 )

@@ -1,15 +1,17 @@
 import ArgumentParser
 import EPSim
+import EPSimStore
 import Foundation
 
 enum ComparisonFormat: String, ExpressibleByArgument, CaseIterable {
     case table, csv, json, markdown
 }
 
-/// `epsim compare FILE... [--schedules none,deepseek-decode]`: runs scenarios (each under
-/// one or several schedules) and prints them side by side.
+/// `epsim compare RUN|FILE... [--schedules none,deepseek-decode]`: stored runs and/or
+/// scenarios run on the fly (each under one or several schedules), side by side.
 ///
 /// ```
+/// $ epsim compare 1 2 3
 /// $ epsim compare Scenarios/batch-imbalance.yaml --schedules none,deepseek-decode
 /// ```
 struct CompareCommand: ParsableCommand {
@@ -17,11 +19,13 @@ struct CompareCommand: ParsableCommand {
         commandName: "compare",
         abstract: "Run scenarios side by side (optionally under several schedules) and compare their latencies.")
 
-    @Argument(help: "Scenario YAML files.")
-    var scenarios: [String]
+    @Argument(help: "Stored run ids and/or scenario YAML files (run on the fly, not stored).")
+    var items: [String]
 
-    @Option(help: "Comma-separated schedule presets to run every scenario under (default: each file's own).")
+    @Option(help: "Comma-separated schedule presets to run every scenario file under (default: each file's own).")
     var schedules: String?
+
+    @OptionGroup var database: DatabaseOptions
 
     @Option(help: "Output format: table, csv, json or markdown.")
     var format: ComparisonFormat = .table
@@ -29,7 +33,14 @@ struct CompareCommand: ParsableCommand {
     func run() throws {
         let names: [String?] = schedules.map { $0.split(separator: ",").map { String($0.trimmingCharacters(in: .whitespaces)) } } ?? [nil]
         var columns: [Comparison.Column] = []
-        for path in scenarios {
+        var store: RunStore?
+        for path in items {
+            if let id = Int64(path), !FileManager.default.fileExists(atPath: path) {
+                if store == nil { store = try database.open() }
+                let run = try withStore { try store!.run(id) }
+                columns.append(.init(label: "run \(id): \(run.listing.scenarioName) [\(run.listing.schedule)]", summary: run.summary))
+                continue
+            }
             for name in names {
                 let s = try loadScenario(path, schedule: name)
                 let (result, _) = try simulate(s, options: SimulationOptions(timeline: .summary))

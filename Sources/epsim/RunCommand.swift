@@ -1,5 +1,6 @@
 import ArgumentParser
 import EPSim
+import EPSimStore
 import Foundation
 
 enum OutputFormat: String, ExpressibleByArgument, CaseIterable {
@@ -8,13 +9,15 @@ enum OutputFormat: String, ExpressibleByArgument, CaseIterable {
 
 extension TimelineDetail: ExpressibleByArgument {}
 
-/// `epsim run FILE`: simulates a scenario and prints per-rank latency and its breakdown.
+/// `epsim run FILE`: simulates a scenario, stores it, and prints per-rank latency and its
+/// breakdown.
 ///
 /// ```
-/// $ epsim run Scenarios/batch-imbalance.yaml --schedule deepseek-decode
+/// $ epsim run Scenarios/batch-imbalance.yaml --schedule deepseek-decode --trace /tmp/t.json
 /// ```
 struct RunCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "run", abstract: "Simulate a scenario and print per-rank latencies.")
+    static let configuration = CommandConfiguration(
+        commandName: "run", abstract: "Simulate a scenario, store the run, and print per-rank latencies.")
 
     @Argument(help: "Scenario YAML file.")
     var scenario: String
@@ -25,17 +28,41 @@ struct RunCommand: ParsableCommand {
     @Option(help: "Override the scenario's schedule with a preset: \(ScheduleSpec.presetNames.joined(separator: ", ")).")
     var schedule: String?
 
-    @Option(help: "Timeline detail kept in memory: summary or full.")
+    @Option(help: "What to store: none (run row), summary (+ per-rank rows) or full (+ every kernel).")
     var timeline: TimelineDetail = .full
+
+    @Flag(help: "Do not store the run.")
+    var noStore = false
+
+    @Option(help: "Write the timeline as CSV to this path.")
+    var csv: String?
+
+    @Option(help: "Write a Chrome trace-event JSON (Perfetto, chrome://tracing) to this path.")
+    var trace: String?
+
+    @OptionGroup var database: DatabaseOptions
 
     func run() throws {
         let s = try loadScenario(scenario, schedule: schedule)
-        let (result, wall) = try simulate(s, options: SimulationOptions(timeline: timeline))
+        let keepKernels = timeline == .full || csv != nil || trace != nil
+        let (result, wall) = try simulate(s, options: SimulationOptions(timeline: keepKernels ? .full : .summary))
+        var runID: Int64?
+        if !noStore {
+            let store = try database.open()
+            let text = (try? String(contentsOfFile: scenario, encoding: .utf8)) ?? ""
+            runID = try withStore {
+                try store.save(result, scenario: s, source: RunSource(scenarioPath: scenario, scenarioText: text), wallSeconds: wall, timeline: timeline)
+            }
+        }
         let summary = RunSummary(result: result, tokensPerRank: s.workload.tokensPerRank)
         switch format {
-        case .json: print(try jsonString(summary))
-        case .table: print(RunReport.table(summary: summary, scenario: s, wallSeconds: wall))
+        case .json:
+            print(try jsonString(summary))
+        case .table:
+            print(RunReport.table(summary: summary, scenario: s, wallSeconds: wall), terminator: "")
+            if let runID { print("stored as run \(runID) in \(database.resolvedPath)") }
         }
+        try writeExports(result.kernels, runID: runID, ranks: s.cluster.ranks, title: s.name, csv: csv, trace: trace)
     }
 }
 

@@ -40,6 +40,24 @@ enum RunReport {
     }
 }
 
+extension RunReport {
+    /// The per-rank table of the slowest step (ranks as rows), with the step latency lines.
+    static func rankTable(_ summary: RunSummary) -> String {
+        var out = ""
+        let slowestStep = summary.step_latencies_us.firstIndex(of: summary.step_latency_us) ?? 0
+        let rows = summary.per_rank.filter { $0.step == slowestStep }
+        if summary.steps > 1 { out += "per-rank figures of step \(slowestStep), the slowest\n" }
+        if rows.isEmpty { return out + "(no per-rank rows stored)\n" }
+        let header = ["rank", "tokens", "e2e_us", "attention_us", "shared_us", "dispatch_us", "dispatch_wait_us",
+                      "gemm_us", "combine_us", "combine_wait_us", "exposed_comm_us"]
+        let body = rows.map { r in
+            [String(r.rank), String(r.tokens), us(r.e2e_us), us(r.attention_us), us(r.shared_us), us(r.dispatch_us),
+             us(r.dispatch_wait_us), us(r.gemm_us), us(r.combine_us), us(r.combine_wait_us), us(r.exposed_comm_us)]
+        }
+        return out + TextTable.render(header: header, rows: body)
+    }
+}
+
 /// A right-aligned, space-separated text table.
 enum TextTable {
     static func render(header: [String], rows: [[String]]) -> String {

@@ -22,12 +22,20 @@ enum CLI {
         var stderr: String
     }
 
+    /// A database for tests that do not name one, so that no test writes to `Results/`.
+    static let scratchDatabase: String = {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("epsim-cli-\(UUID().uuidString)")
+        try? FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        return dir.appendingPathComponent("scratch.sqlite").path
+    }()
+
     static func run(_ arguments: [String], environment: [String: String] = [:]) throws -> Output {
         let process = Process()
         process.executableURL = executable
         process.arguments = arguments
         process.currentDirectoryURL = repoRoot
         var env = ProcessInfo.processInfo.environment
+        env["EPSIM_DB"] = scratchDatabase
         for (k, v) in environment { env[k] = v }
         process.environment = env
         let out = Pipe()

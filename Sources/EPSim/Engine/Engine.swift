@@ -44,6 +44,7 @@ struct LaneState {
     var blocker: Int32 = -1
     var blockerWait: SimTime = .zero
     var lastArrival: SimTime? = nil
+    var sendEnd: SimTime? = nil
     /// Compute kernels: work left in SM-picoseconds, the SMs it runs on, and since when.
     var workLeft: Int64 = 0
     var sms: Int64 = 0
@@ -216,6 +217,7 @@ struct Engine<Net: NetworkModel> {
         lanes[lane].blocker = -1
         lanes[lane].blockerWait = .zero
         lanes[lane].lastArrival = nil
+        lanes[lane].sendEnd = nil
         if instr.stream == .comm && commSMs > 0 { setCommResident(r, true, at: now) }
         let mb = instr.microBatch
         let workload = scenario.workload
@@ -314,6 +316,7 @@ struct Engine<Net: NetworkModel> {
         messageCount += sentMessages
         lanes[lane].bytesOut = sentBytes
         lanes[lane].tokens = sentMessages
+        lanes[lane].sendEnd = now
         if !dispatch {
             routingCache[key]!.remainingCombineSends -= 1
             if routingCache[key]!.remainingCombineSends == 0 { routingCache[key] = nil }
@@ -355,7 +358,8 @@ struct Engine<Net: NetworkModel> {
                 KernelRecord(
                     rank: Int32(r), step: ranks[r].step, layer: instr.layer, microBatch: instr.microBatch, kind: instr.kind,
                     stream: instr.stream, start: state.kernelStart, end: now, wait: state.wait, bytesOut: state.bytesOut,
-                    bytesIn: state.bytesIn, tokens: state.tokens, blocker: state.blocker, lastArrival: state.lastArrival))
+                    bytesIn: state.bytesIn, tokens: state.tokens, blocker: state.blocker, lastArrival: state.lastArrival,
+                    sendEnd: state.sendEnd))
         }
         completedInStep[r * instructions.count + i] = ranks[r].step + 1
         lanes[lane].phase = .idle

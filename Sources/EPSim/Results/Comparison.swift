@@ -20,10 +20,6 @@ public struct Comparison: Sendable {
 
     public init(columns: [Column]) { self.columns = columns }
 
-    static func mean(_ s: RunSummary, _ f: (RunSummary.RankRow) -> Double) -> Double {
-        s.per_rank.isEmpty ? 0 : s.per_rank.map(f).reduce(0, +) / Double(s.per_rank.count)
-    }
-
     /// The compared metrics: step latency (max over ranks and steps), the spread of per-rank
     /// latency, and the per-rank breakdown averaged over ranks and steps.
     public static let metrics: [Metric] = [
@@ -31,14 +27,14 @@ public struct Comparison: Sendable {
         Metric(name: "rank_latency_min_us") { $0.rank_latency_min_us },
         Metric(name: "rank_latency_mean_us") { $0.rank_latency_mean_us },
         Metric(name: "rank_latency_max_us") { $0.rank_latency_max_us },
-        Metric(name: "attention_us") { mean($0) { $0.attention_us } },
-        Metric(name: "shared_us") { mean($0) { $0.shared_us } },
-        Metric(name: "dispatch_us") { mean($0) { $0.dispatch_us } },
-        Metric(name: "dispatch_wait_us") { mean($0) { $0.dispatch_wait_us } },
-        Metric(name: "gemm_us") { mean($0) { $0.gemm_us } },
-        Metric(name: "combine_us") { mean($0) { $0.combine_us } },
-        Metric(name: "combine_wait_us") { mean($0) { $0.combine_wait_us } },
-        Metric(name: "exposed_comm_us") { mean($0) { $0.exposed_comm_us } },
+        Metric(name: "attention_us") { $0.rank_mean.attention_us },
+        Metric(name: "shared_us") { $0.rank_mean.shared_us },
+        Metric(name: "dispatch_us") { $0.rank_mean.dispatch_us },
+        Metric(name: "dispatch_wait_us") { $0.rank_mean.dispatch_wait_us },
+        Metric(name: "gemm_us") { $0.rank_mean.gemm_us },
+        Metric(name: "combine_us") { $0.rank_mean.combine_us },
+        Metric(name: "combine_wait_us") { $0.rank_mean.combine_wait_us },
+        Metric(name: "exposed_comm_us") { $0.rank_mean.exposed_comm_us },
     ]
 
     /// `values[metric][column]`.

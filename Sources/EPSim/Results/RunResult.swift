@@ -22,8 +22,30 @@ public struct KernelRecord: Sendable, Equatable {
     public var blocker: Int32
     /// For a RECV: arrival time of its last flow (the moment the wait ended).
     public var lastArrival: SimTime?
+    /// For a SEND: the time its flows were posted (end of the SEND part).
+    public var sendEnd: SimTime?
 
     public var duration: SimTime { end - start }
+
+    public init(rank: Int32, step: Int32, layer: Int32, microBatch: MicroBatch, kind: KernelKind, stream: StreamKind,
+                start: SimTime, end: SimTime, wait: SimTime, bytesOut: Int64, bytesIn: Int64, tokens: Int64, blocker: Int32,
+                lastArrival: SimTime?, sendEnd: SimTime?) {
+        self.rank = rank
+        self.step = step
+        self.layer = layer
+        self.microBatch = microBatch
+        self.kind = kind
+        self.stream = stream
+        self.start = start
+        self.end = end
+        self.wait = wait
+        self.bytesOut = bytesOut
+        self.bytesIn = bytesIn
+        self.tokens = tokens
+        self.blocker = blocker
+        self.lastArrival = lastArrival
+        self.sendEnd = sendEnd
+    }
 }
 
 /// One flow as carried by the network (recorded only on request, for checks and tracing).
@@ -68,11 +90,13 @@ public struct RankStepResult: Sendable, Equatable {
     public var exposedCommunication: SimTime { latency - computeOnComputeStream }
 }
 
-/// How much of the timeline a run keeps.
+/// How much of the timeline a run keeps (and stores).
 public enum TimelineDetail: String, Sendable, CaseIterable {
-    /// Per-rank and per-run figures only.
+    /// Per-run figures only (including means over ranks): no per-rank rows, no kernels.
+    case none
+    /// Per-run and per-rank (per step) figures.
     case summary
-    /// Every kernel as a ``KernelRecord``.
+    /// Every kernel as a ``KernelRecord``, too.
     case full
 }
 

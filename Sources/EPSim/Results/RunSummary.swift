@@ -17,6 +17,58 @@ public struct RunSummary: Codable, Sendable, Equatable {
         public var combine_us: Double
         public var combine_wait_us: Double
         public var exposed_comm_us: Double
+
+        public init(rank: Int, step: Int, tokens: Int, start_us: Double, end_us: Double, e2e_us: Double, busy_us: Double,
+                    attention_us: Double, shared_us: Double, dense_us: Double, dispatch_us: Double, dispatch_wait_us: Double,
+                    gemm_us: Double, combine_us: Double, combine_wait_us: Double, exposed_comm_us: Double) {
+            self.rank = rank
+            self.step = step
+            self.tokens = tokens
+            self.start_us = start_us
+            self.end_us = end_us
+            self.e2e_us = e2e_us
+            self.busy_us = busy_us
+            self.attention_us = attention_us
+            self.shared_us = shared_us
+            self.dense_us = dense_us
+            self.dispatch_us = dispatch_us
+            self.dispatch_wait_us = dispatch_wait_us
+            self.gemm_us = gemm_us
+            self.combine_us = combine_us
+            self.combine_wait_us = combine_wait_us
+            self.exposed_comm_us = exposed_comm_us
+        }
+    }
+
+    /// Means over ranks and steps of the per-rank figures.
+    public struct RankMeans: Codable, Sendable, Equatable {
+        public var e2e_us: Double
+        public var busy_us: Double
+        public var attention_us: Double
+        public var shared_us: Double
+        public var dense_us: Double
+        public var dispatch_us: Double
+        public var dispatch_wait_us: Double
+        public var gemm_us: Double
+        public var combine_us: Double
+        public var combine_wait_us: Double
+        public var exposed_comm_us: Double
+
+        init(_ rows: [RankRow]) {
+            let n = Double(max(rows.count, 1))
+            func mean(_ f: (RankRow) -> Double) -> Double { rows.map(f).reduce(0, +) / n }
+            e2e_us = mean(\.e2e_us)
+            busy_us = mean(\.busy_us)
+            attention_us = mean(\.attention_us)
+            shared_us = mean(\.shared_us)
+            dense_us = mean(\.dense_us)
+            dispatch_us = mean(\.dispatch_us)
+            dispatch_wait_us = mean(\.dispatch_wait_us)
+            gemm_us = mean(\.gemm_us)
+            combine_us = mean(\.combine_us)
+            combine_wait_us = mean(\.combine_wait_us)
+            exposed_comm_us = mean(\.exposed_comm_us)
+        }
     }
 
     public var scenario: String
@@ -36,6 +88,8 @@ public struct RunSummary: Codable, Sendable, Equatable {
     public var kernels: Int
     public var flows: Int
     public var messages: Int64
+    public var rank_mean: RankMeans
+    /// One row per rank and step (empty when read back from a run stored without them).
     public var per_rank: [RankRow]
 
     public init(result: RunResult, tokensPerRank: [Int]) {
@@ -63,5 +117,6 @@ public struct RunSummary: Codable, Sendable, Equatable {
                 combine_us: r.combine.micros, combine_wait_us: r.combineWait.micros,
                 exposed_comm_us: r.exposedCommunication.micros)
         }
+        rank_mean = RankMeans(per_rank)
     }
 }
