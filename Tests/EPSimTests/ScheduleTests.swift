@@ -11,6 +11,7 @@ func freeCommunicationYAML(ranks: Int, layers: Int, tokens: String, schedule: St
     workload: {tokens_per_rank: \(tokens)}
     schedule: \(schedule)
     network:
+      model: ideal
       nvlink: {bandwidth_gbps: infinite, latency_us: 0}
       rdma: {bandwidth_gbps: infinite, latency_us: 0}
     costs:
@@ -93,6 +94,7 @@ struct DecodeScheduleTests {
         workload: {tokens_per_rank: [2, 2]}
         schedule: deepseek-decode
         network:
+          model: ideal
           nvlink: {bandwidth_gbps: 14.336, latency_us: 5}
         costs:
           attn0_us: 20
@@ -138,6 +140,7 @@ struct PrefillScheduleTests {
         workload: {tokens_per_rank: 64}
         schedule: deepseek-prefill
         network:
+          model: ideal
           nvlink: {bandwidth_gbps: 1, latency_us: 2}
         costs:
           attn0_us: 108
@@ -211,6 +214,7 @@ struct PrefillScheduleTests {
             workload: {tokens_per_rank: 64}
             schedule: deepseek-prefill
             network:
+              model: ideal
               nvlink: {bandwidth_gbps: 100, latency_us: 3}
             costs:
               attn1_us: [20, 220]

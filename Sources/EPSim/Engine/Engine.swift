@@ -103,6 +103,8 @@ struct Engine<Net: NetworkModel> {
     let totalSMs: Int64
     let commSMs: Int64
     let normalMode: Bool
+    /// `paths[s * N + d]`: the transport from `s` to `d`.
+    let paths: [Path]
 
     var net: Net
     var queue: EventQueue<EngineEvent>
@@ -141,12 +143,15 @@ struct Engine<Net: NetworkModel> {
         totalSMs = Int64(scenario.cluster.smsPerGPU)
         commSMs = Int64(program.commSMs)
         net = network
+        let cluster = scenario.cluster
+        let config = scenario.network
+        let rankCount = n
+        paths = (0..<(n * n)).map { config.path(from: $0 / rankCount, to: $0 % rankCount, in: cluster) }
         queue = EventQueue(reservingCapacity: 4 * n)
         ranks = Array(repeating: RankState(), count: n)
         lanes = Array(repeating: LaneState(), count: 2 * n)
         completedInStep = Array(repeating: 0, count: n * program.instructions.count)
         slots = Array(repeating: RecvSlot(), count: n * Self.ringSize)
-        let rankCount = n
         rankSteps = (0..<scenario.steps).flatMap { s in (0..<rankCount).map { RankStepResult(rank: Int32($0), step: Int32(s)) } }
         kernelsByRank = Array(repeating: [], count: options.timeline == .full ? n : 0)
         blockedWait = Array(repeating: .zero, count: n)
@@ -155,7 +160,7 @@ struct Engine<Net: NetworkModel> {
     mutating func run() throws -> RunResult {
         for r in 0..<n { try startStep(r, at: .zero) }
         while true {
-            if let tn = net.nextEventTime, queue.nextTime.map({ tn <= $0 }) ?? true {
+            if let tn = net.nextEventTime(), queue.nextTime.map({ tn <= $0 }) ?? true {
                 net.advance(to: tn, deliveries: &deliveries)
                 try drainDeliveries()
                 continue
@@ -248,10 +253,8 @@ struct Engine<Net: NetworkModel> {
                 let op = Int32(step * opsPerStep + Int(instr.notifyOp))
                 for d in 0..<n {
                     net.post(
-                        Flow(
-                            source: Int32(r), destination: Int32(d), operation: op,
-                            path: scenario.network.path(from: r, to: d, in: scenario.cluster), messages: 0, bytes: 0),
-                        at: now, deliveries: &deliveries)
+                        Flow(source: Int32(r), destination: Int32(d), operation: op, path: paths[r * n + d], messages: 0, bytes: 0),
+                        dataFrom: now, controlAt: now, deliveries: &deliveries)
                 }
                 flowCount += n
                 lanes[lane].phase = .notifyWait
@@ -273,58 +276,57 @@ struct Engine<Net: NetworkModel> {
         return (normalMode ? mbRouting.uniquePairCounts : mbRouting.pairCounts, instr.kind.isDispatchSide)
     }
 
+    /// Starts the SEND part: posts one flow to every rank (zero-message flows included:
+    /// their count or flag messages are always sent). Data may start moving now; the
+    /// control messages leave when the SEND part ends, after all the data was issued.
     mutating func beginSend(lane: Int, at now: SimTime) throws {
-        let r = lane >> 1
-        let instr = instructions[lanes[lane].instruction]
-        let (counts, dispatch) = sendCounts(lane: lane, routing: routingFor(step: Int(ranks[r].step), moeLayer: Int(instr.moeLayer)).routing)
-        var messages = 0
-        if dispatch {
-            for d in 0..<n { messages += Int(counts[r * n + d]) }
-        } else {
-            for s in 0..<n { messages += Int(counts[s * n + r]) }
-        }
-        lanes[lane].phase = .send
-        queue.push(
-            EngineEvent(lane: Int32(lane), kind: .sendDone, version: lanes[lane].version),
-            at: now + cost.sendDuration(dispatch: dispatch, rank: r, messages: messages))
-    }
-
-    /// The SEND part is over: post one flow to every rank (zero-message flows included:
-    /// their count or flag messages are always sent), then end the kernel or, when fused,
-    /// go on to the RECV part.
-    mutating func sendDone(_ lane: Int, at now: SimTime) throws {
         let r = lane >> 1
         let instr = instructions[lanes[lane].instruction]
         let step = Int(ranks[r].step)
         let key = step * scenario.model.moeLayers + Int(instr.moeLayer)
-        let (counts, dispatch) = sendCounts(lane: lane, routing: routingCache[key]!.routing)
-        let operation = Int32(step * opsPerStep + Int(instr.commOp))
+        let (counts, dispatch) = sendCounts(lane: lane, routing: routingFor(step: step, moeLayer: Int(instr.moeLayer)).routing)
         let bytesPerMessage = dispatch ? dispatchBytes : combineBytes
-        var sentMessages: Int64 = 0
-        var sentBytes: Int64 = 0
+        var messages: Int64 = 0
+        var smCopiedBytes: Int64 = 0
+        for d in 0..<n {
+            let count = Int64(dispatch ? counts[r * n + d] : counts[d * n + r])
+            messages += count
+            if Net.movesNVLinkInSendKernel && paths[r * n + d] == .nvlink { smCopiedBytes += count * bytesPerMessage }
+        }
+        var duration = cost.sendDuration(dispatch: dispatch, rank: r, messages: Int(messages))
+        if smCopiedBytes > 0 {
+            // NVLink peers (and the rank itself) are written by the kernel's own SM stores.
+            duration += SimTime.transfer(bytes: smCopiedBytes, gigabytesPerSecond: scenario.network.nvlink.bandwidthGBps)
+        }
+        let end = now + duration
+        let operation = Int32(step * opsPerStep + Int(instr.commOp))
         for d in 0..<n {
             let count = dispatch ? counts[r * n + d] : counts[d * n + r]
-            let bytes = Int64(count) * bytesPerMessage
-            sentMessages += Int64(count)
-            sentBytes += bytes
-            let path = scenario.network.path(from: r, to: d, in: scenario.cluster)
             net.post(
-                Flow(source: Int32(r), destination: Int32(d), operation: operation, path: path, messages: count, bytes: bytes),
-                at: now, deliveries: &deliveries)
+                Flow(source: Int32(r), destination: Int32(d), operation: operation, path: paths[r * n + d],
+                     messages: count, bytes: Int64(count) * bytesPerMessage),
+                dataFrom: now, controlAt: end, deliveries: &deliveries)
         }
         flowCount += n
-        messageCount += sentMessages
-        lanes[lane].bytesOut = sentBytes
-        lanes[lane].tokens = sentMessages
-        lanes[lane].sendEnd = now
+        messageCount += messages
+        lanes[lane].bytesOut = messages * bytesPerMessage
+        lanes[lane].tokens = messages
+        lanes[lane].phase = .send
         if !dispatch {
             routingCache[key]!.remainingCombineSends -= 1
             if routingCache[key]!.remainingCombineSends == 0 { routingCache[key] = nil }
         }
+        queue.push(EngineEvent(lane: Int32(lane), kind: .sendDone, version: lanes[lane].version), at: end)
         try drainDeliveries()
+    }
+
+    /// The SEND part is over: end the kernel or, when fused, go on to the RECV part.
+    mutating func sendDone(_ lane: Int, at now: SimTime) throws {
+        let instr = instructions[lanes[lane].instruction]
+        lanes[lane].sendEnd = now
         if instr.kind.receives {
             lanes[lane].phase = .receiveWait
-            try beginReceive(lane: lane, operation: operation, at: now)
+            try beginReceive(lane: lane, operation: Int32(Int(ranks[lane >> 1].step) * opsPerStep + Int(instr.commOp)), at: now)
         } else {
             try finishKernel(lane, at: now)
         }

@@ -41,6 +41,10 @@ public enum Simulation {
         case .ideal:
             var engine = try Engine(scenario: scenario, network: IdealNetwork(config: scenario.network), options: options)
             return try engine.run()
+        case .ports:
+            let network = PortNetwork(config: scenario.network, ranks: scenario.cluster.ranks)
+            var engine = try Engine(scenario: scenario, network: network, options: options)
+            return try engine.run()
         }
     }
 }

@@ -30,7 +30,7 @@ public struct Flow: Sendable, Equatable {
 /// A flow whose last control message has reached its destination.
 public struct Delivery: Sendable, Equatable {
     public var flow: Flow
-    /// Time the flow was posted (end of its SEND).
+    /// Time the flow's control messages were posted (end of its SEND).
     public var posted: SimTime
     public var arrival: SimTime
 }
@@ -38,28 +38,37 @@ public struct Delivery: Sendable, Equatable {
 /// The interface every network model implements; the engine is generic over it, so the
 /// model is specialised into the event loop with no existential boxing.
 ///
-/// A model may deliver a flow at once (when its arrival time is already known, as in the
-/// ideal network) or later from `advance(to:)` (a contended model that changes rates as
-/// flows come and go). Deliveries carry their own arrival time, which is never earlier
-/// than the time they are reported at.
+/// A SEND posts its flows when it starts: data may move from `dataFrom` on, and the
+/// control messages (counts or flags) are released at `controlAt`, the end of the SEND,
+/// after every data message was issued. A model may deliver a flow at once (when its
+/// arrival is already known, as in the ideal network) or later from `advance(to:)` (a
+/// contended model whose rates change as flows come and go). A delivery's arrival is never
+/// earlier than `controlAt`.
 public protocol NetworkModel {
-    /// A flow is posted at `now` (the end of its SEND kernel).
-    mutating func post(_ flow: Flow, at now: SimTime, deliveries: inout [Delivery])
+    /// True when NVLink payload is written by the SEND kernel's own SMs (DeepEP's
+    /// NVLink-in-low-latency mode): the engine then lengthens the SEND by those bytes over
+    /// the NVLink bandwidth, and the model carries only the control message.
+    static var movesNVLinkInSendKernel: Bool { get }
+    mutating func post(_ flow: Flow, dataFrom start: SimTime, controlAt release: SimTime, deliveries: inout [Delivery])
     /// The next time the model must be advanced to, if it has internal events.
-    var nextEventTime: SimTime? { get }
-    /// Processes the model's internal events up to and including `time`.
+    mutating func nextEventTime() -> SimTime?
+    /// Processes the model's internal events at `time` (the value `nextEventTime` gave).
     mutating func advance(to time: SimTime, deliveries: inout [Delivery])
 }
 
-/// Each flow alone on its path: arrival = post + latency + bytes / bandwidth (rounded up to
-/// a picosecond by ``SimTime/transfer(bytes:gigabytesPerSecond:)``), plus one round trip
-/// (2 x latency) when the fence option is on and an RDMA flow carried data.
+/// Each flow alone on its path: arrival = control release + latency + bytes / bandwidth
+/// (rounded up to a picosecond by ``SimTime/transfer(bytes:gigabytesPerSecond:)``), plus
+/// one round trip (2 x latency) when the fence option is on and an RDMA flow carried data.
 ///
-/// Used for closed-form checks (contract §9) and as the "no contention" bound.
+/// This is the contract's closed-form network (§9): data is counted from the end of the
+/// SEND, on every path, NVLink included (unless `rdma_data: during-send` is chosen, when
+/// RDMA data moves from the start of the SEND as in ``PortNetwork``).
 public struct IdealNetwork: NetworkModel {
     public let config: NetworkConfig
 
     public init(config: NetworkConfig) { self.config = config }
+
+    public static var movesNVLinkInSendKernel: Bool { false }
 
     /// The flight time of `bytes` over `path`.
     public func flightTime(bytes: Int64, path: Path) -> SimTime {
@@ -69,11 +78,20 @@ public struct IdealNetwork: NetworkModel {
         return t
     }
 
-    public mutating func post(_ flow: Flow, at now: SimTime, deliveries: inout [Delivery]) {
-        deliveries.append(Delivery(flow: flow, posted: now, arrival: now + flightTime(bytes: flow.bytes, path: flow.path)))
+    public mutating func post(_ flow: Flow, dataFrom start: SimTime, controlAt release: SimTime, deliveries: inout [Delivery]) {
+        var arrival = release + flightTime(bytes: flow.bytes, path: flow.path)
+        if config.rdmaDataDuringSend && flow.path == .rdma {
+            // The data left from the start of the SEND; the counts follow it, and leave no
+            // earlier than the end of the SEND.
+            let link = config.link(.rdma)
+            var dataDone = start + SimTime.transfer(bytes: flow.bytes, gigabytesPerSecond: link.bandwidthGBps)
+            if config.fenceControlMessages && flow.bytes > 0 { dataDone += link.latency + link.latency }
+            arrival = max(release, dataDone) + link.latency
+        }
+        deliveries.append(Delivery(flow: flow, posted: release, arrival: arrival))
     }
 
-    public var nextEventTime: SimTime? { nil }
+    public mutating func nextEventTime() -> SimTime? { nil }
 
     public mutating func advance(to time: SimTime, deliveries: inout [Delivery]) {}
 }

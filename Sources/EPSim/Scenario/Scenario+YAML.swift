@@ -210,13 +210,15 @@ struct ScenarioDecoder {
     }
 
     func decodeNetwork(_ map: YAMLMapping?) throws -> NetworkConfig {
-        let kind = try map?.optional("model").map { NetworkKind(rawValue: try $0.choice(NetworkKind.allCases.map(\.rawValue)))! } ?? .ideal
+        let kind = try map?.optional("model").map { NetworkKind(rawValue: try $0.choice(NetworkKind.allCases.map(\.rawValue)))! } ?? .ports
         let nvlink = try decodeLink(map?.optional("nvlink"), defaultGBps: 160, defaultLatencyMicros: 2)
         let rdma = try decodeLink(map?.optional("rdma"), defaultGBps: 50, defaultLatencyMicros: 4)
         let nvlinkForLL = try map?.optional("nvlink_for_ll")?.bool() ?? true
         let fence = try map?.optional("fence")?.bool() ?? false
+        let during = try map?.optional("rdma_data").map { try $0.choice(["during-send", "after-send"]) == "during-send" }
         try map?.finish()
-        return NetworkConfig(kind: kind, nvlink: nvlink, rdma: rdma, nvlinkForLowLatency: nvlinkForLL, fenceControlMessages: fence)
+        return NetworkConfig(kind: kind, nvlink: nvlink, rdma: rdma, nvlinkForLowLatency: nvlinkForLL, fenceControlMessages: fence,
+                             rdmaDataDuringSend: during)
     }
 
     func micros(_ map: YAMLMapping?, _ key: String, ranks: Int, default value: Double) throws -> [SimTime] {

@@ -125,7 +125,10 @@ public struct LinkConfig: Sendable, Equatable {
 
 /// Which network model carries the flows.
 public enum NetworkKind: String, Sendable, CaseIterable {
-    /// Each flow alone on its links: `latency + bytes / bandwidth`.
+    /// Contended NIC ports shared in processor sharing; NVLink payload moved by the SEND
+    /// kernel's SMs (see ``PortNetwork``).
+    case ports
+    /// Each flow alone on its links: `latency + bytes / bandwidth` (the contract's closed form).
     case ideal
 }
 
@@ -139,6 +142,21 @@ public struct NetworkConfig: Sendable, Equatable {
     /// One extra round trip (2 x latency) before each control message that follows data
     /// over RDMA: the fence of multipath NICs (DeepEP #437).
     public var fenceControlMessages: Bool
+    /// RDMA data starts moving when the SEND starts (DeepEP issues each token's writes as
+    /// the kernel processes it) rather than when it ends. The control message still leaves
+    /// at the end of the SEND. Default: on for `ports`, off for `ideal` (the contract's
+    /// closed form counts flights from the end of the SEND).
+    public var rdmaDataDuringSend: Bool
+
+    public init(kind: NetworkKind, nvlink: LinkConfig, rdma: LinkConfig, nvlinkForLowLatency: Bool, fenceControlMessages: Bool,
+                rdmaDataDuringSend: Bool? = nil) {
+        self.kind = kind
+        self.nvlink = nvlink
+        self.rdma = rdma
+        self.nvlinkForLowLatency = nvlinkForLowLatency
+        self.fenceControlMessages = fenceControlMessages
+        self.rdmaDataDuringSend = rdmaDataDuringSend ?? (kind == .ports)
+    }
 
     /// The path from `source` to `destination`.
     public func path(from source: Int, to destination: Int, in cluster: Cluster) -> Path {
