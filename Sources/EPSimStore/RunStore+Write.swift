@@ -29,7 +29,7 @@ extension RunStore {
     /// throw to check that a failed run leaves nothing behind.
     func save(_ result: RunResult, scenario: Scenario, source: RunSource, wallSeconds: Double, timeline: TimelineDetail,
               createdAt: Date, beforeCommit: (() throws -> Void)?) throws -> Int64 {
-        var summary = RunSummary(result: result, tokensPerRank: scenario.workload.tokensPerRank)
+        var summary = RunSummary(result: result)
         let rows = summary.per_rank
         summary.per_rank = []
         let encoder = JSONEncoder()

@@ -44,7 +44,7 @@ struct CompareCommand: ParsableCommand {
             for name in names {
                 let s = try loadScenario(path, schedule: name)
                 let (result, _) = try simulate(s, options: SimulationOptions(timeline: .summary))
-                columns.append(.init(label: "\(s.name) [\(s.schedule.name)]", summary: RunSummary(result: result, tokensPerRank: s.workload.tokensPerRank)))
+                columns.append(.init(label: "\(s.name) [\(s.schedule.name)]", summary: RunSummary(result: result)))
             }
         }
         print(ComparisonReport.render(Comparison(columns: columns), format: format), terminator: "")

@@ -54,7 +54,7 @@ struct RunCommand: ParsableCommand {
                 try store.save(result, scenario: s, source: RunSource(scenarioPath: scenario, scenarioText: text), wallSeconds: wall, timeline: timeline)
             }
         }
-        let summary = RunSummary(result: result, tokensPerRank: s.workload.tokensPerRank)
+        let summary = RunSummary(result: result)
         switch format {
         case .json:
             print(try jsonString(summary))

@@ -35,7 +35,7 @@ struct RunStoreTests {
         let id = try store.save(result, scenario: s, source: RunSource(scenarioPath: "store.yaml", scenarioText: storeScenarioYAML),
                                 wallSeconds: 0.5, timeline: .full)
         let back = try store.run(id)
-        #expect(back.summary == RunSummary(result: result, tokensPerRank: s.workload.tokensPerRank))
+        #expect(back.summary == RunSummary(result: result))
         #expect(back.scenarioText == storeScenarioYAML)
         #expect(back.seed == 9 && back.listing.schedule == "deepseek-decode" && back.listing.steps == 2)
         #expect(try store.kernels(id) == result.kernels)
@@ -51,7 +51,7 @@ struct RunStoreTests {
         let none = try store.save(result, scenario: s, source: source, wallSeconds: 0, timeline: .none)
         let summary = try store.save(result, scenario: s, source: source, wallSeconds: 0, timeline: .summary)
         #expect(try store.run(none).summary.per_rank.isEmpty)
-        #expect(try store.run(none).summary.rank_mean == RunSummary(result: result, tokensPerRank: s.workload.tokensPerRank).rank_mean)
+        #expect(try store.run(none).summary.rank_mean == RunSummary(result: result).rank_mean)
         #expect(try store.run(summary).summary.per_rank.count == 4 * 2)
         #expect(try store.kernels(summary).isEmpty)
     }
@@ -109,7 +109,7 @@ struct RunStoreTests {
                     ranks, steps, step_latency_us, rank_latency_mean_us, rank_latency_min_us, rank_latency_max_us, slowest_rank,
                     kernel_count, flow_count, message_count, wall_time_s, timeline, summary_json)
                 VALUES ('2026-01-01T00:00:00Z', 'old', 'old.yaml', '', '0', 0, 'none', '0.1.0', 1, 1, 10, 10, 10, 10, 0, 1, 1, 0, 0, 'full', ?)
-                """, arguments: [try String(decoding: JSONEncoder().encode(RunSummary(result: storeScenario().1, tokensPerRank: [64, 16, 32, 0])), as: UTF8.self)])
+                """, arguments: [try String(decoding: JSONEncoder().encode(RunSummary(result: storeScenario().1)), as: UTF8.self)])
             try db.execute(sql: "INSERT INTO kernels VALUES (1, 0, 0, 0, 'A', 'ATTN0', 'compute', 0, 10, 0, 0, 0, 1, NULL, NULL)")
         }
         try queue.close()

@@ -8,7 +8,7 @@ struct RoutingTests {
     func generator(_ kind: RoutingKind, tokens: [Int], experts: Int, topK: Int, seed: UInt64 = 7) -> RoutingGenerator {
         let model = MoEModel(
             hidden: 7168, experts: experts, topK: topK, moeLayers: 1, denseLayers: 0, dispatchPrecision: .fp8,
-            placement: MoEModel.contiguousPlacement(experts: experts, ranks: tokens.count))
+            expertPlacement: .contiguous(experts: experts, ranks: tokens.count))
         return RoutingGenerator(workload: Workload(tokensPerRank: tokens, routing: kind, seed: seed), model: model)
     }
 
@@ -27,7 +27,7 @@ struct RoutingTests {
         for r in 0..<2 {
             var current = -1
             var seen: Set<Int> = []
-            g.forEachSelection(rank: r, step: 0, layer: 0) { t, e in
+            g.forEachLogicalSelection(rank: r, step: 0, layer: 0) { t, e in
                 if t != current { #expect(seen.count == (current < 0 ? 0 : 6)); current = t; seen = [] }
                 #expect(seen.insert(e).inserted, "token \(t) picked expert \(e) twice")
                 perExpert[e] += 1

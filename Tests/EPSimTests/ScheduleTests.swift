@@ -196,14 +196,17 @@ struct PrefillScheduleTests {
         let r = Int(k.rank)
         let w = scenario.workload
         let cost = CostModel(costs: scenario.costs, model: scenario.model)
+        var work = ComputeWork()
         if k.kind == .mlp {
             let a = result.kernels.first { $0.rank == k.rank && $0.step == k.step && $0.layer == k.layer && $0.kind == .mlp && $0.microBatch == .a }!
             let b = result.kernels.first { $0.rank == k.rank && $0.step == k.step && $0.layer == k.layer && $0.kind == .mlp && $0.microBatch == .b }!
-            return cost.computeDuration(.mlp, rank: r, microBatch: k.microBatch, microBatches: 2, partA: Int(a.tokens), total: Int(a.tokens + b.tokens))
+            work.receivedA = Int(a.tokens)
+            work.receivedTotal = Int(a.tokens + b.tokens)
+        } else {
+            work.tokensA = w.tokenRange(rank: r, microBatch: .a, of: 2).count
+            work.tokensTotal = w.tokensPerRank[r]
         }
-        return cost.computeDuration(
-            k.kind, rank: r, microBatch: k.microBatch, microBatches: 2,
-            partA: w.tokenRange(rank: r, microBatch: .a, of: 2).count, total: w.tokensPerRank[r])
+        return cost.computeDuration(k.kind, rank: r, microBatch: k.microBatch, microBatches: 2, work: work)
     }
 
     @Test("normal-mode dispatch opens with a count exchange: no rank sends before every rank has started")

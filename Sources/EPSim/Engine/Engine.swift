@@ -17,7 +17,7 @@ struct EngineEvent {
 }
 
 /// Where a lane's current kernel is.
-enum Phase: UInt8 {
+enum LanePhase: UInt8 {
     case idle
     /// A compute kernel progressing at the rate of the SMs it has.
     case compute
@@ -33,7 +33,7 @@ enum Phase: UInt8 {
 /// One stream of one rank: its position in the program and its current kernel.
 struct LaneState {
     var pc = 0
-    var phase = Phase.idle
+    var phase = LanePhase.idle
     var instruction = -1
     var version: UInt32 = 0
     var kernelStart: SimTime = .zero
@@ -133,7 +133,7 @@ struct Engine<Net: NetworkModel> {
         opsPerStep = program.commOpsPerStep
         microBatches = program.microBatches
         normalMode = program.mode == .normal
-        cost = CostModel(costs: scenario.costs, model: scenario.model)
+        cost = CostModel(costs: scenario.costs, model: scenario.model, phase: scenario.workload.phase)
         router = RoutingGenerator(workload: scenario.workload, model: scenario.model)
         var local = [[Int]](repeating: [], count: n)
         for (e, r) in scenario.model.placement.enumerated() { local[Int(r)].append(e) }
@@ -191,7 +191,9 @@ struct Engine<Net: NetworkModel> {
     // MARK: Steps and lanes
 
     mutating func startStep(_ r: Int, at now: SimTime) throws {
-        rankSteps[Int(ranks[r].step) * n + r].start = now
+        let step = Int(ranks[r].step)
+        rankSteps[step * n + r].start = now
+        rankSteps[step * n + r].tokens = scenario.workload.tokens(step: step, rank: r)
         for s in 0..<2 { lanes[r * 2 + s].pc = 0 }
         for s in 0..<2 { try tryStart(lane: r * 2 + s, at: now) }
     }
@@ -228,25 +230,27 @@ struct Engine<Net: NetworkModel> {
         let workload = scenario.workload
         switch instr.kind {
         case .attn0, .attn1, .shared, .dense:
-            let dense = instr.moeLayer < 0
-            let total = workload.tokensPerRank[r]
-            lanes[lane].tokens = Int64(dense ? total : workload.tokenRange(rank: r, microBatch: mb, of: microBatches).count)
-            let d = cost.computeDuration(
-                instr.kind, rank: r, microBatch: mb, microBatches: microBatches,
-                partA: workload.tokenRange(rank: r, microBatch: .a, of: microBatches).count, total: total,
-                wholeBatch: dense)
-            startCompute(lane: lane, duration: d, at: now)
+            var work = ComputeWork()
+            work.wholeBatch = instr.moeLayer < 0
+            work.tokensTotal = workload.tokens(step: step, rank: r)
+            work.tokensA = workload.tokenRange(rank: r, step: step, microBatch: .a, of: microBatches).count
+            work.tokens = workload.tokenRange(rank: r, step: step, microBatch: mb, of: microBatches).count
+            work.kvLength = workload.kvLength[r]
+            lanes[lane].tokens = Int64(work.wholeBatch ? work.tokensTotal : work.tokens)
+            startCompute(lane: lane, duration: cost.computeDuration(instr.kind, rank: r, microBatch: mb, microBatches: microBatches, work: work), at: now)
         case .mlp:
             let routing = routingFor(step: step, moeLayer: Int(instr.moeLayer)).routing
-            var received = [Int](repeating: 0, count: microBatches)
+            var work = ComputeWork()
             for m in 0..<microBatches {
-                for e in localExperts[r] { received[m] += Int(routing.microBatches[m].expertLoad[e]) }
+                var received = 0
+                for e in localExperts[r] { received += Int(routing.microBatches[m].expertLoad[e]) }
+                if m == 0 { work.receivedA = received }
+                if m == Int(mb.rawValue) { work.received = received }
+                work.receivedTotal += received
             }
-            lanes[lane].tokens = Int64(received[Int(mb.rawValue)])
-            let d = cost.computeDuration(
-                .mlp, rank: r, microBatch: mb, microBatches: microBatches,
-                partA: received[0], total: received.reduce(0, +))
-            startCompute(lane: lane, duration: d, at: now)
+            work.expertTokens = localExperts[r].map { routing.microBatches[Int(mb.rawValue)].expertLoad[$0] }
+            lanes[lane].tokens = Int64(work.received)
+            startCompute(lane: lane, duration: cost.computeDuration(.mlp, rank: r, microBatch: mb, microBatches: microBatches, work: work), at: now)
         case .sendDispatch, .dispatch, .sendCombine, .combine:
             if instr.notifyOp >= 0 {
                 // Normal mode: the count exchange among all ranks comes first.
@@ -475,7 +479,7 @@ struct Engine<Net: NetworkModel> {
             lanes[lane].tokens = slot.messagesIn
         } else {
             // The low-latency combine RECV reduces T * top_k rows of 2H bytes.
-            let tokens = scenario.workload.tokenRange(rank: r, microBatch: instr.microBatch, of: microBatches).count
+            let tokens = scenario.workload.tokenRange(rank: r, step: Int(ranks[r].step), microBatch: instr.microBatch, of: microBatches).count
             let rows = Int64(tokens * scenario.model.topK)
             workBytes = rows * combineBytes
             lanes[lane].tokens = rows

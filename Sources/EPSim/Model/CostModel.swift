@@ -1,18 +1,40 @@
 import EventCore
 
+/// What a compute kernel works on, as the cost model needs it.
+public struct ComputeWork: Sendable {
+    /// The rank's tokens in micro-batch A, in all, and in this kernel's micro-batch.
+    public var tokensA = 0
+    public var tokensTotal = 0
+    public var tokens = 0
+    /// MLP: tokens received by the rank's experts in A, in all, in this micro-batch, and per
+    /// local expert in this micro-batch (`masked_m`).
+    public var receivedA = 0
+    public var receivedTotal = 0
+    public var received = 0
+    public var expertTokens: [Int32] = []
+    /// Context length of the rank's requests.
+    public var kvLength = 0
+    /// A dense layer's kernels always run on the whole batch.
+    public var wholeBatch = false
+
+    public init() {}
+}
+
 /// Turns a kernel and its workload into a duration.
 ///
-/// First level (this file): fixed per-rank durations for compute kernels, given for the
-/// rank's whole batch; SEND = fixed + per message x data messages; RECV copy or reduce =
-/// fixed + bytes / copy bandwidth. Later levels (roofline, measured tables) plug in here,
-/// behind the same three questions the engine asks.
+/// Compute kernels: fixed (per rank, whole batch split by tokens, or per micro-batch),
+/// roofline (from ``Hardware`` and ``Architecture``) or a measured table. Communication
+/// kernels: SEND = fixed + per message x data messages; RECV copy or reduce = fixed +
+/// bytes / copy bandwidth.
 public struct CostModel: Sendable {
     public let costs: CostConfig
     public let model: MoEModel
+    public let phase: InferencePhase
 
-    public init(costs: CostConfig, model: MoEModel) {
+    public init(costs: CostConfig, model: MoEModel, phase: InferencePhase = .decode) {
         self.costs = costs
         self.model = model
+        self.phase = phase
     }
 
     /// A fixed full-batch duration's share for one micro-batch.
@@ -33,29 +55,115 @@ public struct CostModel: Sendable {
     }
 
     /// Duration of a compute kernel (`ATTN0`, `ATTN1`, `SHARED`, `MLP`, `DENSE`).
-    ///
-    /// - Parameters:
-    ///   - partA / total: micro-batch A's share of the work and the whole: own tokens for
-    ///     attention and shared experts, tokens received by the rank's experts for MLP.
-    ///   - wholeBatch: a dense layer's kernels always run on the whole batch.
-    public func computeDuration(
-        _ kind: KernelKind, rank: Int, microBatch: MicroBatch, microBatches: Int,
-        partA: Int, total: Int, wholeBatch: Bool = false
-    ) -> SimTime {
+    public func computeDuration(_ kind: KernelKind, rank: Int, microBatch: MicroBatch, microBatches: Int, work: ComputeWork) -> SimTime {
         let cost: ComputeCost
         switch kind {
         case .attn0: cost = costs.attn0
         case .attn1: cost = costs.attn1
         case .shared: cost = costs.shared
         case .mlp: cost = costs.gemm
-        case .dense: return costs.denseMLP[rank]
+        case .dense: cost = costs.denseMLP
         default: return .zero
         }
-        if wholeBatch || microBatches == 1 { return cost.whole(rank) }
+        let isMLP = kind == .mlp
         switch cost {
-        case .wholeBatch(let d): return Self.share(d[rank], microBatch: microBatch, microBatches: microBatches, partA: partA, total: total)
-        case .perMicroBatch(let a, let b): return microBatch == .a ? a[rank] : b[rank]
+        case .wholeBatch(let d):
+            if work.wholeBatch || microBatches == 1 { return d[rank] }
+            return Self.share(d[rank], microBatch: microBatch, microBatches: microBatches,
+                              partA: isMLP ? work.receivedA : work.tokensA, total: isMLP ? work.receivedTotal : work.tokensTotal)
+        case .perMicroBatch(let a, let b):
+            if work.wholeBatch || microBatches == 1 { return a[rank] + b[rank] }
+            return microBatch == .a ? a[rank] : b[rank]
+        case .table(let points):
+            return SimTime(micros: Self.interpolate(points, at: Double(isMLP ? work.received : work.tokens)))
+        case .roofline:
+            return roofline(kind, work: work)
         }
+    }
+
+    /// Linear interpolation in measured points; beyond the ends, the end segment's slope
+    /// (never below zero); a single point is a constant.
+    public static func interpolate(_ points: [MeasuredPoint], at x: Double) -> Double {
+        guard let first = points.first else { return 0 }
+        guard points.count > 1 else { return first.micros }
+        var i = 1
+        while i < points.count - 1 && points[i].tokens < x { i += 1 }
+        let (a, b) = x <= first.tokens ? (points[0], points[1]) : (points[i - 1], points[i])
+        let t = (x - a.tokens) / (b.tokens - a.tokens)
+        return max(0, a.micros + t * (b.micros - a.micros))
+    }
+
+    // MARK: Roofline
+
+    /// FLOPs and bytes of a kernel for the roofline.
+    public func rooflineWork(_ kind: KernelKind, work: ComputeWork) -> (flops: Double, bytes: Double) {
+        let a = model.architecture
+        let h = Double(a.hidden)
+        let wb = a.weightBytes
+        let t = Double(work.wholeBatch ? work.tokensTotal : work.tokens)
+        let kv = Double(work.kvLength)
+        // Prefill attends, per token, to half its prompt on average (causal); decode to all of it.
+        let context = phase == .decode ? kv : kv / 2
+        switch kind {
+        case .attn0:
+            let params: Double
+            switch a.attention {
+            case let .mla(heads, qRank, kvRank, nope, rope, _):
+                let absorbedKeys = phase == .decode ? Double(kvRank * heads * nope) : 0
+                params = h * Double(qRank) + Double(qRank * heads * (nope + rope)) + h * Double(kvRank + rope) + absorbedKeys
+            case let .gqa(qHeads, kvHeads, headDim):
+                params = h * Double((qHeads + 2 * kvHeads) * headDim)
+            }
+            return (2 * t * params, params * wb + t * h * 2)
+        case .attn1:
+            let gate = h * Double(a.routedExperts)
+            switch a.attention {
+            case let .mla(heads, _, kvRank, nope, rope, vDim):
+                let out = Double(heads * vDim) * h + (phase == .decode ? Double(kvRank * heads * vDim) : Double(kvRank * heads * (nope + vDim)))
+                let core: Double
+                if phase == .decode {
+                    core = 2 * t * context * Double(heads * (kvRank + rope + kvRank))
+                } else {
+                    core = 2 * t * context * Double(heads * (nope + rope + vDim))
+                }
+                let cache = phase == .decode ? t * kv * Double(kvRank + rope) * a.kvBytes : t * Double(kvRank + rope) * a.kvBytes
+                return (core + 2 * t * (out + gate), cache + out * wb + gate * 2 + t * h * 2)
+            case let .gqa(qHeads, kvHeads, headDim):
+                let out = Double(qHeads * headDim) * h
+                let core = 2 * t * context * Double(qHeads * headDim * 2)
+                let cache = phase == .decode ? t * kv * Double(2 * kvHeads * headDim) * a.kvBytes : t * Double(2 * kvHeads * headDim) * a.kvBytes
+                return (core + 2 * t * (out + gate), cache + out * wb + gate * 2 + t * h * 2)
+            }
+        case .shared:
+            let params = Double(a.sharedExperts) * 3 * h * Double(a.moeIntermediate)
+            return (2 * t * params, params * wb + t * h * 3)
+        case .dense:
+            let params = 3 * h * Double(a.denseIntermediate)
+            return (2 * t * params, params * wb + t * h * 3)
+        case .mlp:
+            let perExpert = 3 * h * Double(a.moeIntermediate)
+            var flops = 0.0
+            var bytes = 0.0
+            for m in work.expertTokens where m > 0 {
+                // DeepGEMM's masked grouped GEMM pads each expert's rows to the 64-row tile.
+                let padded = Double((Int(m) + 63) / 64 * 64)
+                flops += 2 * padded * perExpert
+                bytes += perExpert * wb + Double(m) * h * 3
+            }
+            return (flops, bytes)
+        default:
+            return (0, 0)
+        }
+    }
+
+    /// `overhead + max(FLOPs / (peak x efficiency), bytes / (HBM x efficiency))`, FP8 peak.
+    public func roofline(_ kind: KernelKind, work: ComputeWork) -> SimTime {
+        let hw = costs.hardware
+        let (flops, bytes) = rooflineWork(kind, work: work)
+        if flops == 0 && bytes == 0 { return .zero }
+        let computeSeconds = flops / (hw.peakFP8TFLOPS * 1e12 * hw.computeEfficiency)
+        let memorySeconds = bytes / (hw.hbmGBps * 1e9 * hw.memoryEfficiency)
+        return SimTime(micros: hw.kernelOverheadMicros + max(computeSeconds, memorySeconds) * 1e6)
     }
 
     /// Duration of a SEND (or the SEND part of a fused kernel) posting `messages` data messages.
@@ -65,7 +173,7 @@ public struct CostModel: Sendable {
     }
 
     /// Time a RECV needs after its last arrival: copy the received bytes (dispatch) or reduce
-    /// `rows` combine rows (combine).
+    /// the combine rows (combine).
     public func recvDuration(dispatch: Bool, rank: Int, bytes: Int64) -> SimTime {
         let c = dispatch ? costs.dispatchRecv : costs.combineRecv
         return c.fixed[rank] + SimTime.transfer(bytes: bytes, gigabytesPerSecond: c.copyGBps)

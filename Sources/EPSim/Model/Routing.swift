@@ -1,13 +1,13 @@
 /// The routing of one MoE layer of one step, reduced to what the kernels need.
 ///
-/// For each micro-batch: `n(s,d)` (selections of rank `s` routed to experts on rank `d`,
-/// the number of dispatch messages from `s` to `d` and of combine messages back), the
-/// per-expert load `m_e` (DeepEP's `masked_m`), and the tokens of each rank.
+/// For each micro-batch: `n(s,d)` (selections of rank `s` routed to expert slots on rank
+/// `d`, the number of dispatch messages from `s` to `d` and of combine messages back),
+/// the per-slot load `m_e` (DeepEP's `masked_m`), and the tokens of each rank.
 public struct LayerRouting: Sendable {
     public struct MicroBatchRouting: Sendable {
         /// `pairCounts[s * N + d] = n(s, d)`.
         public var pairCounts: [Int32]
-        /// `expertLoad[e] = m_e`, tokens received by physical expert `e`.
+        /// `expertLoad[p] = m_p`, tokens received by physical expert slot `p`.
         public var expertLoad: [Int32]
         /// Tokens of each rank in this micro-batch.
         public var tokens: [Int32]
@@ -20,46 +20,66 @@ public struct LayerRouting: Sendable {
     public var microBatches: [MicroBatchRouting]
 }
 
+/// How a selection of a replicated expert picks its replica.
+public enum ReplicaPolicy: String, Sendable, CaseIterable {
+    /// Each source rank cycles through the expert's replicas in slot order.
+    case roundRobin = "round-robin"
+    /// The replica that has received the fewest tokens so far in this layer (ties: lowest
+    /// slot), sources taken in rank order.
+    case leastLoaded = "least-loaded"
+}
+
+/// How tokens pick experts.
+public enum RoutingKind: String, Sendable, CaseIterable {
+    /// Token `g` (numbered globally over ranks) picks experts `(g*k + j) mod E`, `j < k`.
+    case balanced
+    /// Seeded random top-k without replacement, every expert equally likely.
+    case uniform
+    /// Seeded random top-k with Zipf popularity over a seeded permutation of the experts.
+    case zipf
+    /// Seeded random top-k where named experts are `factor` times as popular.
+    case hot
+    /// Read from a recorded trace.
+    case trace
+}
+
 /// Decides which experts each token selects, deterministically from the scenario's seed.
 ///
-/// `balanced`: tokens are numbered globally, `g = T_0 + ... + T_(r-1) + t`, and token `g`
-/// picks experts `(g*k + j) mod E` for `j < k`; every expert is equally loaded when
-/// `k * sum(T)` is a multiple of `E`. `uniform`: each token draws `k` distinct experts
-/// uniformly at random from a generator seeded by (seed, step, layer, rank), so routing
-/// changes per layer and step and does not depend on evaluation order.
+/// Sampled kinds (`uniform`, `zipf`, `hot`) draw each token's `k` distinct experts from a
+/// generator seeded by (seed, step, layer, rank), so routing changes per layer and step
+/// and does not depend on evaluation order. With a group limit (DeepSeek's node-limited
+/// routing) a token first picks `top_groups` distinct groups by their total popularity,
+/// then its experts inside them.
 public struct RoutingGenerator: Sendable {
-    public let kind: RoutingKind
-    public let seed: UInt64
     public let workload: Workload
-    public let tokensPerRank: [Int]
     public let experts: Int
     public let topK: Int
-    public let placement: [Int32]
-    private let globalOffset: [Int]
+    public let placement: ExpertPlacement
+    let sampler: WeightedSampler?
 
     public init(workload: Workload, model: MoEModel) {
-        kind = workload.routing
-        seed = workload.seed
         self.workload = workload
-        tokensPerRank = workload.tokensPerRank
         experts = model.experts
         topK = model.topK
-        placement = model.placement
-        var offsets: [Int] = []
-        var sum = 0
-        for t in tokensPerRank {
-            offsets.append(sum)
-            sum += t
-        }
-        globalOffset = offsets
+        placement = model.expertPlacement
+        let needsSampler = workload.routing == .zipf || workload.routing == .hot || (workload.routing == .uniform && workload.groupLimit != nil)
+        sampler = needsSampler
+            ? WeightedSampler(weights: workload.popularity ?? Array(repeating: 1, count: model.experts),
+                              groups: workload.groupLimit?.groups ?? 1, topGroups: workload.groupLimit?.topGroups ?? 1)
+            : nil
     }
 
-    /// Calls `body(token, expert)` for every selection of `rank` in (step, layer), tokens in order.
-    public func forEachSelection(rank: Int, step: Int, layer: Int, _ body: (Int, Int) -> Void) {
-        let count = tokensPerRank[rank]
-        switch kind {
+    /// Tokens of every rank in `step`.
+    public var tokensPerRank: [Int] { workload.tokensPerRank }
+
+    /// Calls `body(token, logical expert)` for every selection of `rank` in (step, layer),
+    /// tokens in order, each token's `k` experts together.
+    public func forEachLogicalSelection(rank: Int, step: Int, layer: Int, _ body: (Int, Int) -> Void) {
+        let count = workload.tokens(step: step, rank: rank)
+        switch workload.routing {
         case .balanced:
-            let base = globalOffset[rank]
+            var base = 0
+            for r in 0..<rank { base += workload.tokens(step: step, rank: r) }
             for t in 0..<count {
                 let first = ((base + t) % experts) * topK % experts
                 for j in 0..<topK {
@@ -68,15 +88,28 @@ public struct RoutingGenerator: Sendable {
                     body(t, e)
                 }
             }
-        case .uniform:
-            var rng = SplitMix64(seed: SplitMix64.mix(seed, UInt64(step), UInt64(layer), UInt64(rank)))
-            var chosen = [Int](repeating: 0, count: topK)
+        case .trace:
+            let trace = workload.trace!
             for t in 0..<count {
-                for j in 0..<topK {
-                    var e: Int
-                    repeat { e = rng.next(below: experts) } while chosen[0..<j].contains(e)
-                    chosen[j] = e
-                    body(t, e)
+                for e in trace.experts(layer: layer, rank: rank, token: t) { body(t, Int(e)) }
+            }
+        case .uniform, .zipf, .hot:
+            var rng = SplitMix64(seed: SplitMix64.mix(workload.seed, UInt64(step), UInt64(layer), UInt64(rank)))
+            var chosen = [Int](repeating: 0, count: topK)
+            if let sampler {
+                var groupPicks = [Int](repeating: 0, count: sampler.topGroups)
+                for t in 0..<count {
+                    sampler.sample(topK, rng: &rng, groups: &groupPicks, into: &chosen)
+                    for e in chosen { body(t, e) }
+                }
+            } else {
+                for t in 0..<count {
+                    for j in 0..<topK {
+                        var e: Int
+                        repeat { e = rng.next(below: experts) } while chosen[0..<j].contains(e)
+                        chosen[j] = e
+                        body(t, e)
+                    }
                 }
             }
         }
@@ -85,35 +118,148 @@ public struct RoutingGenerator: Sendable {
     /// The routing of one layer of one step, split into `microBatches`; with
     /// `uniquePairs`, also the per-(token, rank) counts of normal-mode kernels.
     public func route(step: Int, layer: Int, microBatches: Int, uniquePairs: Bool = false) -> LayerRouting {
-        let n = tokensPerRank.count
+        let n = workload.tokensPerRank.count
+        let slots = placement.slotExpert.count
         var result: [LayerRouting.MicroBatchRouting] = (0..<microBatches).map { _ in
-            .init(
-                pairCounts: [Int32](repeating: 0, count: n * n),
-                expertLoad: [Int32](repeating: 0, count: experts),
-                tokens: [Int32](repeating: 0, count: n),
-                uniquePairCounts: uniquePairs ? [Int32](repeating: 0, count: n * n) : [])
+            .init(pairCounts: [Int32](repeating: 0, count: n * n),
+                  expertLoad: [Int32](repeating: 0, count: slots),
+                  tokens: [Int32](repeating: 0, count: n),
+                  uniquePairCounts: uniquePairs ? [Int32](repeating: 0, count: n * n) : [])
         }
-        // The last token (global number) counted towards each destination rank.
+        let replicated = slots > experts
+        var cursor = [Int](repeating: 0, count: replicated ? experts : 0)
+        var slotLoad = [Int](repeating: 0, count: replicated ? slots : 0)
+        // The last token counted towards each destination rank (for per-rank de-duplication).
         var lastToken = [Int](repeating: -1, count: uniquePairs ? n : 0)
+        var globalToken = 0
         for s in 0..<n {
-            let splitAt = workload.tokenRange(rank: s, microBatch: .a, of: microBatches).upperBound
+            let splitAt = workload.tokenRange(rank: s, step: step, microBatch: .a, of: microBatches).upperBound
             for m in 0..<microBatches {
-                result[m].tokens[s] = Int32(workload.tokenRange(rank: s, microBatch: MicroBatch(rawValue: UInt8(m))!, of: microBatches).count)
+                result[m].tokens[s] = Int32(workload.tokenRange(rank: s, step: step, microBatch: MicroBatch(rawValue: UInt8(m))!, of: microBatches).count)
             }
+            if replicated && workload.replicaPolicy == .roundRobin { for e in 0..<experts { cursor[e] = 0 } }
             let row = s * n
-            let base = globalOffset[s]
-            forEachSelection(rank: s, step: step, layer: layer) { t, e in
+            let base = globalToken
+            forEachLogicalSelection(rank: s, step: step, layer: layer) { t, e in
                 let m = t < splitAt ? 0 : 1
-                let d = Int(placement[e])
+                var slot = e
+                if replicated {
+                    let reps = placement.replicas[e]
+                    switch workload.replicaPolicy {
+                    case .roundRobin:
+                        slot = Int(reps[cursor[e] % reps.count])
+                        cursor[e] += 1
+                    case .leastLoaded:
+                        slot = Int(reps[0])
+                        for p in reps.dropFirst() where slotLoad[Int(p)] < slotLoad[slot] { slot = Int(p) }
+                    }
+                    slotLoad[slot] += 1
+                }
+                let d = Int(placement.slotRank[slot])
                 result[m].pairCounts[row + d] += 1
-                result[m].expertLoad[e] += 1
+                result[m].expertLoad[slot] += 1
                 if uniquePairs && lastToken[d] != base + t {
                     lastToken[d] = base + t
                     result[m].uniquePairCounts[row + d] += 1
                 }
             }
+            globalToken += workload.tokens(step: step, rank: s)
         }
         return LayerRouting(microBatches: result)
+    }
+}
+
+/// Draws `k` distinct experts by popularity, optionally inside `topGroups` groups first.
+struct WeightedSampler: Sendable {
+    let weights: [Double]
+    let groups: Int
+    let groupSize: Int
+    let topGroups: Int
+    /// Cumulative weights within each group, `cumulative[g * groupSize + i]`.
+    let cumulative: [Double]
+    let groupTotal: [Double]
+
+    init(weights: [Double], groups: Int, topGroups: Int) {
+        self.weights = weights
+        self.groups = groups
+        self.topGroups = min(topGroups, groups)
+        groupSize = weights.count / groups
+        var cum = [Double](repeating: 0, count: weights.count)
+        var totals = [Double](repeating: 0, count: groups)
+        for g in 0..<groups {
+            var acc = 0.0
+            for i in 0..<groupSize {
+                acc += weights[g * groupSize + i]
+                cum[g * groupSize + i] = acc
+            }
+            totals[g] = acc
+        }
+        cumulative = cum
+        groupTotal = totals
+    }
+
+    static func unit(_ rng: inout SplitMix64) -> Double { Double(rng.next() >> 11) / Double(1 << 53) }
+
+    /// One draw from `candidates` weighted by `weight`, skipping those in `excluded`.
+    static func pick(_ candidates: Range<Int>, weight: (Int) -> Double, excluded: ArraySlice<Int>, rng: inout SplitMix64) -> Int {
+        var total = 0.0
+        for c in candidates where !excluded.contains(c) { total += weight(c) }
+        var u = unit(&rng) * total
+        var last = candidates.lowerBound
+        for c in candidates where !excluded.contains(c) {
+            last = c
+            u -= weight(c)
+            if u < 0 { return c }
+        }
+        return last
+    }
+
+    func sample(_ k: Int, rng: inout SplitMix64, groups chosenGroups: inout [Int], into chosen: inout [Int]) {
+        for i in 0..<topGroups {
+            chosenGroups[i] = Self.pick(0..<groups, weight: { groupTotal[$0] }, excluded: chosenGroups[0..<i], rng: &rng)
+        }
+        var groupWeight = 0.0
+        for g in chosenGroups { groupWeight += groupTotal[g] }
+        for j in 0..<k {
+            var found = -1
+            // Rejection sampling (cheap while few experts are taken); exact fallback after that.
+            for _ in 0..<64 {
+                var u = Self.unit(&rng) * groupWeight
+                var g = chosenGroups[topGroups - 1]
+                for candidate in chosenGroups {
+                    u -= groupTotal[candidate]
+                    if u < 0 {
+                        g = candidate
+                        break
+                    }
+                }
+                let target = Self.unit(&rng) * groupTotal[g]
+                var lo = g * groupSize
+                var hi = lo + groupSize - 1
+                while lo < hi {
+                    let mid = (lo + hi) / 2
+                    if cumulative[mid] > target { hi = mid } else { lo = mid + 1 }
+                }
+                if weights[lo] > 0 && !chosen[0..<j].contains(lo) {
+                    found = lo
+                    break
+                }
+            }
+            if found < 0 {
+                var pool: [Int] = []
+                for g in chosenGroups { pool.append(contentsOf: (g * groupSize)..<((g + 1) * groupSize)) }
+                let taken = chosen[0..<j]
+                var total = 0.0
+                for c in pool where !taken.contains(c) { total += max(weights[c], 1e-300) }
+                var u = Self.unit(&rng) * total
+                for c in pool where !taken.contains(c) {
+                    found = c
+                    u -= max(weights[c], 1e-300)
+                    if u < 0 { break }
+                }
+            }
+            chosen[j] = found
+        }
     }
 }
 

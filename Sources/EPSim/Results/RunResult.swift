@@ -59,6 +59,8 @@ public struct FlowRecord: Sendable, Equatable {
 public struct RankStepResult: Sendable, Equatable {
     public var rank: Int32
     public var step: Int32
+    /// The rank's tokens in this step.
+    public var tokens: Int = 0
     public var start: SimTime = .zero
     public var end: SimTime = .zero
     /// Sum of kernel durations minus their wait: time the rank's SMs did work.

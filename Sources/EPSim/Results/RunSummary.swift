@@ -92,7 +92,7 @@ public struct RunSummary: Codable, Sendable, Equatable {
     /// One row per rank and step (empty when read back from a run stored without them).
     public var per_rank: [RankRow]
 
-    public init(result: RunResult, tokensPerRank: [Int]) {
+    public init(result: RunResult) {
         scenario = result.scenarioName
         schedule = result.schedule
         ranks = result.ranks
@@ -110,7 +110,7 @@ public struct RunSummary: Codable, Sendable, Equatable {
         messages = result.messageCount
         per_rank = result.rankSteps.map { r in
             RankRow(
-                rank: Int(r.rank), step: Int(r.step), tokens: tokensPerRank[Int(r.rank)],
+                rank: Int(r.rank), step: Int(r.step), tokens: r.tokens,
                 start_us: r.start.micros, end_us: r.end.micros, e2e_us: r.latency.micros, busy_us: r.busy.micros,
                 attention_us: r.attention.micros, shared_us: r.shared.micros, dense_us: r.dense.micros,
                 dispatch_us: r.dispatch.micros, dispatch_wait_us: r.dispatchWait.micros, gemm_us: r.gemm.micros,

@@ -42,7 +42,7 @@ public enum DispatchPrecision: String, Sendable, CaseIterable {
 public struct MoEModel: Sendable, Equatable {
     /// Hidden size `H` (7168 for DeepSeek-V3).
     public var hidden: Int
-    /// Physical routed experts `E`.
+    /// Logical routed experts `E` (the router's choices).
     public var experts: Int
     public var topK: Int
     /// MoE layers simulated per step.
@@ -50,8 +50,26 @@ public struct MoEModel: Sendable, Equatable {
     /// Dense (compute-only) layers run before the MoE layers in each step.
     public var denseLayers: Int
     public var dispatchPrecision: DispatchPrecision
-    /// Rank hosting each physical expert (`placement[e]`), length `E`.
-    public var placement: [Int32]
+    /// Physical expert slots (`P >= E`), the logical expert each holds, and their ranks.
+    public var expertPlacement: ExpertPlacement
+    /// Rank hosting each physical expert slot (`placement[p]`), length `P`.
+    public var placement: [Int32] { expertPlacement.slotRank }
+    /// Physical expert slots `P`.
+    public var physicalExperts: Int { expertPlacement.slotExpert.count }
+    /// Sizes the roofline cost model uses (a preset's, or generic around the keys above).
+    public var architecture: Architecture
+
+    public init(hidden: Int, experts: Int, topK: Int, moeLayers: Int, denseLayers: Int, dispatchPrecision: DispatchPrecision,
+                expertPlacement: ExpertPlacement, architecture: Architecture? = nil) {
+        self.hidden = hidden
+        self.experts = experts
+        self.topK = topK
+        self.moeLayers = moeLayers
+        self.denseLayers = denseLayers
+        self.dispatchPrecision = dispatchPrecision
+        self.expertPlacement = expertPlacement
+        self.architecture = architecture ?? .generic(hidden: hidden, experts: experts, topK: topK)
+    }
 
     /// Bytes of one dispatch message, as DeepEP lays it out (internode_ll.cu L178-183):
     /// FP8 `16 + H + (H/128)*4` (7408 B at H = 7168), BF16 `16 + 2H` (14352 B).
@@ -71,35 +89,68 @@ public struct MoEModel: Sendable, Equatable {
     }
 }
 
-/// How tokens pick experts.
-public enum RoutingKind: String, Sendable, CaseIterable {
-    /// Token `g` (numbered globally over ranks) picks experts `(g*k + j) mod E`, `j < k`.
-    case balanced
-    /// Seeded random top-k without replacement, drawn anew for every layer and step.
-    case uniform
+/// DeepSeek's node-limited routing: experts fall into `groups` equal groups and a token
+/// may use `topGroups` of them.
+public struct GroupLimit: Sendable, Equatable {
+    public var groups: Int
+    public var topGroups: Int
+    public init(groups: Int, topGroups: Int) {
+        self.groups = groups
+        self.topGroups = topGroups
+    }
 }
 
 /// The tokens each rank holds and how they are routed.
 public struct Workload: Sendable, Equatable {
-    /// `T_r`, the DP-attention batch of each rank.
+    /// `T_r`, the DP-attention batch of each rank (of every step unless `redrawTokens`).
     public var tokensPerRank: [Int]
     public var routing: RoutingKind
     public var seed: UInt64
     /// Tokens of micro-batch A on each rank in a two-micro-batch schedule; nil means
     /// `ceil(T_r / 2)`.
     public var microBatchATokens: [Int]?
+    public var phase: InferencePhase
+    /// Context length (KV-cache tokens per request) of each rank, for the attention cost.
+    public var kvLength: [Int]
+    /// Draw token counts anew each step from this distribution (step 0 included).
+    public var tokenDistribution: Distribution?
+    /// Popularity of each logical expert for `zipf` and `hot` (nil: all equal).
+    public var popularity: [Double]?
+    public var groupLimit: GroupLimit?
+    public var trace: RoutingTrace?
+    public var replicaPolicy: ReplicaPolicy
 
-    public init(tokensPerRank: [Int], routing: RoutingKind, seed: UInt64, microBatchATokens: [Int]? = nil) {
+    public init(tokensPerRank: [Int], routing: RoutingKind, seed: UInt64, microBatchATokens: [Int]? = nil,
+                phase: InferencePhase = .decode, kvLength: [Int]? = nil, tokenDistribution: Distribution? = nil,
+                popularity: [Double]? = nil, groupLimit: GroupLimit? = nil, trace: RoutingTrace? = nil,
+                replicaPolicy: ReplicaPolicy = .roundRobin) {
         self.tokensPerRank = tokensPerRank
         self.routing = routing
         self.seed = seed
         self.microBatchATokens = microBatchATokens
+        self.phase = phase
+        self.kvLength = kvLength ?? Array(repeating: 4096, count: tokensPerRank.count)
+        self.tokenDistribution = tokenDistribution
+        self.popularity = popularity
+        self.groupLimit = groupLimit
+        self.trace = trace
+        self.replicaPolicy = replicaPolicy
     }
 
-    /// The tokens of `rank` in micro-batch `mb` when the batch is split into `microBatches`:
-    /// A is the first `microBatchATokens[rank]` (default `ceil(T/2)`) tokens, B the rest.
-    public func tokenRange(rank: Int, microBatch mb: MicroBatch, of microBatches: Int) -> Range<Int> {
-        let tokens = tokensPerRank[rank]
+    /// Seed purpose for token-count draws.
+    static let tokenPurpose: UInt64 = 0x70C3
+
+    /// Tokens of `rank` in `step`.
+    public func tokens(step: Int, rank: Int) -> Int {
+        guard let d = tokenDistribution, step > 0 else { return tokensPerRank[rank] }
+        return d.draw(rank: rank, step: step, seed: seed, purpose: Self.tokenPurpose, range: 0...ScenarioLimits.maxTokensPerRank)
+    }
+
+    /// The tokens of `rank` in micro-batch `mb` of `step` when the batch is split into
+    /// `microBatches`: A is the first `microBatchATokens[rank]` (default `ceil(T/2)`) tokens,
+    /// B the rest.
+    public func tokenRange(rank: Int, step: Int = 0, microBatch mb: MicroBatch, of microBatches: Int) -> Range<Int> {
+        let tokens = self.tokens(step: step, rank: rank)
         guard microBatches == 2 else { return 0..<tokens }
         let a = microBatchATokens?[rank] ?? (tokens + 1) / 2
         return mb == .a ? 0..<a : a..<tokens
@@ -182,19 +233,32 @@ public struct RecvCost: Sendable, Equatable {
     public var copyGBps: Double
 }
 
-/// A compute kernel's fixed duration per rank: for the whole batch (split between
-/// micro-batches in proportion to tokens), or given for each micro-batch explicitly.
+/// Where a compute kernel's duration comes from.
 public enum ComputeCost: Sendable, Equatable {
+    /// Fixed per rank, for the whole batch (split between micro-batches by tokens).
     case wholeBatch([SimTime])
+    /// Fixed per rank and micro-batch.
     case perMicroBatch(a: [SimTime], b: [SimTime])
+    /// Derived from the hardware and the model: the larger of FLOPs over peak and bytes over
+    /// HBM bandwidth, plus a fixed overhead (see ``CostModel``).
+    case roofline
+    /// Interpolated in a measured table of (tokens, µs) points, sorted by tokens.
+    case table([MeasuredPoint])
+}
 
-    /// The whole-batch duration of `rank`.
-    public func whole(_ rank: Int) -> SimTime {
-        switch self {
-        case .wholeBatch(let d): return d[rank]
-        case .perMicroBatch(let a, let b): return a[rank] + b[rank]
-        }
+/// One measured kernel time.
+public struct MeasuredPoint: Sendable, Equatable {
+    public var tokens: Double
+    public var micros: Double
+    public init(tokens: Double, micros: Double) {
+        self.tokens = tokens
+        self.micros = micros
     }
+}
+
+/// Decode (one new token per request, reading its KV cache) or prefill (whole prompts).
+public enum InferencePhase: String, Sendable, CaseIterable {
+    case decode, prefill
 }
 
 /// First-level cost terms: per-rank fixed durations for compute kernels, and
@@ -206,7 +270,9 @@ public struct CostConfig: Sendable, Equatable {
     /// Routed-expert grouped GEMM (`MLP`), per rank, for its whole received batch.
     public var gemm: ComputeCost
     /// The MLP of a dense layer (always the whole batch).
-    public var denseMLP: [SimTime]
+    public var denseMLP: ComputeCost
+    /// The GPU the roofline model and the presets' defaults describe.
+    public var hardware: Hardware
     public var dispatchSend: SendCost
     public var dispatchRecv: RecvCost
     public var combineSend: SendCost
