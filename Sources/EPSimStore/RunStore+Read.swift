@@ -49,8 +49,9 @@ extension RunStore {
     }
 
     static func listing(_ row: Row) -> RunListing {
-        RunListing(id: row["id"], createdAt: row["created_at"], scenarioName: row["scenario_name"], schedule: row["schedule"],
-                   ranks: row["ranks"], steps: row["steps"], stepLatencyMicros: row["step_latency_us"], timeline: row["timeline"])
+        RunListing(
+            id: row["id"], createdAt: row["created_at"], scenarioName: row["scenario_name"], schedule: row["schedule"],
+            ranks: row["ranks"], steps: row["steps"], stepLatencyMicros: row["step_latency_us"], timeline: row["timeline"])
     }
 
     /// The run with `id`.

@@ -20,15 +20,19 @@ extension RunStore {
     /// `summary` also one row per rank and step, `full` also one row per kernel (when the
     /// result holds them). Kernels go through one reused prepared statement.
     @discardableResult
-    public func save(_ result: RunResult, scenario: Scenario, source: RunSource, wallSeconds: Double,
-                     timeline: TimelineDetail, createdAt: Date = Date()) throws -> Int64 {
+    public func save(
+        _ result: RunResult, scenario: Scenario, source: RunSource, wallSeconds: Double,
+        timeline: TimelineDetail, createdAt: Date = Date()
+    ) throws -> Int64 {
         try save(result, scenario: scenario, source: source, wallSeconds: wallSeconds, timeline: timeline, createdAt: createdAt, beforeCommit: nil)
     }
 
     /// `beforeCommit` runs inside the transaction after every row is written: tests make it
     /// throw to check that a failed run leaves nothing behind.
-    func save(_ result: RunResult, scenario: Scenario, source: RunSource, wallSeconds: Double, timeline: TimelineDetail,
-              createdAt: Date, beforeCommit: (() throws -> Void)?) throws -> Int64 {
+    func save(
+        _ result: RunResult, scenario: Scenario, source: RunSource, wallSeconds: Double, timeline: TimelineDetail,
+        createdAt: Date, beforeCommit: (() throws -> Void)?
+    ) throws -> Int64 {
         var summary = RunSummary(result: result)
         let rows = summary.per_rank
         summary.per_rank = []
@@ -53,11 +57,12 @@ extension RunStore {
                 ])
             let runID = db.lastInsertedRowID
             if timeline != .none {
-                let insert = try db.makeStatement(sql: """
-                    INSERT INTO rank_steps (run_id, step, rank, tokens, start_us, end_us, e2e_us, busy_us, attention_us, shared_us,
-                        dense_us, dispatch_us, dispatch_wait_us, gemm_us, combine_us, combine_wait_us, exposed_comm_us)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                    """)
+                let insert = try db.makeStatement(
+                    sql: """
+                        INSERT INTO rank_steps (run_id, step, rank, tokens, start_us, end_us, e2e_us, busy_us, attention_us, shared_us,
+                            dense_us, dispatch_us, dispatch_wait_us, gemm_us, combine_us, combine_wait_us, exposed_comm_us)
+                        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                        """)
                 for r in rows {
                     insert.setUncheckedArguments([
                         runID, r.step, r.rank, r.tokens, r.start_us, r.end_us, r.e2e_us, r.busy_us, r.attention_us, r.shared_us,
@@ -67,11 +72,12 @@ extension RunStore {
                 }
             }
             if timeline == .full {
-                let insert = try db.makeStatement(sql: """
-                    INSERT INTO kernels (run_id, step, rank, layer, micro_batch, kind, stream, start_us, end_us, wait_us,
-                        bytes_out, bytes_in, tokens, blocker_rank, last_arrival_us, send_end_us)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                    """)
+                let insert = try db.makeStatement(
+                    sql: """
+                        INSERT INTO kernels (run_id, step, rank, layer, micro_batch, kind, stream, start_us, end_us, wait_us,
+                            bytes_out, bytes_in, tokens, blocker_rank, last_arrival_us, send_end_us)
+                        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                        """)
                 for k in result.kernels {
                     insert.setUncheckedArguments([
                         runID, k.step, k.rank, k.layer, k.microBatch.description, k.kind.description, k.stream.description,

@@ -46,7 +46,11 @@ public final class RunStore: Sendable {
             try pool.write { db in
                 let tables = try String.fetchAll(db, sql: "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")
                 if !tables.isEmpty && !tables.contains("grdb_migrations") {
-                    throw StoreError(.foreignDatabase, path: path, message: "is an SQLite database that EPSim did not create (tables: \(tables.prefix(5).joined(separator: ", "))); it was left untouched: pass another --db path")
+                    throw StoreError(
+                        .foreignDatabase, path: path,
+                        message:
+                            "is an SQLite database that EPSim did not create (tables: \(tables.prefix(5).joined(separator: ", "))); it was left untouched: pass another --db path"
+                    )
                 }
             }
             try Self.migrator.migrate(pool)
@@ -60,76 +64,78 @@ public final class RunStore: Sendable {
     static var migrator: DatabaseMigrator {
         var m = DatabaseMigrator()
         m.registerMigration("v1") { db in
-            try db.execute(sql: """
-                CREATE TABLE runs (
-                    id INTEGER PRIMARY KEY AUTOINCREMENT,
-                    created_at TEXT NOT NULL,
-                    scenario_name TEXT NOT NULL,
-                    scenario_path TEXT NOT NULL,
-                    scenario_text TEXT NOT NULL,
-                    scenario_hash TEXT NOT NULL,
-                    seed INTEGER NOT NULL,
-                    schedule TEXT NOT NULL,
-                    tool_version TEXT NOT NULL,
-                    ranks INTEGER NOT NULL,
-                    steps INTEGER NOT NULL,
-                    step_latency_us REAL NOT NULL,
-                    rank_latency_mean_us REAL NOT NULL,
-                    rank_latency_min_us REAL NOT NULL,
-                    rank_latency_max_us REAL NOT NULL,
-                    slowest_rank INTEGER NOT NULL,
-                    kernel_count INTEGER NOT NULL,
-                    flow_count INTEGER NOT NULL,
-                    message_count INTEGER NOT NULL,
-                    wall_time_s REAL NOT NULL,
-                    timeline TEXT NOT NULL,
-                    summary_json TEXT NOT NULL
-                );
-                CREATE INDEX runs_by_scenario ON runs(scenario_name, id);
-                CREATE TABLE rank_steps (
-                    run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
-                    step INTEGER NOT NULL,
-                    rank INTEGER NOT NULL,
-                    tokens INTEGER NOT NULL,
-                    start_us REAL NOT NULL,
-                    end_us REAL NOT NULL,
-                    e2e_us REAL NOT NULL,
-                    busy_us REAL NOT NULL,
-                    attention_us REAL NOT NULL,
-                    shared_us REAL NOT NULL,
-                    dense_us REAL NOT NULL,
-                    dispatch_us REAL NOT NULL,
-                    dispatch_wait_us REAL NOT NULL,
-                    gemm_us REAL NOT NULL,
-                    combine_us REAL NOT NULL,
-                    combine_wait_us REAL NOT NULL,
-                    exposed_comm_us REAL NOT NULL,
-                    PRIMARY KEY (run_id, step, rank)
-                ) WITHOUT ROWID;
-                CREATE TABLE kernels (
-                    run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
-                    step INTEGER NOT NULL,
-                    rank INTEGER NOT NULL,
-                    layer INTEGER NOT NULL,
-                    micro_batch TEXT NOT NULL,
-                    kind TEXT NOT NULL,
-                    stream TEXT NOT NULL,
-                    start_us REAL NOT NULL,
-                    end_us REAL NOT NULL,
-                    wait_us REAL NOT NULL,
-                    bytes_out INTEGER NOT NULL,
-                    bytes_in INTEGER NOT NULL,
-                    tokens INTEGER NOT NULL,
-                    blocker_rank INTEGER,
-                    last_arrival_us REAL
-                );
-                """)
+            try db.execute(
+                sql: """
+                    CREATE TABLE runs (
+                        id INTEGER PRIMARY KEY AUTOINCREMENT,
+                        created_at TEXT NOT NULL,
+                        scenario_name TEXT NOT NULL,
+                        scenario_path TEXT NOT NULL,
+                        scenario_text TEXT NOT NULL,
+                        scenario_hash TEXT NOT NULL,
+                        seed INTEGER NOT NULL,
+                        schedule TEXT NOT NULL,
+                        tool_version TEXT NOT NULL,
+                        ranks INTEGER NOT NULL,
+                        steps INTEGER NOT NULL,
+                        step_latency_us REAL NOT NULL,
+                        rank_latency_mean_us REAL NOT NULL,
+                        rank_latency_min_us REAL NOT NULL,
+                        rank_latency_max_us REAL NOT NULL,
+                        slowest_rank INTEGER NOT NULL,
+                        kernel_count INTEGER NOT NULL,
+                        flow_count INTEGER NOT NULL,
+                        message_count INTEGER NOT NULL,
+                        wall_time_s REAL NOT NULL,
+                        timeline TEXT NOT NULL,
+                        summary_json TEXT NOT NULL
+                    );
+                    CREATE INDEX runs_by_scenario ON runs(scenario_name, id);
+                    CREATE TABLE rank_steps (
+                        run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+                        step INTEGER NOT NULL,
+                        rank INTEGER NOT NULL,
+                        tokens INTEGER NOT NULL,
+                        start_us REAL NOT NULL,
+                        end_us REAL NOT NULL,
+                        e2e_us REAL NOT NULL,
+                        busy_us REAL NOT NULL,
+                        attention_us REAL NOT NULL,
+                        shared_us REAL NOT NULL,
+                        dense_us REAL NOT NULL,
+                        dispatch_us REAL NOT NULL,
+                        dispatch_wait_us REAL NOT NULL,
+                        gemm_us REAL NOT NULL,
+                        combine_us REAL NOT NULL,
+                        combine_wait_us REAL NOT NULL,
+                        exposed_comm_us REAL NOT NULL,
+                        PRIMARY KEY (run_id, step, rank)
+                    ) WITHOUT ROWID;
+                    CREATE TABLE kernels (
+                        run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+                        step INTEGER NOT NULL,
+                        rank INTEGER NOT NULL,
+                        layer INTEGER NOT NULL,
+                        micro_batch TEXT NOT NULL,
+                        kind TEXT NOT NULL,
+                        stream TEXT NOT NULL,
+                        start_us REAL NOT NULL,
+                        end_us REAL NOT NULL,
+                        wait_us REAL NOT NULL,
+                        bytes_out INTEGER NOT NULL,
+                        bytes_in INTEGER NOT NULL,
+                        tokens INTEGER NOT NULL,
+                        blocker_rank INTEGER,
+                        last_arrival_us REAL
+                    );
+                    """)
         }
         m.registerMigration("v2") { db in
-            try db.execute(sql: """
-                ALTER TABLE kernels ADD COLUMN send_end_us REAL;
-                CREATE INDEX kernels_by_run_rank ON kernels(run_id, rank, start_us);
-                """)
+            try db.execute(
+                sql: """
+                    ALTER TABLE kernels ADD COLUMN send_end_us REAL;
+                    CREATE INDEX kernels_by_run_rank ON kernels(run_id, rank, start_us);
+                    """)
         }
         return m
     }

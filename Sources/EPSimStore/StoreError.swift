@@ -40,9 +40,13 @@ public struct StoreError: Error, Sendable, CustomStringConvertible {
             let code = db.resultCode
             switch code {
             case .SQLITE_NOTADB, .SQLITE_CORRUPT:
-                return StoreError(.notADatabase, path: path, message: "is not an SQLite database, or is damaged; pass another --db path", sqliteCode: code.rawValue)
+                return StoreError(
+                    .notADatabase, path: path, message: "is not an SQLite database, or is damaged; pass another --db path", sqliteCode: code.rawValue)
             case .SQLITE_CANTOPEN, .SQLITE_PERM, .SQLITE_READONLY, .SQLITE_AUTH:
-                return StoreError(.cannotOpen, path: path, message: "cannot \(action): \(db.message ?? "permission denied or folder missing"); check the path and its permissions", sqliteCode: code.rawValue)
+                return StoreError(
+                    .cannotOpen, path: path,
+                    message: "cannot \(action): \(db.message ?? "permission denied or folder missing"); check the path and its permissions",
+                    sqliteCode: code.rawValue)
             default:
                 return StoreError(.sqlite, path: path, message: "could not \(action): \(db.message ?? "\(db)")", sqliteCode: code.rawValue)
             }

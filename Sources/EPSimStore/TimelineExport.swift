@@ -1,5 +1,6 @@
 import EPSim
 import EventCore
+import Foundation
 
 /// Timeline exports: CSV for pandas and the `sqlite3` shell's friends, Chrome trace-event
 /// JSON for Perfetto and chrome://tracing.
@@ -68,16 +69,24 @@ public enum TimelineExport {
             var args = "\"step\":\(k.step),\"layer\":\(k.layer),\"micro_batch\":\"\(k.microBatch)\",\"bytes_out\":\(k.bytesOut),"
             args += "\"bytes_in\":\(k.bytesIn),\"tokens\":\(k.tokens),\"wait_us\":\(micros(k.wait))"
             if k.blocker >= 0 { args += ",\"blocker_rank\":\(k.blocker)" }
-            emit("{\"name\":\"\(k.kind)\",\"cat\":\"\(category(k.kind))\",\"ph\":\"X\",\"pid\":\(k.rank),\"tid\":\(tid),\"ts\":\(micros(k.start)),\"dur\":\(micros(k.duration)),\"args\":{\(args)}}")
+            emit(
+                "{\"name\":\"\(k.kind)\",\"cat\":\"\(category(k.kind))\",\"ph\":\"X\",\"pid\":\(k.rank),\"tid\":\(tid),\"ts\":\(micros(k.start)),\"dur\":\(micros(k.duration)),\"args\":{\(args)}}"
+            )
             guard k.wait > .zero, let arrival = k.lastArrival else { continue }
-            emit("{\"name\":\"wait\",\"cat\":\"wait\",\"ph\":\"X\",\"pid\":\(k.rank),\"tid\":\(tid),\"ts\":\(micros(arrival - k.wait)),\"dur\":\(micros(k.wait)),\"args\":{\"blocker_rank\":\(k.blocker)}}")
+            emit(
+                "{\"name\":\"wait\",\"cat\":\"wait\",\"ph\":\"X\",\"pid\":\(k.rank),\"tid\":\(tid),\"ts\":\(micros(arrival - k.wait)),\"dur\":\(micros(k.wait)),\"args\":{\"blocker_rank\":\(k.blocker)}}"
+            )
             let key = SenderKey(rank: k.blocker, step: k.step, layer: k.layer, mb: k.microBatch, dispatch: k.kind.isDispatchSide)
             guard k.blocker >= 0, let sender = senders[key], let posted = sender.sendEnd else { continue }
             // Inside the sender's slice, so that viewers bind the arrow to it.
             let from = posted - SimTime(picos: min(1000, (posted - sender.start).picos / 2))
             flowID += 1
-            emit("{\"name\":\"last arrival\",\"cat\":\"blame\",\"ph\":\"s\",\"id\":\(flowID),\"pid\":\(sender.rank),\"tid\":\(sender.stream.rawValue),\"ts\":\(micros(from))}")
-            emit("{\"name\":\"last arrival\",\"cat\":\"blame\",\"ph\":\"f\",\"bp\":\"e\",\"id\":\(flowID),\"pid\":\(k.rank),\"tid\":\(tid),\"ts\":\(micros(arrival))}")
+            emit(
+                "{\"name\":\"last arrival\",\"cat\":\"blame\",\"ph\":\"s\",\"id\":\(flowID),\"pid\":\(sender.rank),\"tid\":\(sender.stream.rawValue),\"ts\":\(micros(from))}"
+            )
+            emit(
+                "{\"name\":\"last arrival\",\"cat\":\"blame\",\"ph\":\"f\",\"bp\":\"e\",\"id\":\(flowID),\"pid\":\(k.rank),\"tid\":\(tid),\"ts\":\(micros(arrival))}"
+            )
         }
         out += "\n]}\n"
         return out
@@ -106,5 +115,3 @@ public enum TimelineExport {
         return out
     }
 }
-
-import Foundation

@@ -28,7 +28,8 @@ enum RunReport {
         if summary.steps > 1 {
             let sorted = summary.step_latencies_us.sorted()
             let mean = sorted.reduce(0, +) / Double(sorted.count)
-            out += "over \(summary.steps) steps: min \(us(sorted.first!)) us, mean \(us(mean)) us, max \(us(sorted.last!)) us\n"
+            out += "over \(summary.steps) steps: min \(us(sorted.first!)) us, mean \(us(mean)) us, p50 \(us(summary.step_latency_p50_us)) us, "
+            out += "p90 \(us(summary.step_latency_p90_us)) us, p99 \(us(summary.step_latency_p99_us)) us, max \(us(sorted.last!)) us\n"
         }
         if let worst = summary.blocked_wait_us.indices.max(by: { summary.blocked_wait_us[$0] < summary.blocked_wait_us[$1] }),
             summary.blocked_wait_us[worst] > 0
@@ -48,11 +49,15 @@ extension RunReport {
         let rows = summary.per_rank.filter { $0.step == slowestStep }
         if summary.steps > 1 { out += "per-rank figures of step \(slowestStep), the slowest\n" }
         if rows.isEmpty { return out + "(no per-rank rows stored)\n" }
-        let header = ["rank", "tokens", "e2e_us", "attention_us", "shared_us", "dispatch_us", "dispatch_wait_us",
-                      "gemm_us", "combine_us", "combine_wait_us", "exposed_comm_us"]
+        let header = [
+            "rank", "tokens", "e2e_us", "attention_us", "shared_us", "dispatch_us", "dispatch_wait_us",
+            "gemm_us", "combine_us", "combine_wait_us", "exposed_comm_us",
+        ]
         let body = rows.map { r in
-            [String(r.rank), String(r.tokens), us(r.e2e_us), us(r.attention_us), us(r.shared_us), us(r.dispatch_us),
-             us(r.dispatch_wait_us), us(r.gemm_us), us(r.combine_us), us(r.combine_wait_us), us(r.exposed_comm_us)]
+            [
+                String(r.rank), String(r.tokens), us(r.e2e_us), us(r.attention_us), us(r.shared_us), us(r.dispatch_us),
+                us(r.dispatch_wait_us), us(r.gemm_us), us(r.combine_us), us(r.combine_wait_us), us(r.exposed_comm_us),
+            ]
         }
         return out + TextTable.render(header: header, rows: body)
     }

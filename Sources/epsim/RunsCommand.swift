@@ -19,10 +19,14 @@ struct RunsCommand: ParsableCommand {
             let store = try database.open()
             let runs = try withStore { try store.list(scenario: scenario, limit: limit) }
             let rows = runs.map {
-                [String($0.id), $0.createdAt, $0.scenarioName, $0.schedule, String($0.ranks), String($0.steps),
-                 RunReport.us($0.stepLatencyMicros), $0.timeline]
+                [
+                    String($0.id), $0.createdAt, $0.scenarioName, $0.schedule, String($0.ranks), String($0.steps),
+                    RunReport.us($0.stepLatencyMicros), $0.timeline,
+                ]
             }
-            print(TextTable.render(header: ["id", "created_at", "scenario", "schedule", "ranks", "steps", "step_latency_us", "timeline"], rows: rows), terminator: "")
+            print(
+                TextTable.render(header: ["id", "created_at", "scenario", "schedule", "ranks", "steps", "step_latency_us", "timeline"], rows: rows),
+                terminator: "")
         }
     }
 
@@ -41,7 +45,9 @@ struct RunsCommand: ParsableCommand {
                 print(try jsonString(run.summary))
             case .table:
                 print("run \(id): scenario \(run.listing.scenarioName) (\(run.scenarioPath), hash \(run.scenarioHash)), schedule \(run.listing.schedule)")
-                print("created \(run.listing.createdAt) by epsim \(run.toolVersion), seed \(run.seed), simulated in \(String(format: "%.3f", run.wallSeconds)) s, timeline \(run.listing.timeline) (\(run.storedKernels) kernels stored)")
+                print(
+                    "created \(run.listing.createdAt) by epsim \(run.toolVersion), seed \(run.seed), simulated in \(String(format: "%.3f", run.wallSeconds)) s, timeline \(run.listing.timeline) (\(run.storedKernels) kernels stored)"
+                )
                 print(RunReport.rankTable(run.summary), terminator: "")
             }
         }

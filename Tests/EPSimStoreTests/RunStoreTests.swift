@@ -1,9 +1,10 @@
 import EPSim
-@testable import EPSimStore
 import EventCore
 import Foundation
 import GRDB
 import Testing
+
+@testable import EPSimStore
 
 func temporaryDatabasePath() throws -> String {
     let dir = FileManager.default.temporaryDirectory.appendingPathComponent("epsim-store-\(UUID().uuidString)")
@@ -32,8 +33,9 @@ struct RunStoreTests {
     func roundTrip() throws {
         let (s, result) = try storeScenario()
         let store = try RunStore(path: try temporaryDatabasePath())
-        let id = try store.save(result, scenario: s, source: RunSource(scenarioPath: "store.yaml", scenarioText: storeScenarioYAML),
-                                wallSeconds: 0.5, timeline: .full)
+        let id = try store.save(
+            result, scenario: s, source: RunSource(scenarioPath: "store.yaml", scenarioText: storeScenarioYAML),
+            wallSeconds: 0.5, timeline: .full)
         let back = try store.run(id)
         #expect(back.summary == RunSummary(result: result))
         #expect(back.scenarioText == storeScenarioYAML)
@@ -71,7 +73,8 @@ struct RunStoreTests {
         try store.delete(a)
         #expect(try store.list().map(\.id) == [c, b])
         let orphans = try store.read { db in
-            try Int.fetchOne(db, sql: "SELECT (SELECT count(*) FROM kernels WHERE run_id = ?) + (SELECT count(*) FROM rank_steps WHERE run_id = ?)", arguments: [a, a])
+            try Int.fetchOne(
+                db, sql: "SELECT (SELECT count(*) FROM kernels WHERE run_id = ?) + (SELECT count(*) FROM rank_steps WHERE run_id = ?)", arguments: [a, a])
         }
         #expect(orphans == 0)
         #expect(throws: StoreError.self) { try store.delete(a) }
@@ -92,8 +95,9 @@ struct RunStoreTests {
         let before = try counts()
         struct Interrupted: Error {}
         #expect(throws: StoreError.self) {
-            _ = try store.save(result, scenario: s, source: source, wallSeconds: 0, timeline: .full, createdAt: Date(),
-                               beforeCommit: { throw Interrupted() })
+            _ = try store.save(
+                result, scenario: s, source: source, wallSeconds: 0, timeline: .full, createdAt: Date(),
+                beforeCommit: { throw Interrupted() })
         }
         #expect(try counts() == before)
     }
@@ -104,12 +108,13 @@ struct RunStoreTests {
         let queue = try DatabaseQueue(path: path)
         try RunStore.migrator.migrate(queue, upTo: "v1")
         try queue.write { db in
-            try db.execute(sql: """
-                INSERT INTO runs (created_at, scenario_name, scenario_path, scenario_text, scenario_hash, seed, schedule, tool_version,
-                    ranks, steps, step_latency_us, rank_latency_mean_us, rank_latency_min_us, rank_latency_max_us, slowest_rank,
-                    kernel_count, flow_count, message_count, wall_time_s, timeline, summary_json)
-                VALUES ('2026-01-01T00:00:00Z', 'old', 'old.yaml', '', '0', 0, 'none', '0.1.0', 1, 1, 10, 10, 10, 10, 0, 1, 1, 0, 0, 'full', ?)
-                """, arguments: [try String(decoding: JSONEncoder().encode(RunSummary(result: storeScenario().1)), as: UTF8.self)])
+            try db.execute(
+                sql: """
+                    INSERT INTO runs (created_at, scenario_name, scenario_path, scenario_text, scenario_hash, seed, schedule, tool_version,
+                        ranks, steps, step_latency_us, rank_latency_mean_us, rank_latency_min_us, rank_latency_max_us, slowest_rank,
+                        kernel_count, flow_count, message_count, wall_time_s, timeline, summary_json)
+                    VALUES ('2026-01-01T00:00:00Z', 'old', 'old.yaml', '', '0', 0, 'none', '0.1.0', 1, 1, 10, 10, 10, 10, 0, 1, 1, 0, 0, 'full', ?)
+                    """, arguments: [try String(decoding: JSONEncoder().encode(RunSummary(result: storeScenario().1)), as: UTF8.self)])
             try db.execute(sql: "INSERT INTO kernels VALUES (1, 0, 0, 0, 'A', 'ATTN0', 'compute', 0, 10, 0, 0, 0, 1, NULL, NULL)")
         }
         try queue.close()
@@ -183,8 +188,10 @@ struct TimelineExportTests {
         // Every wait slice lies inside its kernel's slice, and every flow has both ends.
         for w in complete where w["name"] as? String == "wait" {
             let ts = w["ts"] as! Double
-            let parent = complete.first { $0["pid"] as? Int == w["pid"] as? Int && $0["tid"] as? Int == w["tid"] as? Int && $0["name"] as? String != "wait"
-                && ($0["ts"] as! Double) <= ts && ts + (w["dur"] as! Double) <= ($0["ts"] as! Double) + ($0["dur"] as! Double) + 1e-9 }
+            let parent = complete.first {
+                $0["pid"] as? Int == w["pid"] as? Int && $0["tid"] as? Int == w["tid"] as? Int && $0["name"] as? String != "wait"
+                    && ($0["ts"] as! Double) <= ts && ts + (w["dur"] as! Double) <= ($0["ts"] as! Double) + ($0["dur"] as! Double) + 1e-9
+            }
             #expect(parent != nil)
         }
         let starts = events.filter { $0["ph"] as? String == "s" }.compactMap { $0["id"] as? Int }

@@ -1,6 +1,7 @@
-@testable import EPSim
 import EventCore
 import Testing
+
+@testable import EPSim
 
 @Suite("The ports network")
 struct PortNetworkTests {

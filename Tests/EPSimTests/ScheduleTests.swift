@@ -1,4 +1,5 @@
 import EventCore
+import Foundation
 import Testing
 
 @testable import EPSim
@@ -358,5 +359,3 @@ struct ShippedScheduleScenarioTests {
         #expect(exposedA.count == 16 * 4 && exposedA.allSatisfy { $0.wait == flight - .us(8) })
     }
 }
-
-import Foundation

@@ -307,8 +307,9 @@ struct Engine<Net: NetworkModel> {
         for d in 0..<n {
             let count = dispatch ? counts[r * n + d] : counts[d * n + r]
             net.post(
-                Flow(source: Int32(r), destination: Int32(d), operation: operation, path: paths[r * n + d],
-                     messages: count, bytes: Int64(count) * bytesPerMessage),
+                Flow(
+                    source: Int32(r), destination: Int32(d), operation: operation, path: paths[r * n + d],
+                    messages: count, bytes: Int64(count) * bytesPerMessage),
                 dataFrom: now, controlAt: end, deliveries: &deliveries)
         }
         flowCount += n

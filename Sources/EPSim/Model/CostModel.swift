@@ -69,8 +69,9 @@ public struct CostModel: Sendable {
         switch cost {
         case .wholeBatch(let d):
             if work.wholeBatch || microBatches == 1 { return d[rank] }
-            return Self.share(d[rank], microBatch: microBatch, microBatches: microBatches,
-                              partA: isMLP ? work.receivedA : work.tokensA, total: isMLP ? work.receivedTotal : work.tokensTotal)
+            return Self.share(
+                d[rank], microBatch: microBatch, microBatches: microBatches,
+                partA: isMLP ? work.receivedA : work.tokensA, total: isMLP ? work.receivedTotal : work.tokensTotal)
         case .perMicroBatch(let a, let b):
             if work.wholeBatch || microBatches == 1 { return a[rank] + b[rank] }
             return microBatch == .a ? a[rank] : b[rank]
@@ -135,6 +136,7 @@ public struct CostModel: Sendable {
                 return (core + 2 * t * (out + gate), cache + out * wb + gate * 2 + t * h * 2)
             }
         case .shared:
+            guard a.sharedExperts > 0 else { return (0, 0) }
             let params = Double(a.sharedExperts) * 3 * h * Double(a.moeIntermediate)
             return (2 * t * params, params * wb + t * h * 3)
         case .dense:

@@ -18,10 +18,13 @@ public struct ExpertPlacement: Sendable, Equatable {
         replicas = reps
     }
 
-    /// Slot `e` holds expert `e`; rank `r` has slots `r*P/N ..< (r+1)*P/N`.
-    public static func contiguous(experts: Int, ranks: Int) -> ExpertPlacement {
-        ExpertPlacement(slotExpert: (0..<experts).map(Int32.init), slotRank: MoEModel.contiguousPlacement(experts: experts, ranks: ranks),
-                        experts: experts)
+    /// Slot `p` holds expert `p mod E`; rank `r` has slots `r*P/N ..< (r+1)*P/N`. With
+    /// `P = E` this is DeepEP's layout: rank `r` hosts experts `r*E/N ..< (r+1)*E/N`.
+    public static func contiguous(experts: Int, ranks: Int, physical: Int? = nil) -> ExpertPlacement {
+        let p = physical ?? experts
+        return ExpertPlacement(
+            slotExpert: (0..<p).map { Int32($0 % experts) }, slotRank: MoEModel.contiguousPlacement(experts: p, ranks: ranks),
+            experts: experts)
     }
 
     /// Expected tokens on each rank when expert `e` receives `load[e]` selections, split
@@ -38,7 +41,16 @@ public struct ExpertPlacement: Sendable, Equatable {
     ///    the highest load per replica (ties: lowest expert).
     /// 2. Replicas, heaviest first, go to the rank with the least load so far that has a
     ///    free slot, preferring ranks that do not hold that expert yet (ties: lowest rank).
+    /// 3. If the contiguous layout of the same slots happens to have a lower maximum, it is
+    ///    kept instead: the balancer never makes the maximum worse.
     public static func greedy(load: [Double], physical: Int, ranks: Int) -> ExpertPlacement {
+        let lpt = longestProcessingTime(load: load, physical: physical, ranks: ranks)
+        let contiguous = contiguous(experts: load.count, ranks: ranks, physical: physical)
+        let worst = { (p: ExpertPlacement) in p.expectedRankLoad(load, ranks: ranks).max() ?? 0 }
+        return worst(lpt) <= worst(contiguous) ? lpt : contiguous
+    }
+
+    static func longestProcessingTime(load: [Double], physical: Int, ranks: Int) -> ExpertPlacement {
         let experts = load.count
         var count = [Int](repeating: 1, count: experts)
         for _ in 0..<(physical - experts) {

@@ -38,16 +38,18 @@ public struct Hardware: Sendable, Equatable {
     /// and one CX7 400 Gb/s NIC (DeepEP README).
     public static let h800 = Hardware(
         name: "h800", peakBF16TFLOPS: 989, peakFP8TFLOPS: 1979, hbmGBps: 3350, sms: 132,
-        nvlinkGBps: 160, nvlinkLatencyMicros: 2, rdmaGBps: 41, rdmaLatencyMicros: 3,
+        nvlinkGBps: 161.1, nvlinkLatencyMicros: 2, rdmaGBps: 44.13, rdmaLatencyMicros: 6.6,
         computeEfficiency: 0.6, memoryEfficiency: 0.8, kernelOverheadMicros: 3,
-        dispatchSendFixedMicros: 3, dispatchSendPerMessageMicros: 0.008, dispatchRecvFixedMicros: 3, dispatchRecvCopyGBps: 800,
-        combineSendFixedMicros: 3, combineSendPerMessageMicros: 0.004, combineRecvFixedMicros: 3, combineRecvReduceGBps: 2000)
+        dispatchSendFixedMicros: 1.98, dispatchSendPerMessageMicros: 0.00634, dispatchRecvFixedMicros: 4.98, dispatchRecvCopyGBps: 520,
+        combineSendFixedMicros: 2.8, combineSendPerMessageMicros: 0.00365, combineRecvFixedMicros: 2.22, combineRecvReduceGBps: 2051)
 
-    /// H100 SXM: as H800, with NVLink 4 at 450 GB/s per direction (900 GB/s total).
+    /// H100 SXM: as H800, with NVLink 4 at 450 GB/s per direction (900 GB/s total) where the
+    /// H800 has 200: the SM-store bandwidth fitted on H800 is scaled by 450/200 (an
+    /// assumption, not a measurement).
     public static var h100: Hardware {
         var h = h800
         h.name = "h100"
-        h.nvlinkGBps = 450
+        h.nvlinkGBps = (h800.nvlinkGBps * 450 / 200 * 10).rounded() / 10
         return h
     }
 
@@ -131,6 +133,8 @@ public struct Architecture: Sendable, Equatable {
         a.hidden = hidden
         a.routedExperts = experts
         a.topK = topK
+        a.groups = 1
+        a.topGroups = 1
         return a
     }
 }

@@ -22,7 +22,8 @@ public struct LayerRouting: Sendable {
 
 /// How a selection of a replicated expert picks its replica.
 public enum ReplicaPolicy: String, Sendable, CaseIterable {
-    /// Each source rank cycles through the expert's replicas in slot order.
+    /// Each source rank cycles through the expert's replicas in slot order, source `s`
+    /// starting at replica `s mod replicas`.
     case roundRobin = "round-robin"
     /// The replica that has received the fewest tokens so far in this layer (ties: lowest
     /// slot), sources taken in rank order.
@@ -63,9 +64,11 @@ public struct RoutingGenerator: Sendable {
         topK = model.topK
         placement = model.expertPlacement
         let needsSampler = workload.routing == .zipf || workload.routing == .hot || (workload.routing == .uniform && workload.groupLimit != nil)
-        sampler = needsSampler
-            ? WeightedSampler(weights: workload.popularity ?? Array(repeating: 1, count: model.experts),
-                              groups: workload.groupLimit?.groups ?? 1, topGroups: workload.groupLimit?.topGroups ?? 1)
+        sampler =
+            needsSampler
+            ? WeightedSampler(
+                weights: workload.popularity ?? Array(repeating: 1, count: model.experts),
+                groups: workload.groupLimit?.groups ?? 1, topGroups: workload.groupLimit?.topGroups ?? 1)
             : nil
     }
 
@@ -121,10 +124,11 @@ public struct RoutingGenerator: Sendable {
         let n = workload.tokensPerRank.count
         let slots = placement.slotExpert.count
         var result: [LayerRouting.MicroBatchRouting] = (0..<microBatches).map { _ in
-            .init(pairCounts: [Int32](repeating: 0, count: n * n),
-                  expertLoad: [Int32](repeating: 0, count: slots),
-                  tokens: [Int32](repeating: 0, count: n),
-                  uniquePairCounts: uniquePairs ? [Int32](repeating: 0, count: n * n) : [])
+            .init(
+                pairCounts: [Int32](repeating: 0, count: n * n),
+                expertLoad: [Int32](repeating: 0, count: slots),
+                tokens: [Int32](repeating: 0, count: n),
+                uniquePairCounts: uniquePairs ? [Int32](repeating: 0, count: n * n) : [])
         }
         let replicated = slots > experts
         var cursor = [Int](repeating: 0, count: replicated ? experts : 0)
@@ -137,7 +141,7 @@ public struct RoutingGenerator: Sendable {
             for m in 0..<microBatches {
                 result[m].tokens[s] = Int32(workload.tokenRange(rank: s, step: step, microBatch: MicroBatch(rawValue: UInt8(m))!, of: microBatches).count)
             }
-            if replicated && workload.replicaPolicy == .roundRobin { for e in 0..<experts { cursor[e] = 0 } }
+            if replicated && workload.replicaPolicy == .roundRobin { for e in 0..<experts { cursor[e] = s } }
             let row = s * n
             let base = globalToken
             forEachLogicalSelection(rank: s, step: step, layer: layer) { t, e in

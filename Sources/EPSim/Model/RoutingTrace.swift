@@ -60,7 +60,9 @@ public struct RoutingTrace: Sendable, Equatable {
         let trace = RoutingTrace(selections: byLayer, topK: topK)
         let tokens = trace.tokensPerRank
         for (layer, table) in byLayer where table.map({ $0.count / topK }) != tokens {
-            throw ScenarioError(.inconsistent, file: file, keyPath: "", message: "layer \(layer) has \(table.map { $0.count / topK }) tokens per rank, other lines \(tokens): every layer needs every token")
+            throw ScenarioError(
+                .inconsistent, file: file, keyPath: "",
+                message: "layer \(layer) has \(table.map { $0.count / topK }) tokens per rank, other lines \(tokens): every layer needs every token")
         }
         return trace
     }

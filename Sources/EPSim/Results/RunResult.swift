@@ -27,9 +27,11 @@ public struct KernelRecord: Sendable, Equatable {
 
     public var duration: SimTime { end - start }
 
-    public init(rank: Int32, step: Int32, layer: Int32, microBatch: MicroBatch, kind: KernelKind, stream: StreamKind,
-                start: SimTime, end: SimTime, wait: SimTime, bytesOut: Int64, bytesIn: Int64, tokens: Int64, blocker: Int32,
-                lastArrival: SimTime?, sendEnd: SimTime?) {
+    public init(
+        rank: Int32, step: Int32, layer: Int32, microBatch: MicroBatch, kind: KernelKind, stream: StreamKind,
+        start: SimTime, end: SimTime, wait: SimTime, bytesOut: Int64, bytesIn: Int64, tokens: Int64, blocker: Int32,
+        lastArrival: SimTime?, sendEnd: SimTime?
+    ) {
         self.rank = rank
         self.step = step
         self.layer = layer

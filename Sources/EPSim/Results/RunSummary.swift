@@ -18,9 +18,11 @@ public struct RunSummary: Codable, Sendable, Equatable {
         public var combine_wait_us: Double
         public var exposed_comm_us: Double
 
-        public init(rank: Int, step: Int, tokens: Int, start_us: Double, end_us: Double, e2e_us: Double, busy_us: Double,
-                    attention_us: Double, shared_us: Double, dense_us: Double, dispatch_us: Double, dispatch_wait_us: Double,
-                    gemm_us: Double, combine_us: Double, combine_wait_us: Double, exposed_comm_us: Double) {
+        public init(
+            rank: Int, step: Int, tokens: Int, start_us: Double, end_us: Double, e2e_us: Double, busy_us: Double,
+            attention_us: Double, shared_us: Double, dense_us: Double, dispatch_us: Double, dispatch_wait_us: Double,
+            gemm_us: Double, combine_us: Double, combine_wait_us: Double, exposed_comm_us: Double
+        ) {
             self.rank = rank
             self.step = step
             self.tokens = tokens
@@ -78,6 +80,10 @@ public struct RunSummary: Codable, Sendable, Equatable {
     /// Maximum over steps of the step latency (itself the maximum over ranks).
     public var step_latency_us: Double
     public var step_latencies_us: [Double]
+    /// Percentiles of step latency over steps (nearest rank): p50, p90, p99, max.
+    public var step_latency_p50_us: Double
+    public var step_latency_p90_us: Double
+    public var step_latency_p99_us: Double
     /// Mean and spread of per-rank step latency over all ranks and steps.
     public var rank_latency_mean_us: Double
     public var rank_latency_min_us: Double
@@ -99,6 +105,9 @@ public struct RunSummary: Codable, Sendable, Equatable {
         steps = result.steps
         step_latency_us = result.stepLatency.micros
         step_latencies_us = result.stepLatencies.map(\.micros)
+        step_latency_p50_us = Self.percentile(step_latencies_us, 50)
+        step_latency_p90_us = Self.percentile(step_latencies_us, 90)
+        step_latency_p99_us = Self.percentile(step_latencies_us, 99)
         let latencies = result.rankSteps.map { $0.latency.micros }
         rank_latency_mean_us = latencies.reduce(0, +) / Double(max(latencies.count, 1))
         rank_latency_min_us = latencies.min() ?? 0
@@ -118,5 +127,13 @@ public struct RunSummary: Codable, Sendable, Equatable {
                 exposed_comm_us: r.exposedCommunication.micros)
         }
         rank_mean = RankMeans(per_rank)
+    }
+
+    /// The nearest-rank percentile: the smallest value with at least `p`% of values at or below it.
+    public static func percentile(_ values: [Double], _ p: Double) -> Double {
+        guard !values.isEmpty else { return 0 }
+        let sorted = values.sorted()
+        let rank = Int((p / 100 * Double(sorted.count)).rounded(.up))
+        return sorted[min(max(rank, 1), sorted.count) - 1]
     }
 }

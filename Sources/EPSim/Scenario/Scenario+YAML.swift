@@ -81,4 +81,3 @@ extension Scenario {
         return ns.localizedDescription
     }
 }
-

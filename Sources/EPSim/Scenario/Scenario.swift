@@ -59,8 +59,10 @@ public struct MoEModel: Sendable, Equatable {
     /// Sizes the roofline cost model uses (a preset's, or generic around the keys above).
     public var architecture: Architecture
 
-    public init(hidden: Int, experts: Int, topK: Int, moeLayers: Int, denseLayers: Int, dispatchPrecision: DispatchPrecision,
-                expertPlacement: ExpertPlacement, architecture: Architecture? = nil) {
+    public init(
+        hidden: Int, experts: Int, topK: Int, moeLayers: Int, denseLayers: Int, dispatchPrecision: DispatchPrecision,
+        expertPlacement: ExpertPlacement, architecture: Architecture? = nil
+    ) {
         self.hidden = hidden
         self.experts = experts
         self.topK = topK
@@ -120,10 +122,12 @@ public struct Workload: Sendable, Equatable {
     public var trace: RoutingTrace?
     public var replicaPolicy: ReplicaPolicy
 
-    public init(tokensPerRank: [Int], routing: RoutingKind, seed: UInt64, microBatchATokens: [Int]? = nil,
-                phase: InferencePhase = .decode, kvLength: [Int]? = nil, tokenDistribution: Distribution? = nil,
-                popularity: [Double]? = nil, groupLimit: GroupLimit? = nil, trace: RoutingTrace? = nil,
-                replicaPolicy: ReplicaPolicy = .roundRobin) {
+    public init(
+        tokensPerRank: [Int], routing: RoutingKind, seed: UInt64, microBatchATokens: [Int]? = nil,
+        phase: InferencePhase = .decode, kvLength: [Int]? = nil, tokenDistribution: Distribution? = nil,
+        popularity: [Double]? = nil, groupLimit: GroupLimit? = nil, trace: RoutingTrace? = nil,
+        replicaPolicy: ReplicaPolicy = .roundRobin
+    ) {
         self.tokensPerRank = tokensPerRank
         self.routing = routing
         self.seed = seed
@@ -199,8 +203,10 @@ public struct NetworkConfig: Sendable, Equatable {
     /// closed form counts flights from the end of the SEND).
     public var rdmaDataDuringSend: Bool
 
-    public init(kind: NetworkKind, nvlink: LinkConfig, rdma: LinkConfig, nvlinkForLowLatency: Bool, fenceControlMessages: Bool,
-                rdmaDataDuringSend: Bool? = nil) {
+    public init(
+        kind: NetworkKind, nvlink: LinkConfig, rdma: LinkConfig, nvlinkForLowLatency: Bool, fenceControlMessages: Bool,
+        rdmaDataDuringSend: Bool? = nil
+    ) {
         self.kind = kind
         self.nvlink = nvlink
         self.rdma = rdma

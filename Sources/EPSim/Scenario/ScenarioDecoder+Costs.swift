@@ -49,8 +49,10 @@ extension ScenarioDecoder {
     /// A compute duration: one value or a per-rank list for the whole batch, a mapping
     /// `{a: ..., b: ...}` giving each micro-batch's duration explicitly, or (when the key is
     /// absent) the table's points for this kind, the roofline, or the default fixed value.
-    func computeCost(_ map: YAMLMapping?, _ key: String, kind: KernelKind, ranks: Int, default value: Double, roofline: Bool,
-                     table: [KernelKind: [MeasuredPoint]]) throws -> ComputeCost {
+    func computeCost(
+        _ map: YAMLMapping?, _ key: String, kind: KernelKind, ranks: Int, default value: Double, roofline: Bool,
+        table: [KernelKind: [MeasuredPoint]]
+    ) throws -> ComputeCost {
         guard let v = map?.optional(key) else {
             if let points = table[kind] { return .table(points) }
             return roofline ? .roofline : .wholeBatch(Array(repeating: SimTime(micros: value), count: ranks))
@@ -105,14 +107,18 @@ extension ScenarioDecoder {
             gemm: try compute("gemm_us", .mlp, 50),
             denseMLP: try compute("dense_mlp_us", .dense, 40),
             hardware: hw,
-            dispatchSend: try decodeSend(map?.optional("dispatch_send"), ranks: ranks, fixed: preset ? hw.dispatchSendFixedMicros : 8,
-                                         perMessage: preset ? hw.dispatchSendPerMessageMicros : 0.02),
-            dispatchRecv: try decodeRecv(map?.optional("dispatch_recv"), ranks: ranks, fixed: preset ? hw.dispatchRecvFixedMicros : 4,
-                                         gbps: preset ? hw.dispatchRecvCopyGBps : 300),
-            combineSend: try decodeSend(map?.optional("combine_send"), ranks: ranks, fixed: preset ? hw.combineSendFixedMicros : 8,
-                                        perMessage: preset ? hw.combineSendPerMessageMicros : 0.02),
-            combineRecv: try decodeRecv(map?.optional("combine_recv"), ranks: ranks, fixed: preset ? hw.combineRecvFixedMicros : 4,
-                                        gbps: preset ? hw.combineRecvReduceGBps : 1500))
+            dispatchSend: try decodeSend(
+                map?.optional("dispatch_send"), ranks: ranks, fixed: preset ? hw.dispatchSendFixedMicros : 8,
+                perMessage: preset ? hw.dispatchSendPerMessageMicros : 0.02),
+            dispatchRecv: try decodeRecv(
+                map?.optional("dispatch_recv"), ranks: ranks, fixed: preset ? hw.dispatchRecvFixedMicros : 4,
+                gbps: preset ? hw.dispatchRecvCopyGBps : 300),
+            combineSend: try decodeSend(
+                map?.optional("combine_send"), ranks: ranks, fixed: preset ? hw.combineSendFixedMicros : 8,
+                perMessage: preset ? hw.combineSendPerMessageMicros : 0.02),
+            combineRecv: try decodeRecv(
+                map?.optional("combine_recv"), ranks: ranks, fixed: preset ? hw.combineRecvFixedMicros : 4,
+                gbps: preset ? hw.combineRecvReduceGBps : 1500))
         try map?.finish()
         return costs
     }

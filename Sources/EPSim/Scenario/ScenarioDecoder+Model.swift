@@ -45,7 +45,8 @@ extension ScenarioDecoder {
         let precision =
             try map?.optional("dispatch_dtype").map { DispatchPrecision(rawValue: try $0.choice(DispatchPrecision.allCases.map(\.rawValue)))! } ?? .fp8
         let physicalValue = map?.optional("physical_experts")
-        let physical = try physicalValue?.int(in: experts...ScenarioLimits.maxExperts, what: "a number of physical expert slots (at least model.experts)") ?? experts
+        let physical =
+            try physicalValue?.int(in: experts...ScenarioLimits.maxExperts, what: "a number of physical expert slots (at least model.experts)") ?? experts
         var spec = ModelDraft.PlacementSpec.contiguous
         var placementValue: YAMLValue?
         if let slotsValue = map?.optional("slots") {
@@ -64,7 +65,8 @@ extension ScenarioDecoder {
             placementValue = p
             if p.isSequence {
                 guard physical == experts else {
-                    throw p.error(.inconsistent, "a placement list gives each expert's rank, which needs physical_experts = experts; use model.slots to place replicas")
+                    throw p.error(
+                        .inconsistent, "a placement list gives each expert's rank, which needs physical_experts = experts; use model.slots to place replicas")
                 }
                 let items = try p.list()
                 guard items.count == experts else {

@@ -42,10 +42,12 @@ extension ScenarioDecoder {
             trace = try loadTrace(routingMap, ranks: ranks, model: model)
         }
         let tokensValue = map?.optional("tokens_per_rank")
-        let (tokens, drawn) = try tokensValue.map {
-            try perRankIntegers($0, ranks: ranks, range: 0...ScenarioLimits.maxTokensPerRank, what: "a non-negative number of tokens",
-                                seed: seed, purpose: Workload.tokenPurpose)
-        } ?? (trace?.tokensPerRank ?? Array(repeating: 128, count: ranks), nil)
+        let (tokens, drawn) =
+            try tokensValue.map {
+                try perRankIntegers(
+                    $0, ranks: ranks, range: 0...ScenarioLimits.maxTokensPerRank, what: "a non-negative number of tokens",
+                    seed: seed, purpose: Workload.tokenPurpose)
+            } ?? (trace?.tokensPerRank ?? Array(repeating: 128, count: ranks), nil)
         if let trace, trace.tokensPerRank != tokens {
             throw (tokensValue ?? value).error(.inconsistent, "the routing trace has \(trace.tokensPerRank) tokens per rank, not \(tokens)")
         }
@@ -151,7 +153,8 @@ extension ScenarioDecoder {
 
     func loadTrace(_ map: YAMLMapping?, ranks: Int, model: MoEModel) throws -> RoutingTrace {
         guard let fileValue = map?.optional("file") else {
-            throw ScenarioError(.missingKey, file: file, keyPath: "workload.routing.file", message: "missing; a trace routing needs the CSV file of per-token experts")
+            throw ScenarioError(
+                .missingKey, file: file, keyPath: "workload.routing.file", message: "missing; a trace routing needs the CSV file of per-token experts")
         }
         let name = try fileValue.string()
         let path = name.hasPrefix("/") ? name : baseDirectory + "/" + name
