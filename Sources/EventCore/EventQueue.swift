@@ -43,6 +43,20 @@ public struct EventQueue<Payload> {
     /// The time of the earliest event, if any. - Complexity: O(1).
     @inlinable public var nextTime: SimTime? { heap.first.map { SimTime(picos: $0.time) } }
 
+    /// The earliest event without removing it. - Complexity: O(1).
+    @inlinable public var first: (time: SimTime, payload: Payload)? {
+        heap.first.map { (SimTime(picos: $0.time), $0.payload) }
+    }
+
+    /// Removes the earliest event (use after ``first``). - Complexity: O(log n).
+    @inlinable public mutating func removeFirst() {
+        let last = heap.removeLast()
+        if !heap.isEmpty {
+            heap[0] = last
+            siftDown(0)
+        }
+    }
+
     /// Schedules `payload` at `time`. - Complexity: O(log n).
     @inlinable public mutating func push(_ payload: Payload, at time: SimTime) {
         heap.append(Entry(time: time.picos, sequence: nextSequence, payload: payload))

@@ -182,9 +182,12 @@ struct WeightedSampler: Sendable {
     /// Cumulative weights within each group, `cumulative[g * groupSize + i]`.
     let cumulative: [Double]
     let groupTotal: [Double]
+    /// Every expert equally popular: draws need no weights (same distribution, faster).
+    let equalWeights: Bool
 
     init(weights: [Double], groups: Int, topGroups: Int) {
         self.weights = weights
+        equalWeights = weights.allSatisfy { $0 == weights[0] } && weights[0] > 0
         self.groups = groups
         self.topGroups = min(topGroups, groups)
         groupSize = weights.count / groups
@@ -204,66 +207,106 @@ struct WeightedSampler: Sendable {
 
     static func unit(_ rng: inout SplitMix64) -> Double { Double(rng.next() >> 11) / Double(1 << 53) }
 
-    /// One draw from `candidates` weighted by `weight`, skipping those in `excluded`.
-    static func pick(_ candidates: Range<Int>, weight: (Int) -> Double, excluded: ArraySlice<Int>, rng: inout SplitMix64) -> Int {
-        var total = 0.0
-        for c in candidates where !excluded.contains(c) { total += weight(c) }
-        var u = unit(&rng) * total
-        var last = candidates.lowerBound
-        for c in candidates where !excluded.contains(c) {
-            last = c
-            u -= weight(c)
-            if u < 0 { return c }
+    /// Fills `chosen[0..<k]` with distinct experts and `chosenGroups` with the groups used.
+    func sample(_ k: Int, rng: inout SplitMix64, groups chosenGroups: inout [Int], into chosen: inout [Int]) {
+        weights.withUnsafeBufferPointer { w in
+            cumulative.withUnsafeBufferPointer { cum in
+                groupTotal.withUnsafeBufferPointer { gt in
+                    chosenGroups.withUnsafeMutableBufferPointer { cg in
+                        chosen.withUnsafeMutableBufferPointer { out in
+                            sample(k, w: w, cum: cum, gt: gt, cg: cg, out: out, rng: &rng)
+                        }
+                    }
+                }
+            }
         }
-        return last
     }
 
-    func sample(_ k: Int, rng: inout SplitMix64, groups chosenGroups: inout [Int], into chosen: inout [Int]) {
-        for i in 0..<topGroups {
-            chosenGroups[i] = Self.pick(0..<groups, weight: { groupTotal[$0] }, excluded: chosenGroups[0..<i], rng: &rng)
+    private func sample(_ k: Int, w: UnsafeBufferPointer<Double>, cum: UnsafeBufferPointer<Double>, gt: UnsafeBufferPointer<Double>,
+                        cg: UnsafeMutableBufferPointer<Int>, out: UnsafeMutableBufferPointer<Int>, rng: inout SplitMix64) {
+        if equalWeights {
+            // Distinct groups uniformly, then distinct experts uniformly over their union.
+            for i in 0..<topGroups {
+                var g: Int
+                repeat { g = rng.next(below: groups) } while Self.contains(cg, i, g)
+                cg[i] = g
+            }
+            let pool = topGroups * groupSize
+            for j in 0..<k {
+                var e: Int
+                repeat {
+                    let x = rng.next(below: pool)
+                    e = cg[x / groupSize] * groupSize + x % groupSize
+                } while Self.contains(out, j, e)
+                out[j] = e
+            }
+            return
+        }
+        // Groups: weighted draws without replacement (all of them when every group may be used).
+        if topGroups == groups {
+            for i in 0..<groups { cg[i] = i }
+        } else {
+            for i in 0..<topGroups {
+                var total = 0.0
+                for g in 0..<groups where !Self.contains(cg, i, g) { total += gt[g] }
+                var u = Self.unit(&rng) * total
+                var pick = -1
+                for g in 0..<groups where !Self.contains(cg, i, g) {
+                    pick = g
+                    u -= gt[g]
+                    if u < 0 { break }
+                }
+                cg[i] = pick
+            }
         }
         var groupWeight = 0.0
-        for g in chosenGroups { groupWeight += groupTotal[g] }
+        for i in 0..<topGroups { groupWeight += gt[cg[i]] }
         for j in 0..<k {
             var found = -1
             // Rejection sampling (cheap while few experts are taken); exact fallback after that.
             for _ in 0..<64 {
                 var u = Self.unit(&rng) * groupWeight
-                var g = chosenGroups[topGroups - 1]
-                for candidate in chosenGroups {
-                    u -= groupTotal[candidate]
+                var g = cg[topGroups - 1]
+                for i in 0..<topGroups {
+                    u -= gt[cg[i]]
                     if u < 0 {
-                        g = candidate
+                        g = cg[i]
                         break
                     }
                 }
-                let target = Self.unit(&rng) * groupTotal[g]
+                let target = Self.unit(&rng) * gt[g]
                 var lo = g * groupSize
                 var hi = lo + groupSize - 1
                 while lo < hi {
-                    let mid = (lo + hi) / 2
-                    if cumulative[mid] > target { hi = mid } else { lo = mid + 1 }
+                    let mid = (lo + hi) >> 1
+                    if cum[mid] > target { hi = mid } else { lo = mid + 1 }
                 }
-                if weights[lo] > 0 && !chosen[0..<j].contains(lo) {
+                if w[lo] > 0 && !Self.contains(out, j, lo) {
                     found = lo
                     break
                 }
             }
             if found < 0 {
-                var pool: [Int] = []
-                for g in chosenGroups { pool.append(contentsOf: (g * groupSize)..<((g + 1) * groupSize)) }
-                let taken = chosen[0..<j]
                 var total = 0.0
-                for c in pool where !taken.contains(c) { total += max(weights[c], 1e-300) }
+                for i in 0..<topGroups {
+                    for c in (cg[i] * groupSize)..<((cg[i] + 1) * groupSize) where !Self.contains(out, j, c) { total += max(w[c], 1e-300) }
+                }
                 var u = Self.unit(&rng) * total
-                for c in pool where !taken.contains(c) {
-                    found = c
-                    u -= max(weights[c], 1e-300)
-                    if u < 0 { break }
+                search: for i in 0..<topGroups {
+                    for c in (cg[i] * groupSize)..<((cg[i] + 1) * groupSize) where !Self.contains(out, j, c) {
+                        found = c
+                        u -= max(w[c], 1e-300)
+                        if u < 0 { break search }
+                    }
                 }
             }
-            chosen[j] = found
+            out[j] = found
         }
+    }
+
+    @inline(__always) static func contains(_ buffer: UnsafeMutableBufferPointer<Int>, _ count: Int, _ value: Int) -> Bool {
+        for i in 0..<count where buffer[i] == value { return true }
+        return false
     }
 }
 

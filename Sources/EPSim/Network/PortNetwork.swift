@@ -34,10 +34,14 @@ public struct PortNetwork: NetworkModel {
         /// Bytes served to each active flow since the port was created.
         var virtual: Double = 0
         var lastUpdate: SimTime = .zero
-        /// (finishing virtual time, flow slot), a binary min-heap on the first.
-        var heap: [(finish: Double, flow: Int32)] = []
-        /// The pending departure time, or -1.
+        /// Active flows (the heap's size).
+        var active: Int = 0
+        /// The desired next departure time, or -1.
         var next: Int64 = -1
+        /// The time of the one valid queue entry for this port, or -1. Entries are pushed
+        /// only when the departure moves earlier; when it moves later the entry fires early
+        /// and is pushed again, so a port does not flood the queue.
+        var queued: Int64 = -1
     }
 
     struct PendingFlow {
@@ -47,15 +51,31 @@ public struct PortNetwork: NetworkModel {
         var dataDone: SimTime
     }
 
+    /// One entry of a port's heap: the virtual time at which the flow is done there.
+    struct HeapEntry {
+        var finish: Double
+        var flow: Int32
+
+        @inline(__always) func precedes(_ other: HeapEntry) -> Bool {
+            finish < other.finish || (finish == other.finish && flow < other.flow)
+        }
+    }
+
     let config: NetworkConfig
     let bandwidthGBps: Double
     /// Bytes per picosecond.
     let rate: Double
     /// `ports[2 * rank]` egress, `ports[2 * rank + 1]` ingress.
     var ports: [Port]
+    /// Each port's heap lives in its own fixed-capacity region of one allocation, so no
+    /// per-port array (and no copy-on-write check) sits in the hot path. The engine owns the
+    /// network and never copies it; `owner` frees the allocation.
+    var heapStorage: UnsafeMutablePointer<HeapEntry>
+    var capacity: Int
+    var owner: StorageOwner
     var pending: [PendingFlow] = []
     var freeSlots: [Int32] = []
-    /// Departures, lazily invalidated: an entry counts only while it equals its port's `next`.
+    /// Departures, lazily invalidated: an entry counts only while it equals its port's `queued`.
     var departures = EventQueue<Int32>()
 
     public init(config: NetworkConfig, ranks: Int) {
@@ -63,6 +83,18 @@ public struct PortNetwork: NetworkModel {
         bandwidthGBps = config.rdma.bandwidthGBps
         rate = config.rdma.bandwidthGBps / 1000
         ports = Array(repeating: Port(), count: 2 * ranks)
+        // A port holds at most the flows of the few operations in flight (DeepEP's double
+        // buffering bounds them); start with room for four operations and grow if needed.
+        capacity = max(4 * ranks, 16)
+        heapStorage = .allocate(capacity: capacity * 2 * ranks)
+        owner = StorageOwner(heapStorage)
+    }
+
+    /// Frees the heap allocation when the last copy of the network goes away.
+    final class StorageOwner {
+        let pointer: UnsafeMutablePointer<HeapEntry>
+        init(_ pointer: UnsafeMutablePointer<HeapEntry>) { self.pointer = pointer }
+        deinit { pointer.deallocate() }
     }
 
     public mutating func post(_ flow: Flow, dataFrom start: SimTime, controlAt release: SimTime, deliveries: inout [Delivery]) {
@@ -91,65 +123,78 @@ public struct PortNetwork: NetworkModel {
     }
 
     public mutating func nextEventTime() -> SimTime? {
-        while let t = departures.nextTime {
-            let (_, port) = departures.pop()!
-            if ports[Int(port)].next == t.picos {
-                departures.push(port, at: t)
-                return t
+        while let (t, port) = departures.first {
+            let p = Int(port)
+            if ports[p].queued != t.picos {
+                departures.removeFirst()
+                continue
+            }
+            if ports[p].next == t.picos { return t }
+            // The departure moved later since this entry was queued: queue it again.
+            departures.removeFirst()
+            ports[p].queued = -1
+            if ports[p].next >= 0 {
+                ports[p].queued = ports[p].next
+                departures.push(port, at: SimTime(picos: ports[p].next))
             }
         }
         return nil
     }
 
     public mutating func advance(to time: SimTime, deliveries: inout [Delivery]) {
-        while let t = departures.nextTime, t == time {
-            let port = Int(departures.pop()!.payload)
-            guard ports[port].next == time.picos else { continue }
-            depart(port: port, at: time, deliveries: &deliveries)
+        while let (t, port) = departures.first, t == time {
+            departures.removeFirst()
+            let p = Int(port)
+            guard ports[p].queued == time.picos else { continue }
+            ports[p].queued = -1
+            if ports[p].next == time.picos {
+                depart(port: p, at: time, deliveries: &deliveries)
+            } else if ports[p].next >= 0 {
+                ports[p].queued = ports[p].next
+                departures.push(port, at: SimTime(picos: ports[p].next))
+            }
         }
     }
 
     // MARK: Ports
 
-    /// Serves the port's active flows up to `time`.
-    mutating func catchUp(_ p: Int, to time: SimTime) {
-        let active = ports[p].heap.count
+    mutating func add(_ slot: Int32, bytes: Int64, to p: Int, at time: SimTime) {
+        // Serve the port's active flows up to `time`.
+        let active = ports[p].active
         if active > 0 {
             ports[p].virtual += Double((time - ports[p].lastUpdate).picos) * rate / Double(active)
         }
         ports[p].lastUpdate = time
-    }
-
-    mutating func add(_ slot: Int32, bytes: Int64, to p: Int, at time: SimTime) {
-        catchUp(p, to: time)
-        heapPush(p, (ports[p].virtual + Double(bytes), slot))
+        heapPush(p, HeapEntry(finish: ports[p].virtual + Double(bytes), flow: slot))
         schedule(p)
     }
 
     /// Schedules the port's next departure: the flow with the least left, when every
     /// active flow gets `bandwidth / n`.
     mutating func schedule(_ p: Int) {
-        guard let first = ports[p].heap.first else {
+        let active = ports[p].active
+        guard active > 0 else {
             ports[p].next = -1
             return
         }
         // Bytes the port must serve in all before the first flow is done.
-        let work = max(0, first.finish - ports[p].virtual) * Double(ports[p].heap.count)
+        let work = max(0, heapStorage[p * capacity].finish - ports[p].virtual) * Double(active)
         let at = ports[p].lastUpdate.picos + Int64((work * 1000 / bandwidthGBps).rounded(.up))
-        if at != ports[p].next {
-            ports[p].next = at
+        ports[p].next = at
+        if ports[p].queued < 0 || at < ports[p].queued {
+            ports[p].queued = at
             departures.push(Int32(p), at: SimTime(picos: at))
         }
     }
 
     mutating func depart(port p: Int, at time: SimTime, deliveries: inout [Delivery]) {
-        let finish = ports[p].heap[0].finish
+        let finish = heapStorage[p * capacity].finish
         ports[p].virtual = finish
         ports[p].lastUpdate = time
         // Every flow that finishes with the first leaves now.
-        while let top = ports[p].heap.first, top.finish <= finish {
+        while ports[p].active > 0 && heapStorage[p * capacity].finish <= finish {
+            let slot = Int(heapStorage[p * capacity].flow)
             heapPop(p)
-            let slot = Int(top.flow)
             pending[slot].portsLeft -= 1
             pending[slot].dataDone = max(pending[slot].dataDone, time)
             if pending[slot].portsLeft == 0 {
@@ -157,47 +202,62 @@ public struct PortNetwork: NetworkModel {
                 var ready = f.dataDone
                 if config.fenceControlMessages { ready += config.rdma.latency + config.rdma.latency }
                 deliveries.append(Delivery(flow: f.flow, posted: f.controlAt, arrival: max(f.controlAt, ready) + config.rdma.latency))
-                freeSlots.append(top.flow)
+                freeSlots.append(Int32(slot))
             }
         }
         ports[p].next = -1
         schedule(p)
     }
 
-    // MARK: Heap
+    // MARK: Heap (4-ary: shallower than binary, and pops dominate)
 
-    mutating func heapPush(_ p: Int, _ item: (finish: Double, flow: Int32)) {
-        ports[p].heap.append(item)
-        var child = ports[p].heap.count - 1
+    mutating func grow() {
+        let ranks = ports.count / 2
+        let bigger = capacity * 2
+        let storage = UnsafeMutablePointer<HeapEntry>.allocate(capacity: bigger * 2 * ranks)
+        for p in 0..<(2 * ranks) {
+            (storage + p * bigger).moveInitialize(from: heapStorage + p * capacity, count: ports[p].active)
+        }
+        heapStorage = storage
+        owner = StorageOwner(storage)
+        capacity = bigger
+    }
+
+    mutating func heapPush(_ p: Int, _ item: HeapEntry) {
+        if ports[p].active == capacity { grow() }
+        let h = heapStorage + p * capacity
+        var child = ports[p].active
+        ports[p].active += 1
         while child > 0 {
-            let parent = (child - 1) / 2
-            let a = ports[p].heap[child]
-            let b = ports[p].heap[parent]
-            guard a.finish < b.finish || (a.finish == b.finish && a.flow < b.flow) else { break }
-            ports[p].heap.swapAt(child, parent)
+            let parent = (child - 1) >> 2
+            guard item.precedes(h[parent]) else { break }
+            h[child] = h[parent]
             child = parent
         }
+        h[child] = item
     }
 
     mutating func heapPop(_ p: Int) {
-        let last = ports[p].heap.removeLast()
-        guard !ports[p].heap.isEmpty else { return }
-        ports[p].heap[0] = last
+        let h = heapStorage + p * capacity
+        let n = ports[p].active - 1
+        ports[p].active = n
+        guard n > 0 else { return }
+        let item = h[n]
         var parent = 0
-        let n = ports[p].heap.count
         while true {
-            var child = 2 * parent + 1
-            guard child < n else { break }
-            if child + 1 < n {
-                let l = ports[p].heap[child]
-                let r = ports[p].heap[child + 1]
-                if r.finish < l.finish || (r.finish == l.finish && r.flow < l.flow) { child += 1 }
+            let first = 4 * parent + 1
+            guard first < n else { break }
+            var best = first
+            let last = min(first + 4, n)
+            var c = first + 1
+            while c < last {
+                if h[c].precedes(h[best]) { best = c }
+                c += 1
             }
-            let c = ports[p].heap[child]
-            let x = ports[p].heap[parent]
-            guard c.finish < x.finish || (c.finish == x.finish && c.flow < x.flow) else { break }
-            ports[p].heap.swapAt(child, parent)
-            parent = child
+            guard h[best].precedes(item) else { break }
+            h[parent] = h[best]
+            parent = best
         }
+        h[parent] = item
     }
 }
