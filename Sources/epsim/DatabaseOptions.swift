@@ -8,6 +8,9 @@ struct DatabaseOptions: ParsableArguments {
     @Option(name: .customLong("db"), help: "Run database (default: $EPSIM_DB, else Results/epsim.sqlite).")
     var path: String?
 
+    init() {}
+    init(path: String) { self.path = path }
+
     var resolvedPath: String {
         if let path { return path }
         if let env = ProcessInfo.processInfo.environment["EPSIM_DB"], !env.isEmpty { return env }

@@ -8,7 +8,10 @@ struct EPSimCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "epsim",
         abstract: "Discrete-event simulator of expert-parallel MoE ranks with DeepEP low-latency dispatch and combine.",
-        subcommands: [RunCommand.self, CompareCommand.self, RunsCommand.self, ExportCommand.self, CalibrateCommand.self, ValidateCommand.self])
+        subcommands: [
+            RunCommand.self, CompareCommand.self, SweepCommand.self, RunsCommand.self, ExportCommand.self, DatabaseCommand.self,
+            CalibrateCommand.self, ValidateCommand.self,
+        ])
 }
 
 /// Loads a scenario (optionally replacing its schedule by a preset), turning its errors

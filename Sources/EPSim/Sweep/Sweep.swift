@@ -1,0 +1,139 @@
+import Foundation
+import Yams
+
+/// One `key.path=value` assignment applied to a scenario file before it is read.
+public struct Override: Sendable, Equatable, CustomStringConvertible {
+    /// Dotted key path as in the scenario file, e.g. `workload.tokens_per_rank`.
+    public var keyPath: String
+    /// The value as YAML text (`128`, `[64, 128]`, `deepseek-decode`).
+    public var value: String
+
+    public init(keyPath: String, value: String) {
+        self.keyPath = keyPath
+        self.value = value
+    }
+
+    public var description: String { "\(keyPath)=\(value)" }
+}
+
+/// A parameter sweep: the cross product of each varied key's values, in a fixed order (the
+/// last `--vary` changes fastest), optionally cut into deterministic shards.
+///
+/// ```swift
+/// let sweep = try Sweep(varying: ["workload.tokens_per_rank=32,64", "schedule=none,deepseek-decode"])
+/// sweep.points.count   // 4
+/// ```
+public struct Sweep: Sendable {
+    public struct Axis: Sendable, Equatable {
+        public var keyPath: String
+        public var values: [String]
+    }
+
+    public var axes: [Axis]
+
+    /// Parses `key=v1,v2,...` specifications. Commas inside brackets belong to the value
+    /// (`key=[1,2],[3,4]` has two values).
+    public init(varying specs: [String]) throws {
+        axes = try specs.map { spec in
+            guard let eq = spec.firstIndex(of: "="), eq != spec.startIndex else {
+                throw SweepError("--vary \"\(spec)\": expected key.path=value1,value2,...")
+            }
+            let key = String(spec[..<eq]).trimmingCharacters(in: .whitespaces)
+            var values: [String] = []
+            var depth = 0
+            var current = ""
+            for c in spec[spec.index(after: eq)...] {
+                if c == "[" || c == "{" { depth += 1 }
+                if c == "]" || c == "}" { depth -= 1 }
+                if c == "," && depth == 0 {
+                    values.append(current.trimmingCharacters(in: .whitespaces))
+                    current = ""
+                } else {
+                    current.append(c)
+                }
+            }
+            values.append(current.trimmingCharacters(in: .whitespaces))
+            guard !values.contains(where: \.isEmpty) else { throw SweepError("--vary \"\(spec)\": a value is empty") }
+            return Axis(keyPath: key, values: values)
+        }
+    }
+
+    /// Every point of the cross product, in order.
+    public var points: [[Override]] {
+        var out: [[Override]] = [[]]
+        for axis in axes {
+            out = out.flatMap { prefix in axis.values.map { prefix + [Override(keyPath: axis.keyPath, value: $0)] } }
+        }
+        return out
+    }
+
+    /// The indices of the points in shard `index` of `count` (0-based): every `count`-th
+    /// point starting at `index`, so shards are disjoint, cover the sweep, and stay balanced.
+    public static func shard(_ points: Int, index: Int, of count: Int) -> [Int] {
+        Array(stride(from: index, to: points, by: count))
+    }
+
+    /// Parses `i/n` (0-based `i`).
+    public static func parseShard(_ text: String) throws -> (index: Int, count: Int) {
+        let parts = text.split(separator: "/")
+        guard parts.count == 2, let i = Int(parts[0]), let n = Int(parts[1]), n >= 1, (0..<n).contains(i) else {
+            throw SweepError("--shard \"\(text)\": expected i/n with 0 <= i < n, e.g. 0/4")
+        }
+        return (i, n)
+    }
+}
+
+public struct SweepError: Error, Sendable, CustomStringConvertible {
+    public var description: String
+    public init(_ message: String) { description = message }
+}
+
+extension Scenario {
+    /// Reads the scenario at `path` with `overrides` applied to its YAML tree first, so
+    /// every value goes through the same validation as the file's own.
+    public static func load(path: String, overrides: [Override]) throws -> Scenario {
+        guard !overrides.isEmpty else { return try load(path: path) }
+        let text: String
+        do {
+            text = try String(contentsOfFile: path, encoding: .utf8)
+        } catch {
+            throw ScenarioError(.unreadableFile, file: path, keyPath: "", message: "cannot read the file (\(Self.reason(error)))")
+        }
+        let file = "\(path) [\(overrides.map(\.description).joined(separator: " "))]"
+        var root: Node
+        do {
+            root = try Yams.compose(yaml: text) ?? Node([(Node, Node)]())
+        } catch let error as YamlError {
+            throw Self.syntaxError(error, file: path)
+        }
+        for o in overrides {
+            let value: Node
+            do {
+                value = try Yams.compose(yaml: o.value) ?? Node("")
+            } catch {
+                throw ScenarioError(.syntax, file: file, keyPath: o.keyPath, message: "the value \"\(o.value)\" is not valid YAML")
+            }
+            root = try setting(root, path: o.keyPath.split(separator: ".").map(String.init), to: value, file: file, fullPath: o.keyPath)
+        }
+        let stem = URL(fileURLWithPath: path).deletingPathExtension().lastPathComponent
+        let base = URL(fileURLWithPath: path).deletingLastPathComponent().path
+        return try ScenarioDecoder(file: file, baseDirectory: base).decode(YAMLValue(node: root, path: "", file: file), defaultName: stem)
+    }
+
+    static func setting(_ node: Node, path: [String], to value: Node, file: String, fullPath: String) throws -> Node {
+        guard let key = path.first else { return value }
+        var map: Node.Mapping
+        switch node {
+        case .mapping(let m): map = m
+        case .scalar(let s) where s.string.isEmpty: map = Node.Mapping([])
+        // A preset given by name (`model: deepseek-v3`) becomes `{preset: deepseek-v3}` so
+        // that its fields can be overridden.
+        case .scalar: map = Node.Mapping([(Node("preset"), node)])
+        default:
+            throw ScenarioError(.wrongType, file: file, keyPath: fullPath, message: "cannot set \(fullPath): \(key)'s parent is not a mapping")
+        }
+        let child = map[key] ?? Node("")
+        map[key] = try setting(child, path: Array(path.dropFirst()), to: value, file: file, fullPath: fullPath)
+        return .mapping(map)
+    }
+}

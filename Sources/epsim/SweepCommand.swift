@@ -1,0 +1,208 @@
+import ArgumentParser
+import EPSim
+import EPSimStore
+import Foundation
+
+/// `epsim sweep FILE --vary key=v1,v2 [--vary ...]`: runs the cross product in parallel,
+/// stores every point, and prints one row per point.
+///
+/// ```
+/// $ epsim sweep Scenarios/batch-imbalance-ep64.yaml --vary workload.tokens_per_rank=32,64,128 \
+///       --vary schedule=none,deepseek-decode --jobs 2
+/// ```
+struct SweepCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "sweep", abstract: "Run a scenario over the cross product of varied keys, in parallel, storing every point.")
+
+    @Argument(help: "Scenario YAML file.")
+    var scenario: String
+
+    @Option(name: .customLong("vary"), help: "key.path=value1,value2,... (repeatable; the last varies fastest).")
+    var vary: [String] = []
+
+    @Option(help: "Parallel workers (default: all cores).")
+    var jobs: Int = ProcessInfo.processInfo.activeProcessorCount
+
+    @Option(help: "Run only shard i of n (0-based, every n-th point starting at i), e.g. 0/4.")
+    var shard: String?
+
+    @Option(help: "What to store per point: none, summary or full.")
+    var timeline: TimelineDetail = .summary
+
+    @Flag(help: "Do not store the runs.")
+    var noStore = false
+
+    @Option(help: "Result format: table or csv.")
+    var format: SweepFormat = .table
+
+    @OptionGroup var database: DatabaseOptions
+
+    enum SweepFormat: String, ExpressibleByArgument { case table, csv }
+
+    func validate() throws {
+        guard jobs >= 1 else { throw ValidationError("--jobs must be at least 1") }
+        guard !vary.isEmpty else { throw ValidationError("give at least one --vary key.path=value1,value2") }
+    }
+
+    func run() throws {
+        let sweep: Sweep
+        var indices: [Int]
+        do {
+            sweep = try Sweep(varying: vary)
+            let all = sweep.points.count
+            indices = Array(0..<all)
+            if let shard {
+                let (i, n) = try Sweep.parseShard(shard)
+                indices = Sweep.shard(all, index: i, of: n)
+            }
+        } catch let error as SweepError {
+            throw ValidationError(error.description)
+        }
+        let points = sweep.points
+        // Read every point first: a bad value fails before anything runs.
+        var loaded: [Int: Scenario] = [:]
+        for i in indices {
+            do {
+                loaded[i] = try Scenario.load(path: scenario, overrides: points[i])
+            } catch let error as ScenarioError {
+                printError("error: \(error)")
+                throw ExitCode(65)
+            }
+        }
+        let scenarios = loaded
+        let store = noStore ? nil : try database.open()
+        let text = (try? String(contentsOfFile: scenario, encoding: .utf8)) ?? ""
+        let state = SweepState(indices: indices)
+        let progress = Progress(total: indices.count)
+        let interrupt = SweepState.catchInterrupt(state)
+        let started = ContinuousClock.now
+        let options = SimulationOptions(timeline: timeline == .full ? .full : .summary)
+        let timeline = self.timeline
+        let path = scenario
+        DispatchQueue.concurrentPerform(iterations: min(jobs, max(indices.count, 1))) { _ in
+            while let i = state.take() {
+                let point = points[i]
+                do {
+                    let s = scenarios[i]!
+                    let clock = ContinuousClock.now
+                    let result = try Simulation.run(s, options: options)
+                    let wall = (ContinuousClock.now - clock).seconds
+                    var source = RunSource(scenarioPath: path, scenarioText: text)
+                    source.scenarioText += "\n# sweep point: " + point.map(\.description).joined(separator: " ") + "\n"
+                    let id = try store?.save(result, scenario: s, source: source, wallSeconds: wall, timeline: timeline)
+                    state.finish(i, row: SweepState.Row(point: point, summary: RunSummary(result: result), runID: id))
+                } catch {
+                    state.fail(i, "\(point.map(\.description).joined(separator: " ")): \(error)")
+                }
+                progress.update(done: state.completed, elapsed: (ContinuousClock.now - started).seconds, label: point.map(\.description).joined(separator: " "))
+            }
+        }
+        interrupt.cancel()
+        progress.finish()
+        let rows = indices.compactMap { i in state.rows[i].map { (i, $0) } }
+        print(SweepReport.render(rows, axes: sweep.axes, format: format), terminator: "")
+        for failure in state.failures { printError("error: \(failure)") }
+        if state.stopped {
+            printError("interrupted: \(rows.count) of \(indices.count) points completed\(store == nil ? "" : " and stored")")
+            throw ExitCode(130)
+        }
+        if !state.failures.isEmpty { throw ExitCode(70) }
+    }
+}
+
+/// Shared state of the workers: the next point, the results, the stop flag.
+final class SweepState: @unchecked Sendable {
+    struct Row {
+        var point: [Override]
+        var summary: RunSummary
+        var runID: Int64?
+    }
+
+    private let lock = NSLock()
+    private var pending: [Int]
+    private(set) var rows: [Int: Row] = [:]
+    private(set) var failures: [String] = []
+    private(set) var stopped = false
+    var completed: Int { lock.withLock { rows.count + failures.count } }
+
+    init(indices: [Int]) { pending = indices.reversed() }
+
+    func take() -> Int? { lock.withLock { stopped ? nil : pending.popLast() } }
+    func finish(_ i: Int, row: Row) { lock.withLock { rows[i] = row } }
+    func fail(_ i: Int, _ message: String) { lock.withLock { failures.append(message) } }
+    func stop() { lock.withLock { stopped = true } }
+
+    /// Ctrl-C stops handing out points; those running finish and are stored.
+    static func catchInterrupt(_ state: SweepState) -> DispatchSourceSignal {
+        signal(SIGINT, SIG_IGN)
+        let source = DispatchSource.makeSignalSource(signal: SIGINT, queue: .global())
+        source.setEventHandler {
+            state.stop()
+            FileHandle.standardError.write(Data("\ninterrupting: finishing the points in flight...\n".utf8))
+        }
+        source.resume()
+        return source
+    }
+}
+
+/// A progress bar with ETA on a terminal, plain lines otherwise (both on standard error).
+final class Progress: @unchecked Sendable {
+    let total: Int
+    let terminal = isatty(STDERR_FILENO) != 0
+    private let lock = NSLock()
+
+    init(total: Int) { self.total = total }
+
+    func update(done: Int, elapsed: Double, label: String) {
+        lock.withLock {
+            let eta = done > 0 ? elapsed / Double(done) * Double(total - done) : 0
+            if terminal {
+                let width = 30
+                let filled = total > 0 ? width * done / total : width
+                let bar = String(repeating: "#", count: filled) + String(repeating: ".", count: width - filled)
+                FileHandle.standardError.write(Data(String(format: "\r[%@] %d/%d  %.1f s elapsed, ETA %.1f s ", bar, done, total, elapsed, eta).utf8))
+            } else {
+                FileHandle.standardError.write(Data(String(format: "[%d/%d] %@ (%.1f s elapsed, ETA %.1f s)\n", done, total, label, elapsed, eta).utf8))
+            }
+        }
+    }
+
+    func finish() {
+        if terminal { FileHandle.standardError.write(Data("\n".utf8)) }
+    }
+}
+
+enum SweepReport {
+    static func render(_ rows: [(Int, SweepState.Row)], axes: [Sweep.Axis], format: SweepCommand.SweepFormat) -> String {
+        let header = ["point"] + axes.map(\.keyPath) + ["step_latency_us", "rank_latency_mean_us", "dispatch_wait_us", "combine_wait_us", "exposed_comm_us", "run_id"]
+        let body = rows.map { index, row in
+            [String(index)] + row.point.map(\.value)
+                + [row.summary.step_latency_us, row.summary.rank_latency_mean_us, row.summary.rank_mean.dispatch_wait_us,
+                   row.summary.rank_mean.combine_wait_us, row.summary.rank_mean.exposed_comm_us].map(RunReport.us)
+                + [row.runID.map(String.init) ?? ""]
+        }
+        switch format {
+        case .table: return TextTable.render(header: header, rows: body)
+        case .csv: return ([header] + body).map { $0.map(ComparisonReport.csvField).joined(separator: ",") }.joined(separator: "\n") + "\n"
+        }
+    }
+}
+
+/// `epsim db merge TARGET SOURCE...`: combines databases (e.g. of sweep shards).
+struct DatabaseCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "db", abstract: "Database maintenance.", subcommands: [Merge.self])
+
+    struct Merge: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Copy every run of the source databases into the target (new ids).")
+        @Argument(help: "Target database (created if missing).") var target: String
+        @Argument(help: "Source databases.") var sources: [String]
+
+        func run() throws {
+            let store = try DatabaseOptions(path: target).open()
+            for source in sources {
+                let ids = try withStore { try store.merge(from: source) }
+                print("merged \(ids.count) runs from \(source)" + (ids.isEmpty ? "" : " as runs \(ids.first!)...\(ids.last!)"))
+            }
+        }
+    }
+}

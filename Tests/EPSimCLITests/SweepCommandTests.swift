@@ -1,0 +1,66 @@
+import Foundation
+import Testing
+
+@Suite("epsim sweep and db merge, end to end")
+struct SweepCommandTests {
+    static func freshDatabase(_ name: String = "runs.sqlite") throws -> String {
+        URL(fileURLWithPath: try CLI.temporaryFile("", name: "x")).deletingLastPathComponent().appendingPathComponent(name).path
+    }
+
+    @Test("a sweep stores one run per point; shards merge into the whole")
+    func shardsAndMerge() throws {
+        let vary = ["--vary", "costs.attn1_us=10,20,30,40,50,60,70", "--vary", "schedule=none,deepseek-decode"]
+        let whole = try Self.freshDatabase()
+        let all = try CLI.run(["sweep", "Scenarios/batch-imbalance.yaml"] + vary + ["--db", whole, "--format", "csv"])
+        #expect(all.status == 0, "\(all.stderr)")
+        let allRows = all.stdout.split(separator: "\n").dropFirst().map { $0.split(separator: ",").map(String.init) }
+        #expect(allRows.count == 14)
+        var merged: [String] = []
+        let target = try Self.freshDatabase("merged.sqlite")
+        for i in 0..<3 {
+            let db = try Self.freshDatabase("shard\(i).sqlite")
+            let out = try CLI.run(["sweep", "Scenarios/batch-imbalance.yaml"] + vary + ["--shard", "\(i)/3", "--db", db, "--format", "csv", "--jobs", "1"])
+            #expect(out.status == 0)
+            merged += out.stdout.split(separator: "\n").dropFirst().map(String.init)
+            let m = try CLI.run(["db", "merge", target, db])
+            #expect(m.status == 0, "\(m.stderr)")
+        }
+        // The shards' rows (point index and results, run ids aside) are the whole sweep's.
+        let strip = { (row: String) in row.split(separator: ",").dropLast().joined(separator: ",") }
+        #expect(Set(merged.map(strip)) == Set(allRows.map { $0.dropLast().joined(separator: ",") }))
+        #expect(merged.count == 14)
+        let list = try CLI.run(["runs", "list", "--db", target])
+        #expect(list.stdout.split(separator: "\n").count == 15)
+        let latencies = { (text: String) in text.split(separator: "\n").dropFirst().compactMap { $0.split(separator: " ").dropLast().last.map(String.init) }.sorted() }
+        #expect(latencies(list.stdout) == latencies(try CLI.run(["runs", "list", "--db", whole]).stdout))
+    }
+
+    @Test("Ctrl-C stops a sweep cleanly: exit 130, the completed points are stored and reported")
+    func interrupted() throws {
+        let db = try Self.freshDatabase()
+        let process = Process()
+        process.executableURL = CLI.executable
+        process.arguments = ["sweep", "Scenarios/batch-imbalance-ep16.yaml", "--vary", "workload.seed=" + (1...400).map(String.init).joined(separator: ","),
+                             "--vary", "workload.routing=uniform", "--db", db, "--format", "csv", "--jobs", "2"]
+        process.currentDirectoryURL = CLI.repoRoot
+        let out = Pipe()
+        process.standardOutput = out
+        process.standardError = Pipe()
+        try process.run()
+        // Wait until some points are stored, then interrupt.
+        let deadline = Date().addingTimeInterval(60)
+        while Date() < deadline {
+            Thread.sleep(forTimeInterval: 0.2)
+            let list = try CLI.run(["runs", "list", "--db", db])
+            if list.stdout.split(separator: "\n").count > 3 { break }
+        }
+        kill(process.processIdentifier, SIGINT)
+        let printed = out.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 130)
+        let rows = String(decoding: printed, as: UTF8.self).split(separator: "\n").dropFirst()
+        let stored = try CLI.run(["runs", "list", "--db", db]).stdout.split(separator: "\n").dropFirst()
+        #expect(rows.count > 0 && rows.count < 400)
+        #expect(stored.count == rows.count, "every completed point is stored, nothing half-written")
+    }
+}

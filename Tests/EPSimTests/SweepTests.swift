@@ -1,0 +1,51 @@
+@testable import EPSim
+import Foundation
+import Testing
+
+@Suite("Sweeps")
+struct SweepTests {
+    @Test("the cross product: every combination once, the last key fastest")
+    func crossProduct() throws {
+        let sweep = try Sweep(varying: ["a=1,2,3", "b.c=x,y", "d=[1,2],[3,4]"])
+        let points = sweep.points.map { $0.map(\.description).joined(separator: " ") }
+        #expect(points.count == 12)
+        #expect(Set(points).count == 12)
+        #expect(points[0] == "a=1 b.c=x d=[1,2]")
+        #expect(points[1] == "a=1 b.c=x d=[3,4]")
+        #expect(points[11] == "a=3 b.c=y d=[3,4]")
+        #expect(throws: SweepError.self) { try Sweep(varying: ["novalue"]) }
+        #expect(throws: SweepError.self) { try Sweep(varying: ["a=1,,2"]) }
+    }
+
+    @Test("shards are disjoint and their union is the whole sweep", arguments: [(10, 3), (7, 7), (5, 8), (200, 4), (1, 1)])
+    func shards(points: Int, count: Int) throws {
+        var seen: [Int] = []
+        for i in 0..<count { seen += Sweep.shard(points, index: i, of: count) }
+        #expect(seen.sorted() == Array(0..<points))
+        #expect(try Sweep.parseShard("2/5") == (2, 5))
+        #expect(throws: SweepError.self) { try Sweep.parseShard("5/5") }
+    }
+
+    @Test("overrides go through the scenario's own validation, key paths and presets included")
+    func overrides() throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let path = root.appendingPathComponent("Scenarios/batch-imbalance.yaml").path
+        let s = try Scenario.load(path: path, overrides: [
+            Override(keyPath: "workload.tokens_per_rank", value: "[7, 9]"), Override(keyPath: "schedule", value: "deepseek-decode"),
+            Override(keyPath: "network.rdma.latency_us", value: "9"),
+        ])
+        #expect(s.workload.tokensPerRank == [7, 9])
+        #expect(s.schedule.name == "deepseek-decode")
+        #expect(s.network.rdma.latency == .us(9))
+        do {
+            _ = try Scenario.load(path: path, overrides: [Override(keyPath: "workload.tokens_per_rank", value: "-1")])
+            Issue.record("accepted")
+        } catch let e as ScenarioError {
+            #expect(e.keyPath == "workload.tokens_per_rank")
+            #expect(e.file.contains("workload.tokens_per_rank=-1"))
+        }
+        let preset = root.appendingPathComponent("Scenarios/deepseek-v3-decode-ep128.yaml").path
+        let fewer = try Scenario.load(path: preset, overrides: [Override(keyPath: "model.moe_layers", value: "2")])
+        #expect(fewer.model.moeLayers == 2 && fewer.model.hidden == 7168)
+    }
+}
