@@ -29,7 +29,7 @@ let package = Package(
         // The command-line tool: parses, calls, prints.
         .executableTarget(
             name: "epsim",
-            dependencies: ["EPSim", "EPSimStore", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["EPSim", "EPSimStore", "EventCore", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .testTarget(name: "EventCoreTests", dependencies: ["EventCore"]),
         .testTarget(name: "EPSimTests", dependencies: ["EPSim", "EventCore"]),

@@ -13,9 +13,12 @@ extension RunStore {
     public func merge(from source: String) throws -> [Int64] {
         let sourceStore = try RunStore(path: source)
         let ids = try sourceStore.read { db in try Int64.fetchAll(db, sql: "SELECT id FROM runs ORDER BY id") }
-        let columns = "created_at, scenario_name, scenario_path, scenario_text, scenario_hash, seed, schedule, tool_version, ranks, steps, step_latency_us, rank_latency_mean_us, rank_latency_min_us, rank_latency_max_us, slowest_rank, kernel_count, flow_count, message_count, wall_time_s, timeline, summary_json"
-        let rankColumns = "step, rank, tokens, start_us, end_us, e2e_us, busy_us, attention_us, shared_us, dense_us, dispatch_us, dispatch_wait_us, gemm_us, combine_us, combine_wait_us, exposed_comm_us"
-        let kernelColumns = "step, rank, layer, micro_batch, kind, stream, start_us, end_us, wait_us, bytes_out, bytes_in, tokens, blocker_rank, last_arrival_us, send_end_us"
+        let columns =
+            "created_at, scenario_name, scenario_path, scenario_text, scenario_hash, seed, schedule, tool_version, ranks, steps, step_latency_us, rank_latency_mean_us, rank_latency_min_us, rank_latency_max_us, slowest_rank, kernel_count, flow_count, message_count, wall_time_s, timeline, summary_json"
+        let rankColumns =
+            "step, rank, tokens, start_us, end_us, e2e_us, busy_us, attention_us, shared_us, dense_us, dispatch_us, dispatch_wait_us, gemm_us, combine_us, combine_wait_us, exposed_comm_us"
+        let kernelColumns =
+            "step, rank, layer, micro_batch, kind, stream, start_us, end_us, wait_us, bytes_out, bytes_in, tokens, blocker_rank, last_arrival_us, send_end_us, blame"
         do {
             return try pool.writeWithoutTransaction { db in
                 try db.execute(sql: "ATTACH DATABASE ? AS source", arguments: [source])
@@ -29,7 +32,8 @@ extension RunStore {
                             sql: "INSERT INTO main.rank_steps (run_id, \(rankColumns)) SELECT ?, \(rankColumns) FROM source.rank_steps WHERE run_id = ?",
                             arguments: [newID, id])
                         try db.execute(
-                            sql: "INSERT INTO main.kernels (run_id, \(kernelColumns)) SELECT ?, \(kernelColumns) FROM source.kernels WHERE run_id = ? ORDER BY rowid",
+                            sql:
+                                "INSERT INTO main.kernels (run_id, \(kernelColumns)) SELECT ?, \(kernelColumns) FROM source.kernels WHERE run_id = ? ORDER BY rowid",
                             arguments: [newID, id])
                         newIDs.append(newID)
                     }

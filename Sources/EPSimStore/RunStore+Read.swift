@@ -99,7 +99,8 @@ extension RunStore {
                     bytesOut: row["bytes_out"], bytesIn: row["bytes_in"], tokens: row["tokens"],
                     blocker: (row["blocker_rank"] as Int32?) ?? -1,
                     lastArrival: (row["last_arrival_us"] as Double?).map { SimTime(micros: $0) },
-                    sendEnd: (row["send_end_us"] as Double?).map { SimTime(micros: $0) })
+                    sendEnd: (row["send_end_us"] as Double?).map { SimTime(micros: $0) },
+                    blameReason: (row["blame"] as String?).flatMap(BlameReason.init(name:)) ?? .none)
             }
         }
     }
@@ -112,5 +113,33 @@ extension RunStore {
             try db.execute(sql: "DELETE FROM rank_steps WHERE run_id = ?", arguments: [id])
             try db.execute(sql: "DELETE FROM runs WHERE id = ?", arguments: [id])
         }
+    }
+}
+
+extension StoredRun {
+    /// The run as a ``RunResult`` again (per-rank figures from the stored rows, `kernels` as
+    /// read with ``RunStore/kernels(_:rank:)``), for analyses that take a result.
+    public func result(kernels: [KernelRecord]) -> RunResult {
+        let rows = summary.per_rank.map { r -> RankStepResult in
+            var s = RankStepResult(rank: Int32(r.rank), step: Int32(r.step))
+            s.tokens = r.tokens
+            s.start = SimTime(micros: r.start_us)
+            s.end = SimTime(micros: r.end_us)
+            s.busy = SimTime(micros: r.busy_us)
+            s.attention = SimTime(micros: r.attention_us)
+            s.shared = SimTime(micros: r.shared_us)
+            s.dense = SimTime(micros: r.dense_us)
+            s.gemm = SimTime(micros: r.gemm_us)
+            s.dispatch = SimTime(micros: r.dispatch_us)
+            s.dispatchWait = SimTime(micros: r.dispatch_wait_us)
+            s.combine = SimTime(micros: r.combine_us)
+            s.combineWait = SimTime(micros: r.combine_wait_us)
+            s.computeOnComputeStream = s.end - s.start - SimTime(micros: r.exposed_comm_us)
+            return s
+        }
+        return RunResult(
+            scenarioName: listing.scenarioName, schedule: listing.schedule, ranks: listing.ranks, steps: listing.steps, rankSteps: rows,
+            kernels: kernels, flows: [], kernelCount: summary.kernels, flowCount: summary.flows, messageCount: summary.messages,
+            eventCount: 0, blockedWait: summary.blocked_wait_us.map { SimTime(micros: $0) })
     }
 }

@@ -61,6 +61,8 @@ public final class RunStore: Sendable {
 
     /// Version 1: runs, per-rank results and the kernel timeline.
     /// Version 2: the kernel's send time, and the index for "kernels of a run on a rank".
+    /// Version 3: why a waiting RECV's last message came late (`blame`).
+    /// Version 3: why a waiting RECV's last message came late (`blame`).
     static var migrator: DatabaseMigrator {
         var m = DatabaseMigrator()
         m.registerMigration("v1") { db in
@@ -136,6 +138,9 @@ public final class RunStore: Sendable {
                     ALTER TABLE kernels ADD COLUMN send_end_us REAL;
                     CREATE INDEX kernels_by_run_rank ON kernels(run_id, rank, start_us);
                     """)
+        }
+        m.registerMigration("v3") { db in
+            try db.execute(sql: "ALTER TABLE kernels ADD COLUMN blame TEXT")
         }
         return m
     }

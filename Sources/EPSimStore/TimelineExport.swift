@@ -11,7 +11,7 @@ import Foundation
 public enum TimelineExport {
     /// The CSV header; one row per kernel follows. Documented in `docs/database.md`.
     public static let csvHeader =
-        "run_id,step,rank,layer,micro_batch,kind,stream,start_us,end_us,wait_us,bytes_out,bytes_in,tokens,blocker_rank"
+        "run_id,step,rank,layer,micro_batch,kind,stream,start_us,end_us,wait_us,bytes_out,bytes_in,tokens,blocker_rank,blame"
 
     /// `12.345678` for 12345678 ps: exact, locale-free.
     public static func micros(_ t: SimTime) -> String {
@@ -31,7 +31,7 @@ public enum TimelineExport {
             out += id + "," + String(k.step) + "," + String(k.rank) + "," + String(k.layer) + "," + k.microBatch.description + ","
             out += k.kind.description + "," + k.stream.description + "," + micros(k.start) + "," + micros(k.end) + ","
             out += micros(k.wait) + "," + String(k.bytesOut) + "," + String(k.bytesIn) + "," + String(k.tokens) + ","
-            out += (k.blocker >= 0 ? String(k.blocker) : "") + "\n"
+            out += (k.blocker >= 0 ? String(k.blocker) : "") + "," + k.blameReason.description + "\n"
         }
         return out
     }
@@ -68,7 +68,7 @@ public enum TimelineExport {
             let tid = k.stream.rawValue
             var args = "\"step\":\(k.step),\"layer\":\(k.layer),\"micro_batch\":\"\(k.microBatch)\",\"bytes_out\":\(k.bytesOut),"
             args += "\"bytes_in\":\(k.bytesIn),\"tokens\":\(k.tokens),\"wait_us\":\(micros(k.wait))"
-            if k.blocker >= 0 { args += ",\"blocker_rank\":\(k.blocker)" }
+            if k.blocker >= 0 { args += ",\"blocker_rank\":\(k.blocker),\"blame\":\"\(k.blameReason)\"" }
             emit(
                 "{\"name\":\"\(k.kind)\",\"cat\":\"\(category(k.kind))\",\"ph\":\"X\",\"pid\":\(k.rank),\"tid\":\(tid),\"ts\":\(micros(k.start)),\"dur\":\(micros(k.duration)),\"args\":{\(args)}}"
             )
@@ -99,6 +99,7 @@ public enum TimelineExport {
         case .mlp, .dense: return "gemm"
         case .sendDispatch, .recvDispatch, .dispatch: return "dispatch"
         case .sendCombine, .recvCombine, .combine: return "combine"
+        case .barrier: return "barrier"
         }
     }
 

@@ -59,16 +59,23 @@ struct SweepCommand: ParsableCommand {
             throw ValidationError(error.description)
         }
         let points = sweep.points
-        // Read every point first: a bad value fails before anything runs.
-        var loaded: [Int: Scenario] = [:]
-        for i in indices {
+        // Read every point first (in parallel): a bad value fails before anything runs.
+        let loading = LoadState()
+        let file = scenario
+        let order = indices
+        DispatchQueue.concurrentPerform(iterations: order.count) { k in
+            let i = order[k]
             do {
-                loaded[i] = try Scenario.load(path: scenario, overrides: points[i])
-            } catch let error as ScenarioError {
-                printError("error: \(error)")
-                throw ExitCode(65)
+                loading.store(i, try Scenario.load(path: file, overrides: points[i]))
+            } catch {
+                loading.fail(i, error)
             }
         }
+        if let (_, error) = loading.firstFailure {
+            printError("error: \(error)")
+            throw ExitCode(error is ScenarioError ? 65 : 70)
+        }
+        let loaded = loading.scenarios
         let scenarios = loaded
         let store = noStore ? nil : try database.open()
         let text = (try? String(contentsOfFile: scenario, encoding: .utf8)) ?? ""
@@ -108,6 +115,17 @@ struct SweepCommand: ParsableCommand {
         }
         if !state.failures.isEmpty { throw ExitCode(70) }
     }
+}
+
+/// Scenarios read in parallel before a sweep starts.
+final class LoadState: @unchecked Sendable {
+    private let lock = NSLock()
+    private(set) var scenarios: [Int: Scenario] = [:]
+    private var failures: [Int: Error] = [:]
+    func store(_ i: Int, _ s: Scenario) { lock.withLock { scenarios[i] = s } }
+    func fail(_ i: Int, _ e: Error) { lock.withLock { failures[i] = e } }
+    /// The failure of the lowest point, so the message does not depend on thread timing.
+    var firstFailure: (Int, Error)? { lock.withLock { failures.min { $0.key < $1.key }.map { ($0.key, $0.value) } } }
 }
 
 /// Shared state of the workers: the next point, the results, the stop flag.
@@ -174,11 +192,14 @@ final class Progress: @unchecked Sendable {
 
 enum SweepReport {
     static func render(_ rows: [(Int, SweepState.Row)], axes: [Sweep.Axis], format: SweepCommand.SweepFormat) -> String {
-        let header = ["point"] + axes.map(\.keyPath) + ["step_latency_us", "rank_latency_mean_us", "dispatch_wait_us", "combine_wait_us", "exposed_comm_us", "run_id"]
+        let header =
+            ["point"] + axes.map(\.keyPath) + ["step_latency_us", "rank_latency_mean_us", "dispatch_wait_us", "combine_wait_us", "exposed_comm_us", "run_id"]
         let body = rows.map { index, row in
             [String(index)] + row.point.map(\.value)
-                + [row.summary.step_latency_us, row.summary.rank_latency_mean_us, row.summary.rank_mean.dispatch_wait_us,
-                   row.summary.rank_mean.combine_wait_us, row.summary.rank_mean.exposed_comm_us].map(RunReport.us)
+                + [
+                    row.summary.step_latency_us, row.summary.rank_latency_mean_us, row.summary.rank_mean.dispatch_wait_us,
+                    row.summary.rank_mean.combine_wait_us, row.summary.rank_mean.exposed_comm_us,
+                ].map(RunReport.us)
                 + [row.runID.map(String.init) ?? ""]
         }
         switch format {

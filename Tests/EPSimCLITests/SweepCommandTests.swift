@@ -31,7 +31,9 @@ struct SweepCommandTests {
         #expect(merged.count == 14)
         let list = try CLI.run(["runs", "list", "--db", target])
         #expect(list.stdout.split(separator: "\n").count == 15)
-        let latencies = { (text: String) in text.split(separator: "\n").dropFirst().compactMap { $0.split(separator: " ").dropLast().last.map(String.init) }.sorted() }
+        let latencies = { (text: String) in
+            text.split(separator: "\n").dropFirst().compactMap { $0.split(separator: " ").dropLast().last.map(String.init) }.sorted()
+        }
         #expect(latencies(list.stdout) == latencies(try CLI.run(["runs", "list", "--db", whole]).stdout))
     }
 
@@ -40,8 +42,10 @@ struct SweepCommandTests {
         let db = try Self.freshDatabase()
         let process = Process()
         process.executableURL = CLI.executable
-        process.arguments = ["sweep", "Scenarios/batch-imbalance-ep16.yaml", "--vary", "workload.seed=" + (1...400).map(String.init).joined(separator: ","),
-                             "--vary", "workload.routing=uniform", "--db", db, "--format", "csv", "--jobs", "2"]
+        process.arguments = [
+            "sweep", "Scenarios/batch-imbalance-ep16.yaml", "--vary", "workload.seed=" + (1...400).map(String.init).joined(separator: ","),
+            "--vary", "workload.routing=uniform", "--db", db, "--format", "csv", "--jobs", "2",
+        ]
         process.currentDirectoryURL = CLI.repoRoot
         let out = Pipe()
         process.standardOutput = out

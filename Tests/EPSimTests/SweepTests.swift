@@ -1,6 +1,7 @@
-@testable import EPSim
 import Foundation
 import Testing
+
+@testable import EPSim
 
 @Suite("Sweeps")
 struct SweepTests {
@@ -30,10 +31,12 @@ struct SweepTests {
     func overrides() throws {
         let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
         let path = root.appendingPathComponent("Scenarios/batch-imbalance.yaml").path
-        let s = try Scenario.load(path: path, overrides: [
-            Override(keyPath: "workload.tokens_per_rank", value: "[7, 9]"), Override(keyPath: "schedule", value: "deepseek-decode"),
-            Override(keyPath: "network.rdma.latency_us", value: "9"),
-        ])
+        let s = try Scenario.load(
+            path: path,
+            overrides: [
+                Override(keyPath: "workload.tokens_per_rank", value: "[7, 9]"), Override(keyPath: "schedule", value: "deepseek-decode"),
+                Override(keyPath: "network.rdma.latency_us", value: "9"),
+            ])
         #expect(s.workload.tokensPerRank == [7, 9])
         #expect(s.schedule.name == "deepseek-decode")
         #expect(s.network.rdma.latency == .us(9))

@@ -23,6 +23,8 @@ enum LanePhase: UInt8 {
     case compute
     /// Normal-mode dispatch: waiting for every rank's counts before sending.
     case notifyWait
+    /// An explicit barrier: waiting for every rank to reach it.
+    case barrierWait
     case send
     /// Resident and spinning until the last flow of its operation arrives.
     case receiveWait
@@ -183,8 +185,8 @@ struct Engine<Net: NetworkModel> {
         }
         return RunResult(
             scenarioName: scenario.name, schedule: scenario.schedule.name, ranks: n, steps: scenario.steps,
-            rankSteps: rankSteps, kernels: kernelsByRank.flatMap { $0 }, flows: flows,
-            kernelCount: kernelCount, flowCount: flowCount, messageCount: messageCount, eventCount: eventCount,
+            rankSteps: rankSteps, kernels: BlameIndex(kernelsByRank.flatMap { $0 }).annotated(), flows: flows,
+            kernelCount: kernelCount, flowCount: flowCount, messageCount: messageCount, eventCount: eventCount + net.eventCount,
             blockedWait: blockedWait)
     }
 
@@ -270,6 +272,18 @@ struct Engine<Net: NetworkModel> {
         case .recvDispatch, .recvCombine:
             lanes[lane].phase = .receiveWait
             try beginReceive(lane: lane, operation: Int32(step * opsPerStep + Int(instr.commOp)), at: now)
+        case .barrier:
+            // Every rank tells every rank it has arrived; the kernel ends when all have.
+            let op = Int32(step * opsPerStep + Int(instr.commOp))
+            for d in 0..<n {
+                net.post(
+                    Flow(source: Int32(r), destination: Int32(d), operation: op, path: paths[r * n + d], messages: 0, bytes: 0),
+                    dataFrom: now, controlAt: now, deliveries: &deliveries)
+            }
+            flowCount += n
+            lanes[lane].phase = .barrierWait
+            try beginReceive(lane: lane, operation: op, at: now)
+            try drainDeliveries()
         }
     }
 
@@ -358,6 +372,8 @@ struct Engine<Net: NetworkModel> {
         case .sendCombine, .recvCombine, .combine:
             rankSteps[idx].combine += duration
             rankSteps[idx].combineWait += state.wait
+        case .barrier:
+            rankSteps[idx].barrier += duration
         }
         if instr.kind.isCompute && instr.stream == .compute { rankSteps[idx].computeOnComputeStream += duration }
         if options.timeline == .full {
@@ -470,6 +486,10 @@ struct Engine<Net: NetworkModel> {
         }
         if lanes[lane].phase == .notifyWait {
             try beginSend(lane: lane, at: ready)
+            return
+        }
+        if lanes[lane].phase == .barrierWait {
+            queue.push(EngineEvent(lane: Int32(lane), kind: .kernelEnd, version: lanes[lane].version), at: ready)
             return
         }
         let instr = instructions[lanes[lane].instruction]

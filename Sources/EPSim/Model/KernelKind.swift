@@ -22,6 +22,9 @@ public enum KernelKind: UInt8, Sendable, CaseIterable, CustomStringConvertible {
     case dispatch
     /// Fused combine: SEND then RECV in one kernel.
     case combine
+    /// An explicit barrier (not part of DeepEP's low-latency path): every rank signals every
+    /// rank and waits for all of them. For showing what a barrier would cost.
+    case barrier
 
     /// The contract's name of the kind (`SEND-D`, `ATTN0`, ...).
     public var description: String {
@@ -37,6 +40,7 @@ public enum KernelKind: UInt8, Sendable, CaseIterable, CustomStringConvertible {
         case .recvCombine: return "RECV-C"
         case .dispatch: return "DISPATCH"
         case .combine: return "COMBINE"
+        case .barrier: return "BARRIER"
         }
     }
 
@@ -53,7 +57,7 @@ public enum KernelKind: UInt8, Sendable, CaseIterable, CustomStringConvertible {
     public var isDispatchSide: Bool { self == .sendDispatch || self == .recvDispatch || self == .dispatch }
     public var isCommunication: Bool { sends || receives }
     /// True for kernels whose duration is compute (slowed when a comm kernel holds SMs).
-    public var isCompute: Bool { !isCommunication }
+    public var isCompute: Bool { !isCommunication && self != .barrier }
 }
 
 /// A CUDA stream of one rank. Kernels on one stream run one at a time, in program order.

@@ -69,7 +69,7 @@ public struct Program: Sendable {
             case .attn1: return [.attn1]
             case .shared: return [.shared]
             case .mlp: return [.mlp]
-            case .dense: return []
+            case .dense, .barrier: return []
             case .sendDispatch: return [.dispatchSend]
             case .recvDispatch: return [.dispatchRecv]
             case .dispatch: return [.dispatchSend, .dispatchRecv]
@@ -126,7 +126,7 @@ public struct Program: Sendable {
             case .mlp: needs = [Key(group: .dispatchRecv, microBatch: m, layer: l)]
             case .sendCombine, .combine: needs = [Key(group: .mlp, microBatch: m, layer: l)]
             case .recvCombine: needs = [Key(group: .combineSend, microBatch: m, layer: l)]
-            case .dense: break
+            case .dense, .barrier: break
             }
             for need in needs {
                 guard let p = index[need], p != i else { continue }
@@ -146,7 +146,7 @@ public struct Program: Sendable {
     /// dispatches get a count exchange first.
     static func numberOperations(_ list: inout [Instruction], index: [Key: Int], mode: CommunicationMode) throws(ScheduleError) -> Int {
         var next: Int32 = 0
-        for i in list.indices where list[i].kind.sends {
+        for i in list.indices where list[i].kind.sends || list[i].kind == .barrier {
             if mode == .normal && list[i].kind == .dispatch {
                 list[i].notifyOp = next
                 next += 1

@@ -222,8 +222,10 @@ struct WeightedSampler: Sendable {
         }
     }
 
-    private func sample(_ k: Int, w: UnsafeBufferPointer<Double>, cum: UnsafeBufferPointer<Double>, gt: UnsafeBufferPointer<Double>,
-                        cg: UnsafeMutableBufferPointer<Int>, out: UnsafeMutableBufferPointer<Int>, rng: inout SplitMix64) {
+    private func sample(
+        _ k: Int, w: UnsafeBufferPointer<Double>, cum: UnsafeBufferPointer<Double>, gt: UnsafeBufferPointer<Double>,
+        cg: UnsafeMutableBufferPointer<Int>, out: UnsafeMutableBufferPointer<Int>, rng: inout SplitMix64
+    ) {
         if equalWeights {
             // Distinct groups uniformly, then distinct experts uniformly over their union.
             for i in 0..<topGroups {

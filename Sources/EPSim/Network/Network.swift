@@ -54,6 +54,8 @@ public protocol NetworkModel {
     mutating func nextEventTime() -> SimTime?
     /// Processes the model's internal events at `time` (the value `nextEventTime` gave).
     mutating func advance(to time: SimTime, deliveries: inout [Delivery])
+    /// Internal events processed so far (port departures), for the benchmark.
+    var eventCount: Int { get }
 }
 
 /// Each flow alone on its path: arrival = control release + latency + bytes / bandwidth
@@ -94,4 +96,6 @@ public struct IdealNetwork: NetworkModel {
     public mutating func nextEventTime() -> SimTime? { nil }
 
     public mutating func advance(to time: SimTime, deliveries: inout [Delivery]) {}
+
+    public var eventCount: Int { 0 }
 }

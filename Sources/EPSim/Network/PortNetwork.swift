@@ -77,6 +77,7 @@ public struct PortNetwork: NetworkModel {
     var freeSlots: [Int32] = []
     /// Departures, lazily invalidated: an entry counts only while it equals its port's `queued`.
     var departures = EventQueue<Int32>()
+    public private(set) var eventCount = 0
 
     public init(config: NetworkConfig, ranks: Int) {
         self.config = config
@@ -188,6 +189,7 @@ public struct PortNetwork: NetworkModel {
     }
 
     mutating func depart(port p: Int, at time: SimTime, deliveries: inout [Delivery]) {
+        eventCount += 1
         let finish = heapStorage[p * capacity].finish
         ports[p].virtual = finish
         ports[p].lastUpdate = time

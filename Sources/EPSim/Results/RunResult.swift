@@ -24,13 +24,15 @@ public struct KernelRecord: Sendable, Equatable {
     public var lastArrival: SimTime?
     /// For a SEND: the time its flows were posted (end of the SEND part).
     public var sendEnd: SimTime?
+    /// For a RECV that waited: why its last message came late (see ``BlameIndex``).
+    public var blameReason: BlameReason = .none
 
     public var duration: SimTime { end - start }
 
     public init(
         rank: Int32, step: Int32, layer: Int32, microBatch: MicroBatch, kind: KernelKind, stream: StreamKind,
         start: SimTime, end: SimTime, wait: SimTime, bytesOut: Int64, bytesIn: Int64, tokens: Int64, blocker: Int32,
-        lastArrival: SimTime?, sendEnd: SimTime?
+        lastArrival: SimTime?, sendEnd: SimTime?, blameReason: BlameReason = .none
     ) {
         self.rank = rank
         self.step = step
@@ -47,6 +49,7 @@ public struct KernelRecord: Sendable, Equatable {
         self.blocker = blocker
         self.lastArrival = lastArrival
         self.sendEnd = sendEnd
+        self.blameReason = blameReason
     }
 }
 
@@ -78,6 +81,8 @@ public struct RankStepResult: Sendable, Equatable {
     /// All combine kernels (SEND-C, RECV-C or the fused COMBINE), wait included.
     public var combine: SimTime = .zero
     public var combineWait: SimTime = .zero
+    /// Explicit `BARRIER` kernels (all of it spent waiting for every rank).
+    public var barrier: SimTime = .zero
     /// Compute kernels (attention, shared, GEMM, dense) on the compute stream.
     public var computeOnComputeStream: SimTime = .zero
 
@@ -88,7 +93,7 @@ public struct RankStepResult: Sendable, Equatable {
 
     /// End-to-end step latency of this rank: first kernel start to last kernel end.
     public var latency: SimTime { end - start }
-    public var wait: SimTime { dispatchWait + combineWait }
+    public var wait: SimTime { dispatchWait + combineWait + barrier }
     /// The part of the step latency not covered by compute on the compute stream: the
     /// communication (and its wait) that overlap failed to hide.
     public var exposedCommunication: SimTime { latency - computeOnComputeStream }
@@ -117,13 +122,32 @@ public struct RunResult: Sendable {
     public var kernels: [KernelRecord]
     /// Flows in posting order; empty unless flows were requested.
     public var flows: [FlowRecord]
-    /// Kernels executed, flows carried, data messages carried, events processed.
+    /// Kernels executed, flows carried, data messages carried, events processed (the
+    /// engine's and the network model's).
     public var kernelCount: Int
     public var flowCount: Int
     public var messageCount: Int64
     public var eventCount: Int
     /// Total RECV wait each rank caused as the last arrival (`blockedWait[rank]`).
     public var blockedWait: [SimTime]
+
+    public init(
+        scenarioName: String, schedule: String, ranks: Int, steps: Int, rankSteps: [RankStepResult], kernels: [KernelRecord],
+        flows: [FlowRecord], kernelCount: Int, flowCount: Int, messageCount: Int64, eventCount: Int, blockedWait: [SimTime]
+    ) {
+        self.scenarioName = scenarioName
+        self.schedule = schedule
+        self.ranks = ranks
+        self.steps = steps
+        self.rankSteps = rankSteps
+        self.kernels = kernels
+        self.flows = flows
+        self.kernelCount = kernelCount
+        self.flowCount = flowCount
+        self.messageCount = messageCount
+        self.eventCount = eventCount
+        self.blockedWait = blockedWait
+    }
 
     public func rankStep(rank: Int, step: Int) -> RankStepResult { rankSteps[step * ranks + rank] }
 

@@ -1,0 +1,178 @@
+import ArgumentParser
+import EPSim
+import EPSimStore
+import EventCore
+import Foundation
+
+/// A run named on the command line: a stored run id, or a scenario file run on the spot
+/// (with its full timeline).
+func resolveRun(_ item: String, database: DatabaseOptions, schedule: String? = nil) throws -> (result: RunResult, label: String) {
+    if let id = Int64(item), !FileManager.default.fileExists(atPath: item) {
+        let store = try database.open()
+        let (run, kernels) = try withStore { (try store.run(id), try store.kernels(id)) }
+        guard !kernels.isEmpty else {
+            printError("error: run \(id) was stored with timeline \(run.listing.timeline): it has no kernels; run it again with --timeline full")
+            throw ExitCode(65)
+        }
+        guard run.summary.per_rank.count == run.listing.ranks * run.listing.steps else {
+            printError("error: run \(id) has no per-rank rows")
+            throw ExitCode(65)
+        }
+        return (run.result(kernels: kernels), "run \(id): \(run.listing.scenarioName) [\(run.listing.schedule)]")
+    }
+    let s = try loadScenario(item, schedule: schedule)
+    let (result, _) = try simulate(s, options: SimulationOptions(timeline: .full))
+    return (result, "\(s.name) [\(s.schedule.name)]")
+}
+
+/// `epsim explain RUN|FILE`: the critical path of the slowest step and who waited for whom.
+///
+/// ```
+/// $ epsim explain Scenarios/batch-imbalance.yaml
+/// ```
+struct ExplainCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "explain", abstract: "Print the critical path of a step and, per rank, its own work and the wait others caused it.")
+
+    @Argument(help: "A stored run id (kept with --timeline full) or a scenario file.")
+    var target: String
+
+    @Option(help: "Step to explain (default: the slowest).")
+    var step: Int?
+
+    @Option(help: "Override a scenario file's schedule with a preset.")
+    var schedule: String?
+
+    @OptionGroup var database: DatabaseOptions
+
+    func run() throws {
+        let (result, label) = try resolveRun(target, database: database, schedule: schedule)
+        guard let path = CriticalPath(result, step: step) else {
+            printError("error: no step \(step ?? 0) in \(label)")
+            throw ExitCode(64)
+        }
+        print(ExplainReport.render(result, path: path, label: label), terminator: "")
+    }
+}
+
+enum ExplainReport {
+    static func us(_ t: SimTime) -> String { String(format: "%.3f", t.micros) }
+
+    static func render(_ result: RunResult, path: CriticalPath, label: String) -> String {
+        var out = "\(label), step \(path.step): step latency \(us(path.end - path.start)) us, set by rank \(path.rank)\n\n"
+        out += "critical path (\(path.links.count) links, adding up to \(us(path.length)) us):\n"
+        let rows = path.links.map { l -> [String] in
+            let k = l.kernel
+            let what: String
+            switch l.kind {
+            case .kernel: what = "rank \(l.rank) \(k.kind)(\(k.microBatch)) layer \(k.layer)"
+            case .send: what = "rank \(l.rank) \(k.kind)(\(k.microBatch)) layer \(k.layer), sending part"
+            case .message:
+                what = "message rank \(l.fromRank) -> rank \(l.rank) (\(k.kind.isDispatchSide ? "dispatch" : "combine"), layer \(k.layer), \(k.microBatch))"
+            case .receive: what = "rank \(l.rank) \(k.kind)(\(k.microBatch)) layer \(k.layer), after its last arrival"
+            }
+            return [us(l.start), us(l.end), us(l.duration), what]
+        }
+        out += TextTable.render(header: ["start_us", "end_us", "duration_us", "link"], rows: rows)
+        let accounts = RankAccount.accounts(result, step: path.step)
+        out += "\nper rank (step \(path.step)):\n"
+        out += TextTable.render(
+            header: ["rank", "e2e_us", "own_work_us", "wait_us", "by_network_us", "wait caused by other ranks"],
+            rows: accounts.map { a in
+                let causes = a.waitByRank.filter { $0.value > .zero }.sorted { $0.value > $1.value || ($0.value == $1.value && $0.key < $1.key) }
+                    .prefix(3).map { "rank \($0.key): \(us($0.value))" }.joined(separator: ", ")
+                return [String(a.rank), us(a.latency), us(a.ownWork), us(a.totalWait), us(a.waitByNetwork), causes.isEmpty ? "-" : causes]
+            })
+        var caused = [SimTime](repeating: .zero, count: result.ranks)
+        for a in accounts { for (b, w) in a.waitByRank where b != a.rank { caused[b] += w } }
+        let network = accounts.reduce(SimTime.zero) { $0 + $1.waitByNetwork }
+        if let worst = caused.indices.max(by: { caused[$0] < caused[$1] || (caused[$0] == caused[$1] && $0 > $1) }), caused[worst] > .zero {
+            out += "\nstraggler: rank \(worst), which made the other ranks wait \(us(caused[worst])) us in all"
+            out += " (the network added \(us(network)) us of wait)\n"
+        } else {
+            out += "\nno straggler: no rank made another wait by starting late or sending more; the network added \(us(network)) us of wait\n"
+        }
+        return out
+    }
+}
+
+/// `epsim plot`: SVG pictures of a run's timeline, of runs side by side, or of a sweep's CSV.
+///
+/// ```
+/// $ epsim plot Scenarios/batch-imbalance.yaml --svg timeline.svg
+/// $ epsim plot --compare 1 2 3 --svg compare.svg
+/// $ epsim plot --csv sweep.csv --x workload.tokens_per_rank --y step_latency_us --series schedule --svg sweep.svg
+/// ```
+struct PlotCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "plot", abstract: "Draw a run's timeline, runs side by side, or a sweep, as SVG.")
+
+    @Argument(help: "Run ids and/or scenario files.")
+    var items: [String] = []
+
+    @Option(help: "Write the SVG here.")
+    var svg: String
+
+    @Flag(help: "Grouped bars of the step latency of every item, broken down by kind.")
+    var compare = false
+
+    @Option(help: "Ranks to draw, e.g. 0-3,7 (default: all).")
+    var ranks: String?
+
+    @Option(help: "Step to draw (default: the slowest).")
+    var step: Int?
+
+    @Option(help: "Draw a line chart from this CSV (e.g. `epsim sweep --format csv`).")
+    var csv: String?
+    @Option(help: "The CSV column for x.") var x: String?
+    @Option(help: "The CSV column for y.") var y: String?
+    @Option(help: "The CSV column whose values make separate lines.") var series: String?
+    @Option(help: "Title of the picture.") var title: String?
+
+    @OptionGroup var database: DatabaseOptions
+
+    func parseRanks(_ text: String) throws -> [Int] {
+        var out: [Int] = []
+        for part in text.split(separator: ",") {
+            let bounds = part.split(separator: "-").map { Int($0) }
+            guard !bounds.contains(nil), (1...2).contains(bounds.count) else { throw ValidationError("--ranks \"\(text)\": expected e.g. 0-3,7") }
+            out += Array(bounds[0]!...bounds[bounds.count - 1]!)
+        }
+        return out
+    }
+
+    func run() throws {
+        let document: String
+        if let csv {
+            guard let x, let y else { throw ValidationError("--csv needs --x and --y") }
+            guard let text = try? String(contentsOfFile: csv, encoding: .utf8) else {
+                printError("error: cannot read \(csv)")
+                throw ExitCode(66)
+            }
+            do {
+                document = try Plot.lines(csv: text, x: x, y: y, series: series, title: title ?? "\(y) against \(x)")
+            } catch let e as PlotError {
+                printError("error: \(csv): \(e)")
+                throw ExitCode(65)
+            }
+        } else if compare {
+            guard !items.isEmpty else { throw ValidationError("--compare needs run ids or scenario files") }
+            var columns: [(label: String, summary: RunSummary)] = []
+            for item in items {
+                let (result, label) = try resolveRun(item, database: database)
+                columns.append((label, RunSummary(result: result)))
+            }
+            document = Plot.compare(columns, title: title ?? "step latency by kind")
+        } else {
+            guard items.count == 1 else { throw ValidationError("give one run id or scenario file (or --compare for several)") }
+            let (result, label) = try resolveRun(items[0], database: database)
+            document = Plot.timeline(result, step: step, ranks: try ranks.map(parseRanks), title: title ?? label)
+        }
+        do {
+            try document.write(toFile: svg, atomically: true, encoding: .utf8)
+        } catch {
+            printError("error: cannot write \(svg): \((error as NSError).localizedDescription)")
+            throw ExitCode(73)
+        }
+        print("wrote \(svg)")
+    }
+}

@@ -1,0 +1,43 @@
+import EPSim
+import EPSimStore
+import Foundation
+import Testing
+
+/// Optimisations must not change results: these scenarios' full timelines, exported as
+/// CSV, must stay byte-identical. A digest changes only when the model itself changes, and
+/// then the new digest belongs in the same commit as the model change and its docs.
+@Suite("Regression digests of timeline CSVs")
+struct RegressionDigestTests {
+    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+
+    static func fnv1a(_ text: String) -> String {
+        var h: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in text.utf8 {
+            h ^= UInt64(byte)
+            h = h &* 0x100_0000_01b3
+        }
+        return String(h, radix: 16)
+    }
+
+    static let cases: [(file: String, overrides: [String], digest: String)] = [
+        ("Scenarios/balanced.yaml", [], "cc65aa5d88b8c6f4"),
+        ("Scenarios/batch-imbalance-tbo.yaml", [], "a386292cca95bb89"),
+        ("Scenarios/decode-combine-exposed.yaml", [], "656e36f6859c6042"),
+        ("Scenarios/batch-imbalance-ep16.yaml", ["workload.routing=uniform"], "2a92d2b6f22f0eeb"),
+        ("Scenarios/bench/deepseek-v3-prefill-ep32.yaml", ["cluster.ranks=8", "model.moe_layers=2", "workload.tokens_per_rank=256"], "a701bab2a95dd925"),
+        ("Scenarios/bench/deepseek-v3-decode-ep64.yaml", ["cluster.ranks=16", "model.moe_layers=3", "steps=2"], "dfac0cb3347dc7f2"),
+    ]
+
+    @Test("timeline CSVs are byte-identical to the recorded ones", arguments: cases.indices)
+    func digest(_ i: Int) throws {
+        let c = Self.cases[i]
+        let overrides = c.overrides.map { s -> Override in
+            let eq = s.firstIndex(of: "=")!
+            return Override(keyPath: String(s[..<eq]), value: String(s[s.index(after: eq)...]))
+        }
+        let scenario = try Scenario.load(path: Self.root.appendingPathComponent(c.file).path, overrides: overrides)
+        let csv = TimelineExport.csv(try Simulation.run(scenario).kernels, runID: nil)
+        let got = Self.fnv1a(csv)
+        #expect(got == c.digest, "\(c.file) \(c.overrides): digest \(got)")
+    }
+}
