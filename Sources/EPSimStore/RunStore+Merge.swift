@@ -18,7 +18,7 @@ extension RunStore {
         let rankColumns =
             "step, rank, tokens, start_us, end_us, e2e_us, busy_us, attention_us, shared_us, dense_us, dispatch_us, dispatch_wait_us, gemm_us, combine_us, combine_wait_us, exposed_comm_us"
         let kernelColumns =
-            "step, rank, layer, micro_batch, kind, stream, start_us, end_us, wait_us, bytes_out, bytes_in, tokens, blocker_rank, last_arrival_us, send_end_us, blame"
+            "step, rank, layer, micro_batch, kind, stream, start_us, end_us, wait_us, bytes_out, bytes_in, tokens, blocker_rank, last_arrival_us, send_end_us, blame, blocker_lag_us"
         do {
             return try pool.writeWithoutTransaction { db in
                 try db.execute(sql: "ATTACH DATABASE ? AS source", arguments: [source])

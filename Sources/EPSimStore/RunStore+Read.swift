@@ -100,7 +100,8 @@ extension RunStore {
                     blocker: (row["blocker_rank"] as Int32?) ?? -1,
                     lastArrival: (row["last_arrival_us"] as Double?).map { SimTime(micros: $0) },
                     sendEnd: (row["send_end_us"] as Double?).map { SimTime(micros: $0) },
-                    blameReason: (row["blame"] as String?).flatMap(BlameReason.init(name:)) ?? .none)
+                    blameReason: (row["blame"] as String?).flatMap(BlameReason.init(name:)) ?? .none,
+                    blockerLag: (row["blocker_lag_us"] as Double?).map { SimTime(micros: $0) } ?? .zero)
             }
         }
     }

@@ -75,15 +75,15 @@ extension RunStore {
                 let insert = try db.makeStatement(
                     sql: """
                         INSERT INTO kernels (run_id, step, rank, layer, micro_batch, kind, stream, start_us, end_us, wait_us,
-                            bytes_out, bytes_in, tokens, blocker_rank, last_arrival_us, send_end_us, blame)
-                        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                            bytes_out, bytes_in, tokens, blocker_rank, last_arrival_us, send_end_us, blame, blocker_lag_us)
+                        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                         """)
                 for k in result.kernels {
                     insert.setUncheckedArguments([
                         runID, k.step, k.rank, k.layer, k.microBatch.description, k.kind.description, k.stream.description,
                         k.start.micros, k.end.micros, k.wait.micros, k.bytesOut, k.bytesIn, k.tokens,
                         k.blocker >= 0 ? k.blocker : nil, k.lastArrival?.micros, k.sendEnd?.micros,
-                        k.blameReason == .none ? nil : k.blameReason.description,
+                        k.blameReason == .none ? nil : k.blameReason.description, k.wait > .zero ? k.blockerLag.micros : nil,
                     ])
                     try insert.execute()
                 }

@@ -61,8 +61,10 @@ public final class RunStore: Sendable {
 
     /// Version 1: runs, per-rank results and the kernel timeline.
     /// Version 2: the kernel's send time, and the index for "kernels of a run on a rank".
-    /// Version 3: why a waiting RECV's last message came late (`blame`).
-    /// Version 3: why a waiting RECV's last message came late (`blame`).
+    /// Version 3: why a waiting RECV's last message came late (`blame`) and how much of
+    /// its wait the blocker caused (`blocker_lag_us`).
+    /// Version 3: why a waiting RECV's last message came late (`blame`) and how much of
+    /// its wait the blocker caused (`blocker_lag_us`).
     static var migrator: DatabaseMigrator {
         var m = DatabaseMigrator()
         m.registerMigration("v1") { db in
@@ -140,7 +142,7 @@ public final class RunStore: Sendable {
                     """)
         }
         m.registerMigration("v3") { db in
-            try db.execute(sql: "ALTER TABLE kernels ADD COLUMN blame TEXT")
+            try db.execute(sql: "ALTER TABLE kernels ADD COLUMN blame TEXT; ALTER TABLE kernels ADD COLUMN blocker_lag_us REAL")
         }
         return m
     }

@@ -20,12 +20,12 @@ struct RegressionDigestTests {
     }
 
     static let cases: [(file: String, overrides: [String], digest: String)] = [
-        ("Scenarios/balanced.yaml", [], "cc65aa5d88b8c6f4"),
-        ("Scenarios/batch-imbalance-tbo.yaml", [], "a386292cca95bb89"),
-        ("Scenarios/decode-combine-exposed.yaml", [], "656e36f6859c6042"),
-        ("Scenarios/batch-imbalance-ep16.yaml", ["workload.routing=uniform"], "2a92d2b6f22f0eeb"),
-        ("Scenarios/bench/deepseek-v3-prefill-ep32.yaml", ["cluster.ranks=8", "model.moe_layers=2", "workload.tokens_per_rank=256"], "a701bab2a95dd925"),
-        ("Scenarios/bench/deepseek-v3-decode-ep64.yaml", ["cluster.ranks=16", "model.moe_layers=3", "steps=2"], "dfac0cb3347dc7f2"),
+        ("Scenarios/balanced.yaml", [], "dcd230f2ee1879a4"),
+        ("Scenarios/batch-imbalance-tbo.yaml", [], "98c1ca034f10a148"),
+        ("Scenarios/decode-combine-exposed.yaml", [], "d68b450949b7cf6"),
+        ("Scenarios/batch-imbalance-ep16.yaml", ["workload.routing=uniform"], "ec42d3b23d553ccb"),
+        ("Scenarios/bench/deepseek-v3-prefill-ep32.yaml", ["cluster.ranks=8", "model.moe_layers=2", "workload.tokens_per_rank=256"], "296d2f2b719ee31d"),
+        ("Scenarios/bench/deepseek-v3-decode-ep64.yaml", ["cluster.ranks=16", "model.moe_layers=3", "steps=2"], "bc7886b8c60255f6"),
     ]
 
     @Test("timeline CSVs are byte-identical to the recorded ones", arguments: cases.indices)

@@ -124,21 +124,18 @@ public struct RankAccount: Sendable {
     public var waitByNetwork: SimTime
     public var totalWait: SimTime { waitByRank.values.reduce(.zero, +) + waitByNetwork }
 
-    /// Every rank's account for `step`.
+    /// Every rank's account for `step`: each wait's `blockerLag` goes to its blocker, the
+    /// rest to the network.
     public static func accounts(_ result: RunResult, step: Int) -> [RankAccount] {
-        let index = BlameIndex(result.kernels)
         var out = (0..<result.ranks).map { r in
             RankAccount(rank: r, latency: result.rankStep(rank: r, step: step).latency, ownWork: .zero, waitByRank: [:], waitByNetwork: .zero)
         }
         for k in result.kernels where k.step == Int32(step) {
             let r = Int(k.rank)
             out[r].ownWork += k.duration - k.wait
-            guard let split = index.split(k) else {
-                out[r].waitByNetwork += k.wait
-                continue
-            }
-            out[r].waitByRank[Int(split.blocker), default: .zero] += split.byRank
-            out[r].waitByNetwork += split.byNetwork
+            guard k.wait > .zero else { continue }
+            if k.blocker >= 0 && k.blockerLag > .zero { out[r].waitByRank[Int(k.blocker), default: .zero] += k.blockerLag }
+            out[r].waitByNetwork += k.wait - k.blockerLag
         }
         return out
     }

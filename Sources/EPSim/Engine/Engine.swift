@@ -47,6 +47,8 @@ struct LaneState {
     var blockerWait: SimTime = .zero
     var lastArrival: SimTime? = nil
     var sendEnd: SimTime? = nil
+    var blameReason = BlameReason.none
+    var blockerLag: SimTime = .zero
     /// Compute kernels: work left in SM-picoseconds, the SMs it runs on, and since when.
     var workLeft: Int64 = 0
     var sms: Int64 = 0
@@ -69,6 +71,11 @@ struct RecvSlot {
     var messagesIn: Int64 = 0
     var lastArrival: SimTime = .zero
     var blocker: Int32 = -1
+    /// The last flow's particulars, for blame: its bytes, path, SEND start and end.
+    var blockerBytes: Int64 = 0
+    var blockerPath = Path.nvlink
+    var blockerStarted: SimTime = .zero
+    var blockerPosted: SimTime = .zero
     /// The lane spinning on this slot, or -1.
     var waitingLane: Int32 = -1
     var consumed = true
@@ -116,6 +123,8 @@ struct Engine<Net: NetworkModel> {
     /// `completedInStep[rank * P + instruction] == step + 1` once it ran in that step.
     var completedInStep: [Int32]
     var slots: [RecvSlot]
+    /// Each rank's own SEND of each operation in flight (ring like `slots`): start and end.
+    var ownSends: [(operation: Int32, start: SimTime, end: SimTime)]
     var routingCache: [Int: CachedRouting] = [:]
     var rankSteps: [RankStepResult]
     var kernelsByRank: [[KernelRecord]]
@@ -154,6 +163,7 @@ struct Engine<Net: NetworkModel> {
         lanes = Array(repeating: LaneState(), count: 2 * n)
         completedInStep = Array(repeating: 0, count: n * program.instructions.count)
         slots = Array(repeating: RecvSlot(), count: n * Self.ringSize)
+        ownSends = Array(repeating: (-1, .zero, .zero), count: n * Self.ringSize)
         rankSteps = (0..<scenario.steps).flatMap { s in (0..<rankCount).map { RankStepResult(rank: Int32($0), step: Int32(s)) } }
         kernelsByRank = Array(repeating: [], count: options.timeline == .full ? n : 0)
         blockedWait = Array(repeating: .zero, count: n)
@@ -185,7 +195,7 @@ struct Engine<Net: NetworkModel> {
         }
         return RunResult(
             scenarioName: scenario.name, schedule: scenario.schedule.name, ranks: n, steps: scenario.steps,
-            rankSteps: rankSteps, kernels: BlameIndex(kernelsByRank.flatMap { $0 }).annotated(), flows: flows,
+            rankSteps: rankSteps, kernels: kernelsByRank.flatMap { $0 }, flows: flows,
             kernelCount: kernelCount, flowCount: flowCount, messageCount: messageCount, eventCount: eventCount + net.eventCount,
             blockedWait: blockedWait)
     }
@@ -227,6 +237,8 @@ struct Engine<Net: NetworkModel> {
         lanes[lane].blockerWait = .zero
         lanes[lane].lastArrival = nil
         lanes[lane].sendEnd = nil
+        lanes[lane].blameReason = .none
+        lanes[lane].blockerLag = .zero
         if instr.stream == .comm && commSMs > 0 { setCommResident(r, true, at: now) }
         let mb = instr.microBatch
         let workload = scenario.workload
@@ -318,6 +330,7 @@ struct Engine<Net: NetworkModel> {
         }
         let end = now + duration
         let operation = Int32(step * opsPerStep + Int(instr.commOp))
+        ownSends[r * Self.ringSize + Int(operation) % Self.ringSize] = (operation, now, end)
         for d in 0..<n {
             let count = dispatch ? counts[r * n + d] : counts[d * n + r]
             net.post(
@@ -382,7 +395,7 @@ struct Engine<Net: NetworkModel> {
                     rank: Int32(r), step: ranks[r].step, layer: instr.layer, microBatch: instr.microBatch, kind: instr.kind,
                     stream: instr.stream, start: state.kernelStart, end: now, wait: state.wait, bytesOut: state.bytesOut,
                     bytesIn: state.bytesIn, tokens: state.tokens, blocker: state.blocker, lastArrival: state.lastArrival,
-                    sendEnd: state.sendEnd))
+                    sendEnd: state.sendEnd, blameReason: state.blameReason, blockerLag: state.blockerLag))
         }
         completedInStep[r * instructions.count + i] = ranks[r].step + 1
         lanes[lane].phase = .idle
@@ -482,6 +495,7 @@ struct Engine<Net: NetworkModel> {
             if wait > lanes[lane].blockerWait {
                 lanes[lane].blocker = slot.blocker
                 lanes[lane].blockerWait = wait
+                (lanes[lane].blameReason, lanes[lane].blockerLag) = blame(slot, receiver: r, wait: wait)
             }
         }
         if lanes[lane].phase == .notifyWait {
@@ -535,9 +549,65 @@ struct Engine<Net: NetworkModel> {
         {
             slots[i].lastArrival = delivery.arrival
             slots[i].blocker = flow.source
+            slots[i].blockerBytes = flow.bytes
+            slots[i].blockerPath = flow.path
+            slots[i].blockerStarted = delivery.started
+            slots[i].blockerPosted = delivery.posted
         }
         if options.recordFlows { flows.append(FlowRecord(flow: flow, posted: delivery.posted, arrival: delivery.arrival)) }
         if Int(slots[i].arrived) == n && slots[i].waitingLane >= 0 { try completeReceive(slot: i) }
+    }
+
+    // MARK: Blame
+
+    /// Why the slot's last flow came late, and how much of `wait` its sender caused.
+    ///
+    /// Against the receiver's own SEND of the operation: *started late* is how much later
+    /// the blocker's SEND began; *sent more bytes* is how much longer it lasted plus how much
+    /// longer its flow took to transfer than the receiver's average incoming flow; *busy
+    /// port* is how much longer the flow took than it would have alone on its links. The
+    /// sender caused the first two (at most the wait); the network the rest. The reason is
+    /// the largest of the three, or *in flight* when none is positive (plain latency and
+    /// transfer time, which every flow has).
+    func blame(_ slot: RecvSlot, receiver r: Int, wait: SimTime) -> (BlameReason, SimTime) {
+        let own = ownSends[r * Self.ringSize + Int(slot.operation) % Self.ringSize]
+        let config = scenario.network
+        let link = config.link(slot.blockerPath)
+        let transfer = SimTime.transfer(bytes: slot.blockerBytes, gigabytesPerSecond: link.bandwidthGBps)
+        // When the flow would have arrived alone on its links.
+        var alone: SimTime
+        if Net.movesNVLinkInSendKernel && slot.blockerPath == .nvlink {
+            alone = slot.blockerPosted + link.latency
+        } else if config.rdmaDataDuringSend && slot.blockerPath == .rdma {
+            var done = slot.blockerStarted + transfer
+            if config.fenceControlMessages && slot.blockerBytes > 0 { done += link.latency + link.latency }
+            alone = max(slot.blockerPosted, done) + link.latency
+        } else {
+            alone = slot.blockerPosted + link.latency + transfer
+            if config.fenceControlMessages && slot.blockerPath == .rdma && slot.blockerBytes > 0 { alone += link.latency + link.latency }
+        }
+        let busyPort = max(.zero, slot.lastArrival - alone)
+        let meanTransfer = SimTime.transfer(bytes: slot.bytesIn / Int64(max(n, 1)), gigabytesPerSecond: link.bandwidthGBps)
+        let moreBytes = Net.movesNVLinkInSendKernel && slot.blockerPath == .nvlink ? .zero : max(.zero, transfer - meanTransfer)
+        var startedLate = SimTime.zero
+        var sentMore = moreBytes
+        if own.operation == slot.operation {
+            startedLate = max(.zero, slot.blockerStarted - own.start)
+            sentMore += max(.zero, (slot.blockerPosted - slot.blockerStarted) - (own.end - own.start))
+        } else {
+            // A count exchange or barrier: the blocker simply got there last.
+            startedLate = max(.zero, slot.blockerStarted - slot.recvStart)
+        }
+        let byRank = min(wait, startedLate + sentMore)
+        let reason: BlameReason
+        if startedLate == .zero && sentMore == .zero && busyPort == .zero {
+            reason = .inFlight
+        } else if startedLate >= sentMore && startedLate >= busyPort {
+            reason = .startedLate
+        } else {
+            reason = sentMore >= busyPort ? .sentMore : .busyPort
+        }
+        return (reason, byRank)
     }
 
     // MARK: Routing

@@ -33,6 +33,8 @@ public struct Delivery: Sendable, Equatable {
     /// Time the flow's control messages were posted (end of its SEND).
     public var posted: SimTime
     public var arrival: SimTime
+    /// Time the flow's data was first free to move (start of its SEND, or `posted`).
+    public var started: SimTime
 }
 
 /// The interface every network model implements; the engine is generic over it, so the
@@ -90,7 +92,7 @@ public struct IdealNetwork: NetworkModel {
             if config.fenceControlMessages && flow.bytes > 0 { dataDone += link.latency + link.latency }
             arrival = max(release, dataDone) + link.latency
         }
-        deliveries.append(Delivery(flow: flow, posted: release, arrival: arrival))
+        deliveries.append(Delivery(flow: flow, posted: release, arrival: arrival, started: start))
     }
 
     public mutating func nextEventTime() -> SimTime? { nil }

@@ -46,6 +46,7 @@ public struct PortNetwork: NetworkModel {
 
     struct PendingFlow {
         var flow: Flow
+        var started: SimTime
         var controlAt: SimTime
         var portsLeft: UInt8
         var dataDone: SimTime
@@ -100,18 +101,18 @@ public struct PortNetwork: NetworkModel {
 
     public mutating func post(_ flow: Flow, dataFrom start: SimTime, controlAt release: SimTime, deliveries: inout [Delivery]) {
         if flow.path == .nvlink {
-            deliveries.append(Delivery(flow: flow, posted: release, arrival: release + config.nvlink.latency))
+            deliveries.append(Delivery(flow: flow, posted: release, arrival: release + config.nvlink.latency, started: start))
             return
         }
         if flow.bytes == 0 || bandwidthGBps.isInfinite {
             var arrival = release + config.rdma.latency
             if flow.bytes > 0 && config.fenceControlMessages { arrival += config.rdma.latency + config.rdma.latency }
-            deliveries.append(Delivery(flow: flow, posted: release, arrival: arrival))
+            deliveries.append(Delivery(flow: flow, posted: release, arrival: arrival, started: start))
             return
         }
         let slot: Int32
         let dataStart = config.rdmaDataDuringSend ? start : release
-        let entry = PendingFlow(flow: flow, controlAt: release, portsLeft: 2, dataDone: dataStart)
+        let entry = PendingFlow(flow: flow, started: start, controlAt: release, portsLeft: 2, dataDone: dataStart)
         if let free = freeSlots.popLast() {
             slot = free
             pending[Int(slot)] = entry
@@ -203,7 +204,8 @@ public struct PortNetwork: NetworkModel {
                 let f = pending[slot]
                 var ready = f.dataDone
                 if config.fenceControlMessages { ready += config.rdma.latency + config.rdma.latency }
-                deliveries.append(Delivery(flow: f.flow, posted: f.controlAt, arrival: max(f.controlAt, ready) + config.rdma.latency))
+                deliveries.append(
+                    Delivery(flow: f.flow, posted: f.controlAt, arrival: max(f.controlAt, ready) + config.rdma.latency, started: f.started))
                 freeSlots.append(Int32(slot))
             }
         }

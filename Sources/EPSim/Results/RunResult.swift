@@ -24,15 +24,18 @@ public struct KernelRecord: Sendable, Equatable {
     public var lastArrival: SimTime?
     /// For a SEND: the time its flows were posted (end of the SEND part).
     public var sendEnd: SimTime?
-    /// For a RECV that waited: why its last message came late (see ``BlameIndex``).
+    /// For a RECV that waited: why its last message came late.
     public var blameReason: BlameReason = .none
+    /// For a RECV that waited: the part of `wait` its blocker caused by starting late or
+    /// sending more; the rest is the network's.
+    public var blockerLag: SimTime = .zero
 
     public var duration: SimTime { end - start }
 
     public init(
         rank: Int32, step: Int32, layer: Int32, microBatch: MicroBatch, kind: KernelKind, stream: StreamKind,
         start: SimTime, end: SimTime, wait: SimTime, bytesOut: Int64, bytesIn: Int64, tokens: Int64, blocker: Int32,
-        lastArrival: SimTime?, sendEnd: SimTime?, blameReason: BlameReason = .none
+        lastArrival: SimTime?, sendEnd: SimTime?, blameReason: BlameReason = .none, blockerLag: SimTime = .zero
     ) {
         self.rank = rank
         self.step = step
@@ -50,6 +53,7 @@ public struct KernelRecord: Sendable, Equatable {
         self.lastArrival = lastArrival
         self.sendEnd = sendEnd
         self.blameReason = blameReason
+        self.blockerLag = blockerLag
     }
 }
 

@@ -1,0 +1,71 @@
+import EPSim
+import EPSimStore
+import Foundation
+import Testing
+
+#if canImport(FoundationXML)
+    import FoundationXML
+#endif
+
+/// Counts elements by name and `class` attribute while checking that the document parses.
+final class SVGCounter: NSObject, XMLParserDelegate {
+    var counts: [String: Int] = [:]
+    var lanes: Set<String> = []
+    func parser(_ parser: XMLParser, didStartElement name: String, namespaceURI: String?, qualifiedName: String?, attributes: [String: String] = [:]) {
+        counts[name, default: 0] += 1
+        if let c = attributes["class"] { counts["." + c, default: 0] += 1 }
+        if attributes["class"] == "lane" { lanes.insert("\(attributes["data-rank"] ?? "")/\(attributes["data-stream"] ?? "")") }
+    }
+
+    static func parse(_ svg: String) -> SVGCounter? {
+        let counter = SVGCounter()
+        let parser = XMLParser(data: Data(svg.utf8))
+        parser.delegate = counter
+        return parser.parse() ? counter : nil
+    }
+}
+
+@Suite("SVG pictures")
+struct PlotTests {
+    static func run(_ yaml: String) throws -> RunResult { try Simulation.run(try Scenario.parse(yaml: yaml, file: "p.yaml")) }
+
+    @Test(
+        "a timeline is well-formed XML with one lane per rank and stream and one rect per kernel", arguments: ["none", "deepseek-decode", "deepseek-prefill"])
+    func timeline(schedule: String) throws {
+        let r = try Self.run(
+            "cluster: {ranks: 4, gpus_per_node: 2}\nmodel: {experts: 8, top_k: 2, moe_layers: 2}\nworkload: {tokens_per_rank: [64, 16, 32, 48]}\nschedule: \(schedule)\n"
+        )
+        let svg = Plot.timeline(r, title: "test <&>")
+        let c = try #require(SVGCounter.parse(svg))
+        let streams = schedule == "deepseek-prefill" ? 2 : 1
+        #expect(c.lanes.count == 4 * streams)
+        #expect(c.counts[".kernel"] == r.kernels.count)
+        #expect(c.counts[".wait"] == r.kernels.filter { $0.wait > .zero }.count)
+        #expect((c.counts[".critical"] ?? 0) > 0)
+        // A selection of ranks draws only those.
+        let some = try #require(SVGCounter.parse(Plot.timeline(r, ranks: [1, 3], title: "two")))
+        #expect(some.lanes.count == 2 * streams)
+        #expect(some.counts[".kernel"] == r.kernels.filter { $0.rank == 1 || $0.rank == 3 }.count)
+        #expect(Plot.timeline(r, title: "test <&>") == svg, "the same run draws the same bytes")
+    }
+
+    @Test("64 ranks still fit: lanes are condensed, every kernel drawn")
+    func manyRanks() throws {
+        let r = try Self.run("cluster: {ranks: 64}\nmodel: {experts: 64, top_k: 2}\nworkload: {tokens_per_rank: 8}\n")
+        let c = try #require(SVGCounter.parse(Plot.timeline(r, title: "64")))
+        #expect(c.lanes.count == 64)
+        #expect(c.counts[".kernel"] == r.kernels.count)
+    }
+
+    @Test("comparison bars and sweep lines are well-formed, with a bar part per kind and a line per series")
+    func barsAndLines() throws {
+        let a = RunSummary(result: try Self.run("cluster: {ranks: 2}\nworkload: {tokens_per_rank: [128, 32]}\n"))
+        let b = RunSummary(result: try Self.run("cluster: {ranks: 2}\nworkload: {tokens_per_rank: [128, 32]}\nschedule: deepseek-decode\n"))
+        let bars = try #require(SVGCounter.parse(Plot.compare([("none", a), ("tbo", b)], title: "bars")))
+        #expect(bars.counts[".bar"] == 2 * 8)
+        let csv = "point,x,schedule,step_latency_us\n0,1,none,10\n1,2,none,12\n2,1,tbo,9\n3,2,tbo,10\n"
+        let lines = try #require(SVGCounter.parse(try Plot.lines(csv: csv, x: "x", y: "step_latency_us", series: "schedule", title: "lines")))
+        #expect(lines.counts[".series"] == 2)
+        #expect(throws: PlotError.self) { try Plot.lines(csv: csv, x: "nope", y: "step_latency_us", series: nil, title: "") }
+    }
+}
