@@ -116,3 +116,33 @@ struct CompareCommandTests {
         #expect(out.stderr.contains("unknown schedule \"tbo\"; expected one of none, deepseek-decode, deepseek-prefill"))
     }
 }
+
+@Suite("Worked answers")
+struct AnswersPageTests {
+    @Test("scripts/answers.sh reproduces docs/answers.md and its pictures byte for byte")
+    func reproducible() throws {
+        let out = URL(fileURLWithPath: try CLI.temporaryFile("", name: "x")).deletingLastPathComponent().appendingPathComponent("docs")
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/bin/bash")
+        process.arguments = ["scripts/answers.sh", out.path]
+        process.currentDirectoryURL = CLI.repoRoot
+        var env = ProcessInfo.processInfo.environment
+        env["EPSIM"] = CLI.executable.path
+        process.environment = env
+        process.standardError = Pipe()
+        try process.run()
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 0)
+        let docs = CLI.repoRoot.appendingPathComponent("docs")
+        #expect(
+            try String(contentsOf: out.appendingPathComponent("answers.md"), encoding: .utf8)
+                == String(contentsOf: docs.appendingPathComponent("answers.md"), encoding: .utf8), "docs/answers.md is stale: run scripts/answers.sh")
+        let pictures = try FileManager.default.contentsOfDirectory(atPath: out.appendingPathComponent("img").path).filter { $0.hasSuffix(".svg") }
+        #expect(pictures.count == 5)
+        for name in pictures {
+            #expect(
+                try Data(contentsOf: out.appendingPathComponent("img/\(name)")) == Data(contentsOf: docs.appendingPathComponent("img/\(name)")),
+                "docs/img/\(name) is stale")
+        }
+    }
+}

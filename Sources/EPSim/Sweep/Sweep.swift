@@ -121,7 +121,13 @@ extension Scenario {
     }
 
     static func setting(_ node: Node, path: [String], to value: Node, file: String, fullPath: String) throws -> Node {
-        guard let key = path.first else { return value }
+        guard var key = path.first else { return value }
+        // `key[i]` sets element `i` of a list.
+        var index: Int?
+        if key.hasSuffix("]"), let open = key.firstIndex(of: "["), let i = Int(key[key.index(after: open)..<key.index(before: key.endIndex)]) {
+            index = i
+            key = String(key[..<open])
+        }
         var map: Node.Mapping
         switch node {
         case .mapping(let m): map = m
@@ -133,7 +139,16 @@ extension Scenario {
             throw ScenarioError(.wrongType, file: file, keyPath: fullPath, message: "cannot set \(fullPath): \(key)'s parent is not a mapping")
         }
         let child = map[key] ?? Node("")
-        map[key] = try setting(child, path: Array(path.dropFirst()), to: value, file: file, fullPath: fullPath)
+        if let index {
+            guard case .sequence(var seq) = child, index >= 0, index < seq.count else {
+                throw ScenarioError(
+                    .wrongType, file: file, keyPath: fullPath, message: "cannot set \(fullPath): \(key) is not a list with an element \(index) in the file")
+            }
+            seq[index] = try setting(seq[index], path: Array(path.dropFirst()), to: value, file: file, fullPath: fullPath)
+            map[key] = .sequence(seq)
+        } else {
+            map[key] = try setting(child, path: Array(path.dropFirst()), to: value, file: file, fullPath: fullPath)
+        }
         return .mapping(map)
     }
 }
