@@ -201,6 +201,10 @@ struct BenchReport {
 
             \(Self.machine)
 
+            Wall times on this shared virtual machine vary from run to run (the EP 256 step has
+            measured between 5.8 s and 11 s on different runs of the same build); the counts
+            (kernels, flows, events) do not.
+
             Every case runs in a child process of its own (`sim_s`: the simulation; `process_s`: the
             whole process, scenario loading included; `peak_mb`: its peak resident memory), release
             build, one core, timeline `summary` unless noted. Flows are (operation, source,

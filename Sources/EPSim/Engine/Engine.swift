@@ -268,16 +268,7 @@ struct Engine<Net: NetworkModel> {
         case .sendDispatch, .dispatch, .sendCombine, .combine:
             if instr.notifyOp >= 0 {
                 // Normal mode: the count exchange among all ranks comes first.
-                let op = Int32(step * opsPerStep + Int(instr.notifyOp))
-                for d in 0..<n {
-                    net.post(
-                        Flow(source: Int32(r), destination: Int32(d), operation: op, path: paths[r * n + d], messages: 0, bytes: 0),
-                        dataFrom: now, controlAt: now, deliveries: &deliveries)
-                }
-                flowCount += n
-                lanes[lane].phase = .notifyWait
-                try beginReceive(lane: lane, operation: op, at: now)
-                try drainDeliveries()
+                try exchangeWithAll(lane: lane, operation: Int32(step * opsPerStep + Int(instr.notifyOp)), phase: .notifyWait, at: now)
             } else {
                 try beginSend(lane: lane, at: now)
             }
@@ -286,17 +277,23 @@ struct Engine<Net: NetworkModel> {
             try beginReceive(lane: lane, operation: Int32(step * opsPerStep + Int(instr.commOp)), at: now)
         case .barrier:
             // Every rank tells every rank it has arrived; the kernel ends when all have.
-            let op = Int32(step * opsPerStep + Int(instr.commOp))
-            for d in 0..<n {
-                net.post(
-                    Flow(source: Int32(r), destination: Int32(d), operation: op, path: paths[r * n + d], messages: 0, bytes: 0),
-                    dataFrom: now, controlAt: now, deliveries: &deliveries)
-            }
-            flowCount += n
-            lanes[lane].phase = .barrierWait
-            try beginReceive(lane: lane, operation: op, at: now)
-            try drainDeliveries()
+            try exchangeWithAll(lane: lane, operation: Int32(step * opsPerStep + Int(instr.commOp)), phase: .barrierWait, at: now)
         }
+    }
+
+    /// Sends a zero-byte message to every rank and waits for every rank's: the count
+    /// exchange of a normal-mode dispatch, or a barrier.
+    mutating func exchangeWithAll(lane: Int, operation op: Int32, phase: LanePhase, at now: SimTime) throws {
+        let r = lane >> 1
+        for d in 0..<n {
+            net.post(
+                Flow(source: Int32(r), destination: Int32(d), operation: op, path: paths[r * n + d], messages: 0, bytes: 0),
+                dataFrom: now, controlAt: now, deliveries: &deliveries)
+        }
+        flowCount += n
+        lanes[lane].phase = phase
+        try beginReceive(lane: lane, operation: op, at: now)
+        try drainDeliveries()
     }
 
     /// The rank's pairs (row or column of the routing) that the current SEND serves.
