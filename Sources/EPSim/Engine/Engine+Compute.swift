@@ -1,0 +1,39 @@
+import EventCore
+
+extension Engine {
+    // MARK: Compute and SM sharing
+
+    /// Starts a compute kernel of `duration` at full SMs: it needs `duration x S` SM-ps of
+    /// work and progresses at the SMs it has (all, or all but the comm kernel's).
+    mutating func startCompute(lane: Int, duration: SimTime, at now: SimTime) {
+        lanes[lane].phase = .compute
+        lanes[lane].workLeft = duration.picos * totalSMs
+        lanes[lane].lastUpdate = now
+        lanes[lane].sms = availableSMs(rank: lane >> 1, stream: lane & 1)
+        scheduleComputeEnd(lane: lane, at: now)
+    }
+
+    func availableSMs(rank r: Int, stream: Int) -> Int64 {
+        stream == Int(StreamKind.compute.rawValue) && ranks[r].commResident ? totalSMs - commSMs : totalSMs
+    }
+
+    mutating func scheduleComputeEnd(lane: Int, at now: SimTime) {
+        let sms = lanes[lane].sms
+        let left = lanes[lane].workLeft
+        let end = now + SimTime(picos: (left + sms - 1) / sms)
+        queue.push(EngineEvent(lane: Int32(lane), kind: .kernelEnd, version: lanes[lane].version), at: end)
+    }
+
+    /// A comm-stream kernel starts or ends: the compute kernel running beside it changes speed.
+    mutating func setCommResident(_ r: Int, _ resident: Bool, at now: SimTime) {
+        ranks[r].commResident = resident
+        let lane = r * 2 + Int(StreamKind.compute.rawValue)
+        guard lanes[lane].phase == .compute else { return }
+        let progressed = (now - lanes[lane].lastUpdate).picos * lanes[lane].sms
+        lanes[lane].workLeft = max(0, lanes[lane].workLeft - progressed)
+        lanes[lane].lastUpdate = now
+        lanes[lane].sms = availableSMs(rank: r, stream: Int(StreamKind.compute.rawValue))
+        lanes[lane].version &+= 1
+        scheduleComputeEnd(lane: lane, at: now)
+    }
+}

@@ -1,0 +1,107 @@
+import EventCore
+
+extension Engine {
+    // MARK: Receiving
+
+    /// The slot of `operation` at rank `r`, claimed for it if the slot's previous
+    /// operation has been consumed; a slot still holding unread data is an overrun.
+    mutating func slotIndex(rank r: Int, operation: Int32) throws -> Int {
+        let i = r * Self.ringSize + Int(operation) % Self.ringSize
+        if slots[i].operation != operation {
+            guard slots[i].consumed else {
+                throw SimulationError(
+                    code: .bufferOverrun, message: "rank \(r) received operation \(operation) while operation \(slots[i].operation) was unread")
+            }
+            slots[i] = RecvSlot(operation: operation, consumed: false)
+        }
+        return i
+    }
+
+    /// The lane begins waiting for `operation` at `now`: it goes on at
+    /// `max(now, last arrival)`, the time in between being wait.
+    mutating func beginReceive(lane: Int, operation: Int32, at now: SimTime) throws {
+        let i = try slotIndex(rank: lane >> 1, operation: operation)
+        slots[i].recvStart = now
+        slots[i].waitingLane = Int32(lane)
+        if Int(slots[i].arrived) == n { try completeReceive(slot: i) }
+    }
+
+    /// Every flow of the slot has arrived and its lane is waiting: the lane goes on.
+    mutating func completeReceive(slot i: Int) throws {
+        let lane = Int(slots[i].waitingLane)
+        let r = lane >> 1
+        let slot = slots[i]
+        let ready = max(slot.recvStart, slot.lastArrival)
+        let wait = ready - slot.recvStart
+        slots[i].waitingLane = -1
+        slots[i].consumed = true
+        lanes[lane].wait += wait
+        lanes[lane].lastArrival = slot.lastArrival
+        if wait > .zero {
+            blockedWait[Int(slot.blocker)] += wait
+            if wait > lanes[lane].blockerWait {
+                lanes[lane].blocker = slot.blocker
+                lanes[lane].blockerWait = wait
+                (lanes[lane].blameReason, lanes[lane].blockerLag) = blame(slot, receiver: r, wait: wait)
+            }
+        }
+        if lanes[lane].phase == .notifyWait {
+            try beginSend(lane: lane, at: ready)
+            return
+        }
+        if lanes[lane].phase == .barrierWait {
+            queue.push(EngineEvent(lane: Int32(lane), kind: .kernelEnd, version: lanes[lane].version), at: ready)
+            return
+        }
+        let instr = instructions[lanes[lane].instruction]
+        let dispatch = instr.kind.isDispatchSide
+        let workBytes: Int64
+        if dispatch || normalMode {
+            workBytes = slot.bytesIn
+            lanes[lane].tokens = slot.messagesIn
+        } else {
+            // The low-latency combine RECV reduces T * top_k rows of 2H bytes.
+            let tokens = scenario.workload.tokenRange(rank: r, step: Int(ranks[r].step), microBatch: instr.microBatch, of: microBatches).count
+            let rows = Int64(tokens * scenario.model.topK)
+            workBytes = rows * combineBytes
+            lanes[lane].tokens = rows
+        }
+        lanes[lane].bytesIn = slot.bytesIn
+        lanes[lane].phase = .copy
+        let end = ready + cost.recvDuration(dispatch: dispatch, rank: r, bytes: workBytes)
+        queue.push(EngineEvent(lane: Int32(lane), kind: .kernelEnd, version: lanes[lane].version), at: end)
+    }
+
+    mutating func drainDeliveries() throws {
+        guard !deliveries.isEmpty else { return }
+        var k = 0
+        // Completing a receive may post more flows (a normal-mode send); keep draining.
+        while k < deliveries.count {
+            try deliver(deliveries[k])
+            k += 1
+        }
+        deliveries.removeAll(keepingCapacity: true)
+    }
+
+    /// A flow's last control message reached its destination.
+    mutating func deliver(_ delivery: Delivery) throws {
+        let flow = delivery.flow
+        let d = Int(flow.destination)
+        let i = try slotIndex(rank: d, operation: flow.operation)
+        slots[i].arrived += 1
+        slots[i].bytesIn += flow.bytes
+        slots[i].messagesIn += Int64(flow.messages)
+        if slots[i].blocker < 0 || delivery.arrival > slots[i].lastArrival
+            || (delivery.arrival == slots[i].lastArrival && flow.source < slots[i].blocker)
+        {
+            slots[i].lastArrival = delivery.arrival
+            slots[i].blocker = flow.source
+            slots[i].blockerBytes = flow.bytes
+            slots[i].blockerPath = flow.path
+            slots[i].blockerStarted = delivery.started
+            slots[i].blockerPosted = delivery.posted
+        }
+        if options.recordFlows { flows.append(FlowRecord(flow: flow, posted: delivery.posted, arrival: delivery.arrival)) }
+        if Int(slots[i].arrived) == n && slots[i].waitingLane >= 0 { try completeReceive(slot: i) }
+    }
+}
