@@ -26,7 +26,8 @@ import EventCore
 /// the control message, `nvlink.latency` after the SEND ends.
 ///
 /// Each port keeps a virtual clock `V` (bytes served to each active flow so far) and a
-/// min-heap of its flows' finishing values of `V`, so a flow costs O(log n) per port.
+/// min-heap of its flows' finishing values of `V`, so a flow costs O(log n) per port; the
+/// ports' next departures sit in an indexed heap, one entry per busy port.
 public struct PortNetwork: NetworkModel {
     public static var movesNVLinkInSendKernel: Bool { true }
 
@@ -34,14 +35,15 @@ public struct PortNetwork: NetworkModel {
         /// Bytes served to each active flow since the port was created.
         var virtual: Double = 0
         var lastUpdate: SimTime = .zero
-        /// Active flows (the heap's size).
+        /// Active flows (the size of the port's heap).
         var active: Int = 0
-        /// The desired next departure time, or -1.
+        /// The next departure time, or -1 when idle.
         var next: Int64 = -1
-        /// The time of the one valid queue entry for this port, or -1. Entries are pushed
-        /// only when the departure moves earlier; when it moves later the entry fires early
-        /// and is pushed again, so a port does not flood the queue.
-        var queued: Int64 = -1
+        /// Where the port sits in the departure heap, or -1, and the time it is filed
+        /// under there: never later than `next` (when `next` moves later the entry is only
+        /// corrected once it reaches the top, which saves most of the heap work).
+        var position: Int32 = -1
+        var filedAt: Int64 = -1
     }
 
     struct PendingFlow {
@@ -52,32 +54,24 @@ public struct PortNetwork: NetworkModel {
         var dataDone: SimTime
     }
 
-    /// One entry of a port's heap: the virtual time at which the flow is done there.
-    struct HeapEntry {
-        var finish: Double
-        var flow: Int32
-
-        @inline(__always) func precedes(_ other: HeapEntry) -> Bool {
-            finish < other.finish || (finish == other.finish && flow < other.flow)
-        }
-    }
-
     let config: NetworkConfig
     let bandwidthGBps: Double
     /// Bytes per picosecond.
     let rate: Double
     /// `ports[2 * rank]` egress, `ports[2 * rank + 1]` ingress.
     var ports: [Port]
-    /// Each port's heap lives in its own fixed-capacity region of one allocation, so no
-    /// per-port array (and no copy-on-write check) sits in the hot path. The engine owns the
-    /// network and never copies it; `owner` frees the allocation.
-    var heapStorage: UnsafeMutablePointer<HeapEntry>
+    /// Each port's heap lives in its own fixed-capacity region of two allocations (the
+    /// finishing virtual times, and the flows), so no per-port array and no copy-on-write
+    /// check sits in the hot path and the keys compared together share cache lines. The
+    /// engine owns the network and never copies it; `owner` frees the allocations.
+    var keys: UnsafeMutablePointer<Double>
+    var slots: UnsafeMutablePointer<Int32>
     var capacity: Int
     var owner: StorageOwner
     var pending: [PendingFlow] = []
     var freeSlots: [Int32] = []
-    /// Departures, lazily invalidated: an entry counts only while it equals its port's `queued`.
-    var departures = EventQueue<Int32>()
+    /// Busy ports ordered by their next departure (ties: lower port first).
+    var departures: [Int32] = []
     public private(set) var eventCount = 0
 
     public init(config: NetworkConfig, ranks: Int) {
@@ -88,15 +82,24 @@ public struct PortNetwork: NetworkModel {
         // A port holds at most the flows of the few operations in flight (DeepEP's double
         // buffering bounds them); start with room for four operations and grow if needed.
         capacity = max(4 * ranks, 16)
-        heapStorage = .allocate(capacity: capacity * 2 * ranks)
-        owner = StorageOwner(heapStorage)
+        keys = .allocate(capacity: capacity * 2 * ranks)
+        slots = .allocate(capacity: capacity * 2 * ranks)
+        owner = StorageOwner(keys, slots)
+        departures.reserveCapacity(2 * ranks)
     }
 
-    /// Frees the heap allocation when the last copy of the network goes away.
+    /// Frees the heap allocations when the last copy of the network goes away.
     final class StorageOwner {
-        let pointer: UnsafeMutablePointer<HeapEntry>
-        init(_ pointer: UnsafeMutablePointer<HeapEntry>) { self.pointer = pointer }
-        deinit { pointer.deallocate() }
+        let keys: UnsafeMutablePointer<Double>
+        let slots: UnsafeMutablePointer<Int32>
+        init(_ keys: UnsafeMutablePointer<Double>, _ slots: UnsafeMutablePointer<Int32>) {
+            self.keys = keys
+            self.slots = slots
+        }
+        deinit {
+            keys.deallocate()
+            slots.deallocate()
+        }
     }
 
     public mutating func post(_ flow: Flow, dataFrom start: SimTime, controlAt release: SimTime, deliveries: inout [Delivery]) {
@@ -125,36 +128,23 @@ public struct PortNetwork: NetworkModel {
     }
 
     public mutating func nextEventTime() -> SimTime? {
-        while let (t, port) = departures.first {
-            let p = Int(port)
-            if ports[p].queued != t.picos {
-                departures.removeFirst()
-                continue
-            }
-            if ports[p].next == t.picos { return t }
-            // The departure moved later since this entry was queued: queue it again.
-            departures.removeFirst()
-            ports[p].queued = -1
-            if ports[p].next >= 0 {
-                ports[p].queued = ports[p].next
-                departures.push(port, at: SimTime(picos: ports[p].next))
+        while let first = departures.first {
+            let p = Int(first)
+            if ports[p].next == ports[p].filedAt { return SimTime(picos: ports[p].next) }
+            // Filed too early: idle now, or its departure moved later.
+            if ports[p].next < 0 {
+                removeDeparture(at: 0)
+            } else {
+                ports[p].filedAt = ports[p].next
+                siftDeparture(0)
             }
         }
         return nil
     }
 
     public mutating func advance(to time: SimTime, deliveries: inout [Delivery]) {
-        while let (t, port) = departures.first, t == time {
-            departures.removeFirst()
-            let p = Int(port)
-            guard ports[p].queued == time.picos else { continue }
-            ports[p].queued = -1
-            if ports[p].next == time.picos {
-                depart(port: p, at: time, deliveries: &deliveries)
-            } else if ports[p].next >= 0 {
-                ports[p].queued = ports[p].next
-                departures.push(port, at: SimTime(picos: ports[p].next))
-            }
+        while let t = nextEventTime(), t == time {
+            depart(port: Int(departures[0]), at: time, deliveries: &deliveries)
         }
     }
 
@@ -167,7 +157,7 @@ public struct PortNetwork: NetworkModel {
             ports[p].virtual += Double((time - ports[p].lastUpdate).picos) * rate / Double(active)
         }
         ports[p].lastUpdate = time
-        heapPush(p, HeapEntry(finish: ports[p].virtual + Double(bytes), flow: slot))
+        heapPush(p, key: ports[p].virtual + Double(bytes), slot: slot)
         schedule(p)
     }
 
@@ -175,28 +165,25 @@ public struct PortNetwork: NetworkModel {
     /// active flow gets `bandwidth / n`.
     mutating func schedule(_ p: Int) {
         let active = ports[p].active
-        guard active > 0 else {
+        if active == 0 {
             ports[p].next = -1
-            return
+        } else {
+            // Bytes the port must serve in all before the first flow is done.
+            let work = max(0, keys[p * capacity] - ports[p].virtual) * Double(active)
+            ports[p].next = ports[p].lastUpdate.picos + Int64((work * 1000 / bandwidthGBps).rounded(.up))
         }
-        // Bytes the port must serve in all before the first flow is done.
-        let work = max(0, heapStorage[p * capacity].finish - ports[p].virtual) * Double(active)
-        let at = ports[p].lastUpdate.picos + Int64((work * 1000 / bandwidthGBps).rounded(.up))
-        ports[p].next = at
-        if ports[p].queued < 0 || at < ports[p].queued {
-            ports[p].queued = at
-            departures.push(Int32(p), at: SimTime(picos: at))
-        }
+        updateDeparture(p)
     }
 
     mutating func depart(port p: Int, at time: SimTime, deliveries: inout [Delivery]) {
         eventCount += 1
-        let finish = heapStorage[p * capacity].finish
+        let base = p * capacity
+        let finish = keys[base]
         ports[p].virtual = finish
         ports[p].lastUpdate = time
         // Every flow that finishes with the first leaves now.
-        while ports[p].active > 0 && heapStorage[p * capacity].finish <= finish {
-            let slot = Int(heapStorage[p * capacity].flow)
+        while ports[p].active > 0 && keys[base] <= finish {
+            let slot = Int(slots[base])
             heapPop(p)
             pending[slot].portsLeft -= 1
             pending[slot].dataDone = max(pending[slot].dataDone, time)
@@ -209,44 +196,116 @@ public struct PortNetwork: NetworkModel {
                 freeSlots.append(Int32(slot))
             }
         }
-        ports[p].next = -1
         schedule(p)
     }
 
-    // MARK: Heap (4-ary: shallower than binary, and pops dominate)
+    // MARK: Departure heap (indexed: one entry per busy port, updated in place)
+
+    @inline(__always) func departsBefore(_ a: Int32, _ b: Int32) -> Bool {
+        let x = ports[Int(a)].filedAt
+        let y = ports[Int(b)].filedAt
+        return x < y || (x == y && a < b)
+    }
+
+    /// Files port `p` under its `next` when it is not in the heap or `next` moved earlier;
+    /// a later or cleared `next` is dealt with when the port reaches the top.
+    mutating func updateDeparture(_ p: Int) {
+        let next = ports[p].next
+        guard next >= 0 else { return }
+        let at = Int(ports[p].position)
+        if at < 0 {
+            ports[p].filedAt = next
+            departures.append(Int32(p))
+            ports[p].position = Int32(departures.count - 1)
+            siftDeparture(departures.count - 1)
+        } else if next < ports[p].filedAt {
+            ports[p].filedAt = next
+            siftDeparture(at)
+        }
+    }
+
+    mutating func removeDeparture(at i: Int) {
+        ports[Int(departures[i])].position = -1
+        let last = departures.removeLast()
+        if i < departures.count {
+            departures[i] = last
+            ports[Int(last)].position = Int32(i)
+            siftDeparture(i)
+        }
+    }
+
+    mutating func siftDeparture(_ start: Int) {
+        var i = start
+        let item = departures[i]
+        // Up.
+        while i > 0 {
+            let parent = (i - 1) / 2
+            guard departsBefore(item, departures[parent]) else { break }
+            departures[i] = departures[parent]
+            ports[Int(departures[i])].position = Int32(i)
+            i = parent
+        }
+        // Down.
+        let n = departures.count
+        while true {
+            var child = 2 * i + 1
+            guard child < n else { break }
+            if child + 1 < n && departsBefore(departures[child + 1], departures[child]) { child += 1 }
+            guard departsBefore(departures[child], item) else { break }
+            departures[i] = departures[child]
+            ports[Int(departures[i])].position = Int32(i)
+            i = child
+        }
+        departures[i] = item
+        ports[Int(item)].position = Int32(i)
+    }
+
+    // MARK: Port heaps (4-ary: shallower than binary, and pops dominate)
 
     mutating func grow() {
-        let ranks = ports.count / 2
+        let count = ports.count
         let bigger = capacity * 2
-        let storage = UnsafeMutablePointer<HeapEntry>.allocate(capacity: bigger * 2 * ranks)
-        for p in 0..<(2 * ranks) {
-            (storage + p * bigger).moveInitialize(from: heapStorage + p * capacity, count: ports[p].active)
+        let newKeys = UnsafeMutablePointer<Double>.allocate(capacity: bigger * count)
+        let newSlots = UnsafeMutablePointer<Int32>.allocate(capacity: bigger * count)
+        for p in 0..<count {
+            (newKeys + p * bigger).moveInitialize(from: keys + p * capacity, count: ports[p].active)
+            (newSlots + p * bigger).moveInitialize(from: slots + p * capacity, count: ports[p].active)
         }
-        heapStorage = storage
-        owner = StorageOwner(storage)
+        keys = newKeys
+        slots = newSlots
+        owner = StorageOwner(newKeys, newSlots)
         capacity = bigger
     }
 
-    mutating func heapPush(_ p: Int, _ item: HeapEntry) {
+    @inline(__always) func precedes(_ k1: Double, _ s1: Int32, _ k2: Double, _ s2: Int32) -> Bool {
+        k1 < k2 || (k1 == k2 && s1 < s2)
+    }
+
+    mutating func heapPush(_ p: Int, key: Double, slot: Int32) {
         if ports[p].active == capacity { grow() }
-        let h = heapStorage + p * capacity
+        let k = keys + p * capacity
+        let s = slots + p * capacity
         var child = ports[p].active
         ports[p].active += 1
         while child > 0 {
             let parent = (child - 1) >> 2
-            guard item.precedes(h[parent]) else { break }
-            h[child] = h[parent]
+            guard precedes(key, slot, k[parent], s[parent]) else { break }
+            k[child] = k[parent]
+            s[child] = s[parent]
             child = parent
         }
-        h[child] = item
+        k[child] = key
+        s[child] = slot
     }
 
     mutating func heapPop(_ p: Int) {
-        let h = heapStorage + p * capacity
+        let k = keys + p * capacity
+        let s = slots + p * capacity
         let n = ports[p].active - 1
         ports[p].active = n
         guard n > 0 else { return }
-        let item = h[n]
+        let key = k[n]
+        let slot = s[n]
         var parent = 0
         while true {
             let first = 4 * parent + 1
@@ -255,13 +314,15 @@ public struct PortNetwork: NetworkModel {
             let last = min(first + 4, n)
             var c = first + 1
             while c < last {
-                if h[c].precedes(h[best]) { best = c }
+                if precedes(k[c], s[c], k[best], s[best]) { best = c }
                 c += 1
             }
-            guard h[best].precedes(item) else { break }
-            h[parent] = h[best]
+            guard precedes(k[best], s[best], key, slot) else { break }
+            k[parent] = k[best]
+            s[parent] = s[best]
             parent = best
         }
-        h[parent] = item
+        k[parent] = key
+        s[parent] = slot
     }
 }
