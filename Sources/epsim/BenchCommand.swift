@@ -253,11 +253,11 @@ struct BenchReport {
 
             - **The `ports` network, about 85%**: every RDMA flow is inserted into two processor-sharing
               port heaps (its source's egress and its destination's ingress) and departs from each; a
-              departure is a heap pop (4-ary, in one contiguous allocation), a reschedule of the port,
-              and an entry in the departure queue. At EP 256 a step carries 15.2 M flows over 512 port
-              heaps of up to ~1000 flows, and the pops are dominated by cache misses. The same step on
-              the `ideal` network (no ports) runs several times faster; the engine itself (kernels,
-              receive slots, routing) is a small share.
+              departure is a heap pop (4-ary, keys contiguous in one allocation), a reschedule of the
+              port, and a move in the indexed heap of port departures. At EP 256 a step carries 15.2 M
+              flows over 512 port heaps of up to ~1000 flows, and the pops are dominated by cache
+              misses. The same step on the `ideal` network (no ports) runs several times faster; the
+              engine itself (kernels, receive slots, routing) is a small share.
             - **Routing**: drawing 8 of 256 experts within 4 of 8 groups for every token, per layer and
               step, a few percent.
             - The engine allocates nothing per event: kernels and flows are value types in contiguous
@@ -265,8 +265,9 @@ struct BenchReport {
               model is a generic parameter (no existential in the loop).
 
             What would meet the EP 256 target: a port model that does not pay a heap operation per
-            flow per port (for example, batching the flows one SEND posts into a sorted run), and an
-            indexed tournament tree instead of the lazily invalidated departure queue.
+            flow per port, for example one sorted run per SEND at its egress port (the flows of one
+            SEND start together, so processor sharing serves them in size order) merged with the
+            ingress arrivals; not done.
 
             """
         return out
