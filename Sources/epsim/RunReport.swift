@@ -10,20 +10,7 @@ enum RunReport {
         var out = "scenario \(summary.scenario): \(s.cluster.ranks) ranks (\(s.cluster.gpusPerNode) per node), "
         out += "\(s.model.experts) experts, top-\(s.model.topK), \(s.model.moeLayers) MoE layer\(s.model.moeLayers == 1 ? "" : "s"), "
         out += "schedule \(summary.schedule), network \(s.network.kind.rawValue), \(summary.steps) step\(summary.steps == 1 ? "" : "s")\n"
-        let slowestStep = summary.step_latencies_us.firstIndex(of: summary.step_latency_us) ?? 0
-        let rows = summary.per_rank.filter { $0.step == slowestStep }
-        if summary.steps > 1 { out += "per-rank figures of step \(slowestStep), the slowest\n" }
-        let header = [
-            "rank", "tokens", "e2e_us", "attention_us", "shared_us", "dispatch_us", "dispatch_wait_us",
-            "gemm_us", "combine_us", "combine_wait_us",
-        ]
-        let body = rows.map { r in
-            [
-                String(r.rank), String(r.tokens), us(r.e2e_us), us(r.attention_us), us(r.shared_us), us(r.dispatch_us),
-                us(r.dispatch_wait_us), us(r.gemm_us), us(r.combine_us), us(r.combine_wait_us),
-            ]
-        }
-        out += TextTable.render(header: header, rows: body)
+        out += rankTable(summary)
         out += "step latency: \(us(summary.step_latency_us)) us (max over ranks; slowest rank \(summary.slowest_rank))\n"
         if summary.steps > 1 {
             let sorted = summary.step_latencies_us.sorted()
