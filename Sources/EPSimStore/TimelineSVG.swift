@@ -131,9 +131,15 @@ public enum Plot {
             return (c.label, row, c.summary.step_latency_us)
         }
         let maxValue = rows.map { r in max(r.2, r.1.map { row in parts.map { $0.2(row) }.reduce(0, +) } ?? 0) }.max() ?? 1
-        let barWidth = 70.0, gap = 50.0, left = 80.0, top = 60.0, plotHeight = 380.0
+        // Labels go under their bars on up to three lines ("run 1:", the scenario, "[schedule]").
+        func labelLines(_ label: String) -> [String] {
+            label.replacingOccurrences(of: ": ", with: ":\n").replacingOccurrences(of: " [", with: "\n[").split(separator: "\n").map(String.init)
+        }
+        let longest = Double(rows.flatMap { labelLines($0.0) }.map(\.count).max() ?? 10)
+        let barWidth = 70.0, left = 80.0, top = 60.0, plotHeight = 380.0
+        let gap = max(50.0, longest * 6.2 - barWidth + 10)
         let width = max(700, left + Double(rows.count) * (barWidth + gap) + 220)
-        var svg = SVG(width: width, height: top + plotHeight + 90)
+        var svg = SVG(width: width, height: top + plotHeight + 110)
         svg.text(left, 25, title, size: 15, extra: "font-weight=\"bold\"")
         svg.text(left, 44, "slowest rank of the slowest step; the black tick marks the step latency", size: 11)
         let tick = SVG.tickStep(maxValue, count: 6)
@@ -159,7 +165,9 @@ public enum Plot {
             let ly = top + plotHeight - row.2 / (maxValue * 1.05) * plotHeight
             svg.line(x - 6, ly, x + barWidth + 6, ly, stroke: "#000", width: 2.5)
             svg.text(x + barWidth / 2, ly - 5, String(format: "%.1f", row.2), size: 10, anchor: "middle")
-            svg.text(x + barWidth / 2, top + plotHeight + 16, row.0, size: 10, anchor: "middle")
+            for (j, line) in labelLines(row.0).enumerated() {
+                svg.text(x + barWidth / 2, top + plotHeight + 16 + Double(j) * 13, line, size: 10, anchor: "middle")
+            }
         }
         var ly = top
         for (name, color, _) in parts.reversed() {
