@@ -55,14 +55,8 @@ public enum TimelineExport {
                 emit("{\"name\":\"thread_name\",\"ph\":\"M\",\"pid\":\(r),\"tid\":\(s.rawValue),\"args\":{\"name\":\"\(s) stream\"}}")
             }
         }
-        // The SEND kernel of each (rank, step, layer, micro-batch, side): where blame arrows start.
-        struct SenderKey: Hashable {
-            var rank: Int32, step: Int32, layer: Int32, mb: MicroBatch, dispatch: Bool
-        }
-        var senders: [SenderKey: KernelRecord] = [:]
-        for k in kernels where k.kind.sends {
-            senders[SenderKey(rank: k.rank, step: k.step, layer: k.layer, mb: k.microBatch, dispatch: k.kind.isDispatchSide)] = k
-        }
+        // The SEND that posted each waiting RECV's last message: where its blame arrow starts.
+        let senders = BlameIndex(kernels)
         var flowID = 0
         for k in kernels {
             let tid = k.stream.rawValue
@@ -76,8 +70,7 @@ public enum TimelineExport {
             emit(
                 "{\"name\":\"wait\",\"cat\":\"wait\",\"ph\":\"X\",\"pid\":\(k.rank),\"tid\":\(tid),\"ts\":\(micros(arrival - k.wait)),\"dur\":\(micros(k.wait)),\"args\":{\"blocker_rank\":\(k.blocker)}}"
             )
-            let key = SenderKey(rank: k.blocker, step: k.step, layer: k.layer, mb: k.microBatch, dispatch: k.kind.isDispatchSide)
-            guard k.blocker >= 0, let sender = senders[key], let posted = sender.sendEnd else { continue }
+            guard k.blocker >= 0, let sender = senders.sender(of: k, on: k.blocker), let posted = sender.sendEnd else { continue }
             // Inside the sender's slice, so that viewers bind the arrow to it.
             let from = posted - SimTime(picos: min(1000, (posted - sender.start).picos / 2))
             flowID += 1

@@ -78,11 +78,17 @@ public struct RoutingGenerator: Sendable {
     /// Calls `body(token, logical expert)` for every selection of `rank` in (step, layer),
     /// tokens in order, each token's `k` experts together.
     public func forEachLogicalSelection(rank: Int, step: Int, layer: Int, _ body: (Int, Int) -> Void) {
+        var base = 0
+        if workload.routing == .balanced { for r in 0..<rank { base += workload.tokens(step: step, rank: r) } }
+        forEachLogicalSelection(rank: rank, step: step, layer: layer, globalOffset: base, body)
+    }
+
+    /// The same, with the rank's first global token number (`T_0 + ... + T_(r-1)`) given by a
+    /// caller that walks the ranks in order, so a layer's routing stays linear in ranks.
+    func forEachLogicalSelection(rank: Int, step: Int, layer: Int, globalOffset base: Int, _ body: (Int, Int) -> Void) {
         let count = workload.tokens(step: step, rank: rank)
         switch workload.routing {
         case .balanced:
-            var base = 0
-            for r in 0..<rank { base += workload.tokens(step: step, rank: r) }
             for t in 0..<count {
                 let first = ((base + t) % experts) * topK % experts
                 for j in 0..<topK {
@@ -144,7 +150,7 @@ public struct RoutingGenerator: Sendable {
             if replicated && workload.replicaPolicy == .roundRobin { for e in 0..<experts { cursor[e] = s } }
             let row = s * n
             let base = globalToken
-            forEachLogicalSelection(rank: s, step: step, layer: layer) { t, e in
+            forEachLogicalSelection(rank: s, step: step, layer: layer, globalOffset: base) { t, e in
                 let m = t < splitAt ? 0 : 1
                 var slot = e
                 if replicated {

@@ -26,10 +26,12 @@ extension Scenario {
         schedule = spec
     }
 
-    /// Reads and validates the scenario file at `path`.
+    /// Reads and validates the scenario file at `path`, with `overrides` (a sweep point's
+    /// `key.path=value` assignments) applied to its YAML tree first, so that every value goes
+    /// through the same validation as the file's own.
     ///
-    /// - Throws: ``ScenarioError`` naming the file, key path and line for any problem.
-    public static func load(path: String) throws -> Scenario {
+    /// - Throws: ``ScenarioError`` naming the file (and the overrides), key path and line.
+    public static func load(path: String, overrides: [Override] = []) throws -> Scenario {
         let text: String
         do {
             text = try String(contentsOfFile: path, encoding: .utf8)
@@ -37,17 +39,34 @@ extension Scenario {
             throw ScenarioError(.unreadableFile, file: path, keyPath: "", message: "cannot read the file (\(Self.reason(error)))")
         }
         let stem = URL(fileURLWithPath: path).deletingPathExtension().lastPathComponent
-        return try parse(yaml: text, file: path, defaultName: stem)
+        var root = try composeRoot(text, file: path)
+        let file = overrides.isEmpty ? path : "\(path) [\(overrides.map(\.description).joined(separator: " "))]"
+        for o in overrides {
+            let value: Node
+            do {
+                value = try Yams.compose(yaml: o.value) ?? Node("")
+            } catch {
+                throw ScenarioError(.syntax, file: file, keyPath: o.keyPath, message: "the value \"\(o.value)\" is not valid YAML")
+            }
+            root = try setting(root, path: o.keyPath.split(separator: ".").map(String.init), to: value, file: file, fullPath: o.keyPath)
+        }
+        return try decodeRoot(root, file: file, baseDirectory: URL(fileURLWithPath: path).deletingLastPathComponent().path, defaultName: stem)
     }
 
-    /// Parses scenario YAML text; `file` is used only in error messages.
+    /// Parses scenario YAML text; `file` is used only in error messages (and its folder for
+    /// the relative paths of trace and table files).
     public static func parse(yaml text: String, file: String, defaultName: String = "scenario") throws -> Scenario {
-        let root: Node
+        try decodeRoot(
+            try composeRoot(text, file: file), file: file, baseDirectory: URL(fileURLWithPath: file).deletingLastPathComponent().path,
+            defaultName: defaultName)
+    }
+
+    static func composeRoot(_ text: String, file: String) throws -> Node {
         do {
             guard let node = try Yams.compose(yaml: text) else {
                 throw ScenarioError(.syntax, file: file, keyPath: "", message: "the file is empty; expected a mapping with at least cluster.ranks")
             }
-            root = node
+            return node
         } catch let error as ScenarioError {
             throw error
         } catch let error as YamlError {
@@ -55,8 +74,10 @@ extension Scenario {
         } catch {
             throw ScenarioError(.syntax, file: file, keyPath: "", message: "not valid YAML (\(error))")
         }
-        let base = URL(fileURLWithPath: file).deletingLastPathComponent().path
-        return try ScenarioDecoder(file: file, baseDirectory: base).decode(YAMLValue(node: root, path: "", file: file), defaultName: defaultName)
+    }
+
+    static func decodeRoot(_ root: Node, file: String, baseDirectory: String, defaultName: String) throws -> Scenario {
+        try ScenarioDecoder(file: file, baseDirectory: baseDirectory).decode(YAMLValue(node: root, path: "", file: file), defaultName: defaultName)
     }
 
     static func syntaxError(_ error: YamlError, file: String) -> ScenarioError {

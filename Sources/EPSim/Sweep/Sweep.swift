@@ -89,37 +89,8 @@ public struct SweepError: Error, Sendable, CustomStringConvertible {
 }
 
 extension Scenario {
-    /// Reads the scenario at `path` with `overrides` applied to its YAML tree first, so
-    /// every value goes through the same validation as the file's own.
-    public static func load(path: String, overrides: [Override]) throws -> Scenario {
-        guard !overrides.isEmpty else { return try load(path: path) }
-        let text: String
-        do {
-            text = try String(contentsOfFile: path, encoding: .utf8)
-        } catch {
-            throw ScenarioError(.unreadableFile, file: path, keyPath: "", message: "cannot read the file (\(Self.reason(error)))")
-        }
-        let file = "\(path) [\(overrides.map(\.description).joined(separator: " "))]"
-        var root: Node
-        do {
-            root = try Yams.compose(yaml: text) ?? Node([(Node, Node)]())
-        } catch let error as YamlError {
-            throw Self.syntaxError(error, file: path)
-        }
-        for o in overrides {
-            let value: Node
-            do {
-                value = try Yams.compose(yaml: o.value) ?? Node("")
-            } catch {
-                throw ScenarioError(.syntax, file: file, keyPath: o.keyPath, message: "the value \"\(o.value)\" is not valid YAML")
-            }
-            root = try setting(root, path: o.keyPath.split(separator: ".").map(String.init), to: value, file: file, fullPath: o.keyPath)
-        }
-        let stem = URL(fileURLWithPath: path).deletingPathExtension().lastPathComponent
-        let base = URL(fileURLWithPath: path).deletingLastPathComponent().path
-        return try ScenarioDecoder(file: file, baseDirectory: base).decode(YAMLValue(node: root, path: "", file: file), defaultName: stem)
-    }
-
+    /// `node` with the value at `path` (`key.key[i]...`) replaced by `value`, creating
+    /// missing mappings; used by ``Scenario/load(path:overrides:)``.
     static func setting(_ node: Node, path: [String], to value: Node, file: String, fullPath: String) throws -> Node {
         guard var key = path.first else { return value }
         // `key[i]` sets element `i` of a list.
