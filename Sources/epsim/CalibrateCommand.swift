@@ -2,40 +2,101 @@ import ArgumentParser
 import EPSim
 import Foundation
 
-/// `epsim calibrate`: DeepEP's published low-latency table against the simulation.
+/// `epsim calibrate`: the simulation against measurements (DeepEP's published table, the
+/// harness's CSVs, DeepEP test logs), and fits of a preset's communication parameters.
 ///
 /// ```
-/// $ epsim calibrate                                  # the comparison table
-/// $ epsim calibrate --markdown docs/validation.md    # regenerate the docs page
-/// $ epsim calibrate --fit                            # search the h800 parameters
+/// $ epsim calibrate                                             # DeepEP's published H800 table
+/// $ epsim calibrate --measurements calibration/measurements/*/ll.csv
+/// $ epsim calibrate --measurements my-cluster.log --fit --preset h200
+/// $ epsim calibrate --markdown docs/validation.md               # regenerate the docs page
 /// ```
 struct CalibrateCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "calibrate", abstract: "Compare the simulation with DeepEP's published low-latency table (and fit the h800 preset).")
+        commandName: "calibrate",
+        abstract: "Compare the simulation with measured DeepEP low-latency kernels, and fit a preset's communication parameters.",
+        discussion: """
+            Without --measurements: DeepEP's published H800 table (Scenarios/calibration). With
+            --measurements: the harness's ll.csv files (calibration/deepep; routing.csv and
+            ll-run.json beside each) and DeepEP test_low_latency.py logs; a log does not say its
+            tokens or sizes, so --log-* give them (defaults: DeepEP's test defaults). --fit fits
+            the NVLink, self-copy, launch-gap, warp-group and kernel-cost parameters on the rows
+            --fit-on selects and reports every other row as held out; it prints the result as a
+            hardware: block to paste into a scenario. Exit status 65 for a bad file.
+            """)
 
-    @Option(help: "Folder of the calibration scenarios.")
+    @Option(help: "Folder of the published-table scenarios.")
     var scenarios = "Scenarios/calibration"
 
-    @Flag(help: "Search the h800 network and kernel-cost parameters that fit the table best.")
+    @Option(parsing: .upToNextOption, help: "Measurement files: the harness's ll.csv, or DeepEP test logs.")
+    var measurements: [String] = []
+
+    @Flag(help: "Fit the preset's parameters (with --measurements: the communication parameters; without: the h800 preset to DeepEP's table).")
     var fit = false
 
-    @Option(help: "Write the comparison as Markdown to this path.")
+    @Option(name: .customLong("fit-on"), help: "Rows to fit on: groups, case names or prefixes ending in *, comma-separated.")
+    var fitOn = "balanced"
+
+    @Option(help: "The preset the fit starts from and the printed block names (h800, h100, h200).")
+    var preset = "h200"
+
+    @Flag(help: "Print every compared row, not only the summaries and the worst rows.")
+    var rows = false
+
+    @Option(name: .customLong("log-tokens"), help: "Tokens per rank of the DeepEP logs (--num-tokens).")
+    var logTokens = 128
+    @Option(name: .customLong("log-experts"), help: "Experts of the DeepEP logs (--num-experts).")
+    var logExperts = 288
+    @Option(name: .customLong("log-hidden"), help: "Hidden size of the DeepEP logs (--hidden).")
+    var logHidden = 7168
+    @Option(name: .customLong("log-top-k"), help: "Top-k of the DeepEP logs (--num-topk).")
+    var logTopK = 8
+    @Option(name: .customLong("log-gpus-per-node"), help: "GPUs per node of the DeepEP logs' cluster.")
+    var logGPUsPerNode = 8
+
+    @Option(help: "Write the validation page (published table, shipped measurements, public H100 points, GEMM table) to this path.")
     var markdown: String?
 
+    func validate() throws {
+        guard Hardware.preset(preset) != nil else {
+            throw ValidationError("--preset must be one of \(Hardware.presetNames.joined(separator: ", ")), found \"\(preset)\"")
+        }
+        for (name, v, range) in [
+            ("--log-tokens", logTokens, 0...1_048_576), ("--log-experts", logExperts, 1...65536), ("--log-hidden", logHidden, 128...65536),
+            ("--log-top-k", logTopK, 1...64), ("--log-gpus-per-node", logGPUsPerNode, 1...1024),
+        ] where !range.contains(v) {
+            throw ValidationError("\(name) must be in \(range.lowerBound)...\(range.upperBound), found \(v)")
+        }
+        if logHidden % 128 != 0 { throw ValidationError("--log-hidden must be a multiple of 128, found \(logHidden)") }
+        if logTopK > logExperts { throw ValidationError("--log-top-k must be at most --log-experts") }
+        if Selection(parsing: fitOn).items.isEmpty { throw ValidationError("--fit-on needs at least one group or case name") }
+    }
+
+    typealias Selection = MeasuredCalibration.Selection
+
     func run() throws {
-        let hardware: Hardware
-        let rows: [DeepEPCalibration.Row]
         do {
-            if fit {
-                (hardware, rows) = try DeepEPCalibration.fit(directory: scenarios)
+            if let markdown {
+                try ValidationPage.write(to: markdown, scenarios: scenarios)
+                print("wrote \(markdown)")
+                return
+            }
+            if measurements.isEmpty {
+                try published()
             } else {
-                hardware = .h800
-                rows = try DeepEPCalibration.run(directory: scenarios)
+                try measured()
             }
         } catch let error as ScenarioError {
             printError("error: \(error)")
             throw ExitCode(65)
+        } catch let error as MeasurementError {
+            printError("error: \(error)")
+            throw ExitCode(65)
         }
+    }
+
+    func published() throws {
+        let (hardware, rows) = fit ? try DeepEPCalibration.fit(directory: scenarios) : (Hardware.h800, try DeepEPCalibration.run(directory: scenarios))
         let table = rows.map { r in
             [
                 String(r.ep), String(r.experts), RunReport.us(r.published.dispatchMicros), RunReport.us(r.dispatchMicros),
@@ -49,9 +110,69 @@ struct CalibrateCommand: ParsableCommand {
             terminator: "")
         print(String(format: "worst error: %.1f%%", 100 * DeepEPCalibration.worstError(rows)))
         if fit { print("fitted h800: \(hardware)") }
-        if let markdown {
-            try DeepEPCalibration.markdown(rows, hardware: hardware).write(toFile: markdown, atomically: true, encoding: .utf8)
-            print("wrote \(markdown)")
+    }
+
+    func measured() throws {
+        var settings = MeasurementReader.LogSettings()
+        settings.tokens = logTokens
+        settings.experts = logExperts
+        settings.hidden = logHidden
+        settings.topK = logTopK
+        settings.gpusPerNode = logGPUsPerNode
+        var all: [DeepEPMeasurement] = []
+        for path in measurements { all += try MeasurementReader.read(path: path, log: settings) }
+        let start = Hardware.preset(preset)!
+        let selection = Selection(parsing: fitOn)
+        let hardware: Hardware
+        let compared: [MeasuredCalibration.Comparison]
+        if fit {
+            (hardware, compared) = try MeasuredCalibration.fit(all, on: selection, start: start)
+        } else {
+            hardware = start
+            compared = try MeasuredCalibration.compare(all, hardware: start, fitOn: selection)
         }
+        print("\(all.count) measured rows in \(Set(all.map(\.caseKey)).count) cases; preset \(preset)\(fit ? ", fitted on \(selection)" : "")\n")
+        print(CalibrationReport.summaryTable(compared, fit: fit), terminator: "")
+        print("")
+        print(rows ? "every row:" : "the 10 rows with the largest error:")
+        print(CalibrationReport.rowTable(compared, limit: rows ? nil : 10), terminator: "")
+        if fit {
+            print("\nfitted parameters (paste into a scenario):\n")
+            print(MeasuredCalibration.yamlBlock(hardware, preset: preset), terminator: "")
+        }
+    }
+}
+
+/// Text tables of a measured comparison.
+enum CalibrationReport {
+    static func pct(_ x: Double) -> String { String(format: "%+.1f%%", 100 * x) }
+
+    /// Mean and worst error per metric, fit rows and held-out rows apart.
+    static func summaryTable(_ rows: [MeasuredCalibration.Comparison], fit: Bool) -> String {
+        var out: [[String]] = []
+        let parts: [(String, [MeasuredCalibration.Comparison])] =
+            fit ? [("fit", rows.filter(\.fitted)), ("held out", rows.filter { !$0.fitted })] : [("all", rows)]
+        for (label, part) in parts {
+            for s in MeasuredCalibration.summarize(part) {
+                out.append([label, s.metric.rawValue, String(s.rows), String(format: "%.1f%%", 100 * s.meanAbsError), pct(s.worstError)])
+            }
+        }
+        return TextTable.render(header: ["rows", "metric", "n", "mean_abs_error", "worst_error"], rows: out)
+    }
+
+    /// One line per (case, rank): measured and simulated per metric.
+    static func rowTable(_ rows: [MeasuredCalibration.Comparison], limit: Int?) -> String {
+        func worst(_ c: MeasuredCalibration.Comparison) -> Double { c.errors.values.map(abs).max() ?? 0 }
+        var chosen = rows
+        if let limit { chosen = Array(rows.sorted { worst($0) > worst($1) }.prefix(limit)) }
+        let table = chosen.map { c -> [String] in
+            let m = c.measurement
+            let cells = MeasuredCalibration.Metric.allCases.compactMap { metric -> String? in
+                guard let meas = c.measured[metric], let sim = c.simulated[metric] else { return nil }
+                return "\(metric.rawValue) \(String(format: "%.1f/%.1f", meas, sim)) (\(pct(sim / meas - 1)))"
+            }
+            return [(m.source as NSString).lastPathComponent, m.caseName, String(m.rank), c.fitted ? "fit" : "held out", cells.joined(separator: ", ")]
+        }
+        return TextTable.render(header: ["file", "case", "rank", "rows", "measured/simulated us (error)"], rows: table)
     }
 }

@@ -70,6 +70,7 @@ enum ExplainReport {
             case .message:
                 what = "message rank \(l.fromRank) -> rank \(l.rank) (\(k.kind.isDispatchSide ? "dispatch" : "combine"), layer \(k.layer), \(k.microBatch))"
             case .receive: what = "rank \(l.rank) \(k.kind)(\(k.microBatch)) layer \(k.layer), after its last arrival"
+            case .launch: what = "rank \(l.rank) launch gap before \(k.kind)(\(k.microBatch)) layer \(k.layer)"
             }
             return [us(l.start), us(l.end), us(l.duration), what]
         }

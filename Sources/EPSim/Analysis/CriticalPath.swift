@@ -3,10 +3,11 @@ import EventCore
 /// The chain of kernels and messages, across ranks, that sets a step's latency.
 ///
 /// Walked backwards from the end of the slowest rank's step: a kernel that did not wait
-/// was gated by the kernel before it on its rank (the one that ended when it started); a
-/// RECV that waited was gated by the last message it received, which was gated by the
-/// SEND that posted it. The links tile the step without gaps or overlaps, so their
-/// durations add up to the step latency exactly.
+/// was gated by the kernel before it on its rank (the one that ended when it started, or
+/// else the latest to end before it started: the time between is a launch gap); a RECV
+/// that waited was gated by the last message it received, which was gated by the SEND
+/// that posted it. The links tile the step without gaps or overlaps, so their durations
+/// add up to the step latency exactly.
 public struct CriticalPath: Sendable {
     public enum LinkKind: String, Sendable {
         /// A whole kernel (or the part of it inside the step).
@@ -15,6 +16,8 @@ public struct CriticalPath: Sendable {
         case send
         /// A message in flight, from the end of a SEND to its arrival.
         case message
+        /// The stream idle between a kernel and the next one it gated (the launch gap).
+        case launch
         /// The copy or reduce of a RECV after its last arrival.
         case receive
     }
@@ -65,11 +68,15 @@ public struct CriticalPath: Sendable {
             endingAt[Int64(k.rank) << 48 | k.end.picos, default: []].append(i)
         }
         /// What gated kernel `i` at its start: the previous kernel on its stream if that ended
-        /// then, else a kernel of the rank's other stream that ended then.
+        /// then, else a kernel of the rank's other stream that ended then, else (a launch gap
+        /// in between) the previous kernel on its stream.
         func gate(_ i: Int) -> Int? {
             let k = kernels[i]
             if previous[i] >= 0 && kernels[previous[i]].end == k.start { return previous[i] }
-            return endingAt[Int64(k.rank) << 48 | k.start.picos]?.first { $0 != i && kernels[$0].stream != k.stream }
+            if let other = endingAt[Int64(k.rank) << 48 | k.start.picos]?.first(where: { $0 != i && kernels[$0].stream != k.stream }) {
+                return other
+            }
+            return previous[i] >= 0 && kernels[previous[i]].end < k.start ? previous[i] : nil
         }
         var links: [Link] = []
         let targetRank = target.rank
@@ -90,10 +97,18 @@ public struct CriticalPath: Sendable {
                 links.append(Link(kind: .send, rank: sender.rank, fromRank: sender.rank, kernel: sender, start: sender.start, end: posted))
                 if sender.start <= stepStart { break }
                 current = gate(s)
+                let gateEnd = current.map { kernels[$0].end } ?? stepStart
+                if gateEnd < sender.start {
+                    links.append(Link(kind: .launch, rank: sender.rank, fromRank: sender.rank, kernel: sender, start: gateEnd, end: sender.start))
+                }
             } else {
                 links.append(Link(kind: .kernel, rank: k.rank, fromRank: k.rank, kernel: k, start: k.start, end: k.end))
                 if k.start <= stepStart { break }
                 current = gate(i)
+                let gateEnd = current.map { kernels[$0].end } ?? stepStart
+                if gateEnd < k.start {
+                    links.append(Link(kind: .launch, rank: k.rank, fromRank: k.rank, kernel: k, start: gateEnd, end: k.start))
+                }
             }
         }
         // Clip to the step and put in time order.

@@ -153,11 +153,16 @@ extension Scenario {
         let n = cluster.ranks
         network.nvlink = LinkConfig(bandwidthGBps: hardware.nvlinkGBps, latency: SimTime(micros: hardware.nvlinkLatencyMicros))
         network.rdma = LinkConfig(bandwidthGBps: hardware.rdmaGBps, latency: SimTime(micros: hardware.rdmaLatencyMicros))
+        network.selfCopyGBps = hardware.selfCopyGBps
         func fixed(_ us: Double) -> [SimTime] { Array(repeating: SimTime(micros: us), count: n) }
         costs.hardware = hardware
         costs.dispatchSend = SendCost(fixed: fixed(hardware.dispatchSendFixedMicros), perMessage: SimTime(micros: hardware.dispatchSendPerMessageMicros))
-        costs.dispatchRecv = RecvCost(fixed: fixed(hardware.dispatchRecvFixedMicros), copyGBps: hardware.dispatchRecvCopyGBps)
-        costs.combineSend = SendCost(fixed: fixed(hardware.combineSendFixedMicros), perMessage: SimTime(micros: hardware.combineSendPerMessageMicros))
+        costs.dispatchRecv = RecvCost(
+            fixed: fixed(hardware.dispatchRecvFixedMicros), copyGBps: hardware.dispatchRecvCopyGBps, pairGBps: hardware.dispatchRecvPairGBps)
+        costs.combineSend = SendCost(
+            fixed: fixed(hardware.combineSendFixedMicros), perMessage: SimTime(micros: hardware.combineSendPerMessageMicros),
+            pairGBps: hardware.combineSendPairGBps)
         costs.combineRecv = RecvCost(fixed: fixed(hardware.combineRecvFixedMicros), copyGBps: hardware.combineRecvReduceGBps)
+        costs.launchGap = SimTime(micros: hardware.launchGapMicros)
     }
 }

@@ -68,7 +68,13 @@ extension Engine {
         }
         lanes[lane].bytesIn = slot.bytesIn
         lanes[lane].phase = .copy
-        let end = ready + cost.recvDuration(dispatch: dispatch, rank: r, bytes: workBytes)
+        // A low-latency dispatch RECV gives each (source, local expert) pair one warp group.
+        var pairBytes: Int64 = 0
+        if dispatch && pairLimited {
+            let routing = routingFor(step: Int(ranks[r].step), moeLayer: Int(instr.moeLayer)).routing
+            pairBytes = Int64(mbRoutingMaxSourceSlot(lane: lane, routing: routing)) * dispatchBytes
+        }
+        let end = ready + cost.recvDuration(dispatch: dispatch, rank: r, bytes: workBytes, pairBytes: pairBytes)
         queue.push(EngineEvent(lane: Int32(lane), kind: .kernelEnd, version: lanes[lane].version), at: end)
     }
 

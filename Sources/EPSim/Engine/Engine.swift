@@ -7,6 +7,8 @@ struct EngineEvent {
         case sendDone
         /// The lane's kernel ends.
         case kernelEnd
+        /// The lane's next kernel starts after the launch gap.
+        case launch
     }
     /// `rank * 2 + stream`.
     var lane: Int32
@@ -19,6 +21,8 @@ struct EngineEvent {
 /// Where a lane's current kernel is.
 enum LanePhase: UInt8 {
     case idle
+    /// Between kernels: the next kernel starts when the launch gap has passed.
+    case launching
     /// A compute kernel progressing at the rate of the SMs it has.
     case compute
     /// Normal-mode dispatch: waiting for every rank's counts before sending.
@@ -114,6 +118,11 @@ struct Engine<Net: NetworkModel> {
     let normalMode: Bool
     /// `paths[s * N + d]`: the transport from `s` to `d`.
     let paths: [Path]
+    /// Low-latency kernels with a finite per-(peer, expert) warp-group rate: the routing
+    /// keeps each destination's largest (source, slot) pair.
+    let pairLimited: Bool
+    /// Idle time of a stream before each kernel (``CostConfig/launchGap``).
+    let launchGap: SimTime
 
     var net: Net
     var queue: EventQueue<EngineEvent>
@@ -158,6 +167,8 @@ struct Engine<Net: NetworkModel> {
         let config = scenario.network
         let rankCount = n
         paths = (0..<(n * n)).map { config.path(from: $0 / rankCount, to: $0 % rankCount, in: cluster) }
+        pairLimited = !normalMode && (scenario.costs.dispatchRecv.pairGBps.isFinite || scenario.costs.combineSend.pairGBps.isFinite)
+        launchGap = scenario.costs.launchGap
         queue = EventQueue(reservingCapacity: 4 * n)
         ranks = Array(repeating: RankState(), count: n)
         lanes = Array(repeating: LaneState(), count: 2 * n)
@@ -184,6 +195,7 @@ struct Engine<Net: NetworkModel> {
             switch event.kind {
             case .sendDone: try sendDone(lane, at: now)
             case .kernelEnd: try finishKernel(lane, at: now)
+            case .launch: try startKernel(lane: lane, instruction: lanes[lane].instruction, at: now, launched: true)
             }
         }
         if let stuck = ranks.indices.first(where: { !ranks[$0].done }) {
@@ -220,12 +232,49 @@ struct Engine<Net: NetworkModel> {
         let stepMark = ranks[r].step + 1
         let base = r * instructions.count
         for dep in instructions[i].crossStreamDependencies where completedInStep[base + Int(dep)] != stepMark { return }
-        try startKernel(lane: lane, instruction: i, at: now)
+        try startKernel(lane: lane, instruction: i, at: now, launched: launchGap == .zero)
     }
 
-    mutating func startKernel(lane: Int, instruction i: Int, at now: SimTime) throws {
+    /// What a compute kernel works on and how long it takes.
+    mutating func computeWork(lane: Int, instruction i: Int) -> (work: ComputeWork, duration: SimTime) {
         let r = lane >> 1
         let instr = instructions[i]
+        let step = Int(ranks[r].step)
+        let mb = instr.microBatch
+        let workload = scenario.workload
+        var work = ComputeWork()
+        if instr.kind == .mlp {
+            let routing = routingFor(step: step, moeLayer: Int(instr.moeLayer)).routing
+            for m in 0..<microBatches {
+                var received = 0
+                for e in localExperts[r] { received += Int(routing.microBatches[m].expertLoad[e]) }
+                if m == 0 { work.receivedA = received }
+                if m == Int(mb.rawValue) { work.received = received }
+                work.receivedTotal += received
+            }
+            work.expertTokens = localExperts[r].map { routing.microBatches[Int(mb.rawValue)].expertLoad[$0] }
+        } else {
+            work.wholeBatch = instr.moeLayer < 0
+            work.tokensTotal = workload.tokens(step: step, rank: r)
+            work.tokensA = workload.tokenRange(rank: r, step: step, microBatch: .a, of: microBatches).count
+            work.tokens = workload.tokenRange(rank: r, step: step, microBatch: mb, of: microBatches).count
+            work.kvLength = workload.kvLength[r]
+        }
+        return (work, cost.computeDuration(instr.kind, rank: r, microBatch: mb, microBatches: microBatches, work: work))
+    }
+
+    /// Starts kernel `i` on the lane now, or (`launched` false, a launch gap set) after the
+    /// gap: the stream idles that long before every kernel except a compute kernel of zero
+    /// duration, which stands for no kernel at all.
+    mutating func startKernel(lane: Int, instruction i: Int, at now: SimTime, launched: Bool) throws {
+        let r = lane >> 1
+        let instr = instructions[i]
+        if !launched && (!instr.kind.isCompute || computeWork(lane: lane, instruction: i).duration > .zero) {
+            lanes[lane].phase = .launching
+            lanes[lane].instruction = i
+            queue.push(EngineEvent(lane: Int32(lane), kind: .launch, version: lanes[lane].version), at: now + launchGap)
+            return
+        }
         let step = Int(ranks[r].step)
         lanes[lane].instruction = i
         lanes[lane].kernelStart = now
@@ -240,31 +289,11 @@ struct Engine<Net: NetworkModel> {
         lanes[lane].blameReason = .none
         lanes[lane].blockerLag = .zero
         if instr.stream == .comm && commSMs > 0 { setCommResident(r, true, at: now) }
-        let mb = instr.microBatch
-        let workload = scenario.workload
         switch instr.kind {
-        case .attn0, .attn1, .shared, .dense:
-            var work = ComputeWork()
-            work.wholeBatch = instr.moeLayer < 0
-            work.tokensTotal = workload.tokens(step: step, rank: r)
-            work.tokensA = workload.tokenRange(rank: r, step: step, microBatch: .a, of: microBatches).count
-            work.tokens = workload.tokenRange(rank: r, step: step, microBatch: mb, of: microBatches).count
-            work.kvLength = workload.kvLength[r]
-            lanes[lane].tokens = Int64(work.wholeBatch ? work.tokensTotal : work.tokens)
-            startCompute(lane: lane, duration: cost.computeDuration(instr.kind, rank: r, microBatch: mb, microBatches: microBatches, work: work), at: now)
-        case .mlp:
-            let routing = routingFor(step: step, moeLayer: Int(instr.moeLayer)).routing
-            var work = ComputeWork()
-            for m in 0..<microBatches {
-                var received = 0
-                for e in localExperts[r] { received += Int(routing.microBatches[m].expertLoad[e]) }
-                if m == 0 { work.receivedA = received }
-                if m == Int(mb.rawValue) { work.received = received }
-                work.receivedTotal += received
-            }
-            work.expertTokens = localExperts[r].map { routing.microBatches[Int(mb.rawValue)].expertLoad[$0] }
-            lanes[lane].tokens = Int64(work.received)
-            startCompute(lane: lane, duration: cost.computeDuration(.mlp, rank: r, microBatch: mb, microBatches: microBatches, work: work), at: now)
+        case .attn0, .attn1, .shared, .dense, .mlp:
+            let (work, duration) = computeWork(lane: lane, instruction: i)
+            lanes[lane].tokens = Int64(instr.kind == .mlp ? work.received : (work.wholeBatch ? work.tokensTotal : work.tokens))
+            startCompute(lane: lane, duration: duration, at: now)
         case .sendDispatch, .dispatch, .sendCombine, .combine:
             if instr.notifyOp >= 0 {
                 // Normal mode: the count exchange among all ranks comes first.
@@ -296,6 +325,12 @@ struct Engine<Net: NetworkModel> {
         try drainDeliveries()
     }
 
+    /// The largest (source, slot) pair of the lane's rank in the current kernel's micro-batch.
+    func mbRoutingMaxSourceSlot(lane: Int, routing: LayerRouting) -> Int32 {
+        let instr = instructions[lanes[lane].instruction]
+        return routing.microBatches[Int(instr.microBatch.rawValue)].maxSourceSlot[lane >> 1]
+    }
+
     /// The rank's pairs (row or column of the routing) that the current SEND serves.
     func sendCounts(lane: Int, routing: LayerRouting) -> (counts: [Int32], dispatch: Bool) {
         let instr = instructions[lanes[lane].instruction]
@@ -311,20 +346,25 @@ struct Engine<Net: NetworkModel> {
         let instr = instructions[lanes[lane].instruction]
         let step = Int(ranks[r].step)
         let key = step * scenario.model.moeLayers + Int(instr.moeLayer)
-        let (counts, dispatch) = sendCounts(lane: lane, routing: routingFor(step: step, moeLayer: Int(instr.moeLayer)).routing)
+        let routing = routingFor(step: step, moeLayer: Int(instr.moeLayer)).routing
+        let (counts, dispatch) = sendCounts(lane: lane, routing: routing)
         let bytesPerMessage = dispatch ? dispatchBytes : combineBytes
         var messages: Int64 = 0
-        var smCopiedBytes: Int64 = 0
+        var peerBytes: Int64 = 0
+        var selfBytes: Int64 = 0
         for d in 0..<n {
             let count = Int64(dispatch ? counts[r * n + d] : counts[d * n + r])
             messages += count
-            if Net.movesNVLinkInSendKernel && paths[r * n + d] == .nvlink { smCopiedBytes += count * bytesPerMessage }
+            // NVLink peers and the rank itself are written by the kernel's own SM stores.
+            if Net.movesNVLinkInSendKernel && paths[r * n + d] == .nvlink {
+                if d == r { selfBytes += count * bytesPerMessage } else { peerBytes += count * bytesPerMessage }
+            }
         }
-        var duration = cost.sendDuration(dispatch: dispatch, rank: r, messages: Int(messages))
-        if smCopiedBytes > 0 {
-            // NVLink peers (and the rank itself) are written by the kernel's own SM stores.
-            duration += SimTime.transfer(bytes: smCopiedBytes, gigabytesPerSecond: scenario.network.nvlink.bandwidthGBps)
-        }
+        // A low-latency combine SEND gives each (peer, local expert) pair one warp group.
+        let pairBytes = dispatch || !pairLimited ? 0 : Int64(mbRoutingMaxSourceSlot(lane: lane, routing: routing)) * bytesPerMessage
+        let duration = cost.sendDuration(
+            dispatch: dispatch, rank: r, messages: Int(messages), nvlinkBytes: peerBytes, nvlinkGBps: scenario.network.nvlink.bandwidthGBps,
+            selfBytes: selfBytes, selfGBps: scenario.network.selfCopyGBps, pairBytes: pairBytes)
         let end = now + duration
         let operation = Int32(step * opsPerStep + Int(instr.commOp))
         ownSends[r * Self.ringSize + Int(operation) % Self.ringSize] = (operation, now, end)
@@ -423,7 +463,7 @@ struct Engine<Net: NetworkModel> {
         let key = step * scenario.model.moeLayers + moeLayer
         if let cached = routingCache[key] { return cached }
         let fresh = CachedRouting(
-            routing: router.route(step: step, layer: moeLayer, microBatches: microBatches, uniquePairs: normalMode),
+            routing: router.route(step: step, layer: moeLayer, microBatches: microBatches, uniquePairs: normalMode, pairMaxima: pairLimited),
             remainingCombineSends: n * microBatches)
         routingCache[key] = fresh
         return fresh

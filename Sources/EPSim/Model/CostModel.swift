@@ -168,16 +168,35 @@ public struct CostModel: Sendable {
         return SimTime(micros: hw.kernelOverheadMicros + max(computeSeconds, memorySeconds) * 1e6)
     }
 
-    /// Duration of a SEND (or the SEND part of a fused kernel) posting `messages` data messages.
-    public func sendDuration(dispatch: Bool, rank: Int, messages: Int) -> SimTime {
+    /// Duration of a SEND (or the SEND part of a fused kernel) posting `messages` data messages:
+    /// `fixed + max(per_message x messages + nvlinkBytes / nvlinkGBps + selfBytes / selfGBps,
+    /// pairBytes / pair_gbps)`. `nvlinkBytes` and `selfBytes` are the payload the
+    /// kernel's own SM stores write to NVLink peers and to its own memory (zero on a network
+    /// that carries them as flows); `pairBytes` is the largest (peer, local expert) pair of a
+    /// low-latency combine SEND, which one warp group sends alone (zero elsewhere).
+    public func sendDuration(
+        dispatch: Bool, rank: Int, messages: Int, nvlinkBytes: Int64 = 0, nvlinkGBps: Double = .infinity, selfBytes: Int64 = 0,
+        selfGBps: Double = .infinity, pairBytes: Int64 = 0
+    ) -> SimTime {
         let c = dispatch ? costs.dispatchSend : costs.combineSend
-        return c.fixed[rank] + SimTime(picos: c.perMessage.picos * Int64(messages))
+        // The SM stores to peers and to itself, rounded up once (one rate: exactly as one transfer).
+        let stores =
+            nvlinkGBps == selfGBps
+            ? SimTime.transfer(bytes: nvlinkBytes + selfBytes, gigabytesPerSecond: nvlinkGBps)
+            : SimTime(picos: Int64((Double(nvlinkBytes) * 1000 / nvlinkGBps + Double(selfBytes) * 1000 / selfGBps).rounded(.up)))
+        let bulk = SimTime(picos: c.perMessage.picos * Int64(messages)) + stores
+        return c.fixed[rank] + max(bulk, SimTime.transfer(bytes: pairBytes, gigabytesPerSecond: c.pairGBps))
     }
 
-    /// Time a RECV needs after its last arrival: copy the received bytes (dispatch) or reduce
-    /// the combine rows (combine).
-    public func recvDuration(dispatch: Bool, rank: Int, bytes: Int64) -> SimTime {
+    /// Time a RECV needs after its last arrival: `fixed + max(bytes / copy_gbps, pairBytes /
+    /// pair_gbps)`, copying the received bytes (dispatch) or reducing the combine rows
+    /// (combine); `pairBytes` is the largest (source, local expert) pair of a low-latency
+    /// dispatch RECV, copied by one warp group alone (zero elsewhere).
+    public func recvDuration(dispatch: Bool, rank: Int, bytes: Int64, pairBytes: Int64 = 0) -> SimTime {
         let c = dispatch ? costs.dispatchRecv : costs.combineRecv
-        return c.fixed[rank] + SimTime.transfer(bytes: bytes, gigabytesPerSecond: c.copyGBps)
+        return c.fixed[rank]
+            + max(
+                SimTime.transfer(bytes: bytes, gigabytesPerSecond: c.copyGBps),
+                SimTime.transfer(bytes: pairBytes, gigabytesPerSecond: c.pairGBps))
     }
 }

@@ -30,6 +30,18 @@ public struct Hardware: Sendable, Equatable {
     public var combineSendPerMessageMicros: Double
     public var combineRecvFixedMicros: Double
     public var combineRecvReduceGBps: Double
+    /// Rate of a rank's copy to itself inside a SEND kernel (SM loads and stores in the
+    /// GPU's own memory), GB/s; peers on NVLink go at `nvlinkGBps`.
+    public var selfCopyGBps: Double
+    /// Idle time of a stream between one kernel's end and the next kernel's start (the
+    /// GPU's launch latency with the host ahead), µs; 0 for none.
+    public var launchGapMicros: Double
+    /// Rate at which one warp group moves the rows of one (peer rank, local expert) pair,
+    /// GB/s: DeepEP gives each such pair one warp group in the dispatch RECV (copy) and in
+    /// the combine SEND (send), so a hot pair is moved serially (internode_ll.cu L362-365,
+    /// L790-837; #258). `.infinity` for no such limit.
+    public var dispatchRecvPairGBps: Double
+    public var combineSendPairGBps: Double
 
     public static let presetNames = ["h800", "h100", "h200"]
 
@@ -41,7 +53,8 @@ public struct Hardware: Sendable, Equatable {
         nvlinkGBps: 161.1, nvlinkLatencyMicros: 2, rdmaGBps: 44.13, rdmaLatencyMicros: 6.6,
         computeEfficiency: 0.6, memoryEfficiency: 0.8, kernelOverheadMicros: 3,
         dispatchSendFixedMicros: 1.98, dispatchSendPerMessageMicros: 0.00634, dispatchRecvFixedMicros: 4.98, dispatchRecvCopyGBps: 520,
-        combineSendFixedMicros: 2.8, combineSendPerMessageMicros: 0.00365, combineRecvFixedMicros: 2.22, combineRecvReduceGBps: 2051)
+        combineSendFixedMicros: 2.8, combineSendPerMessageMicros: 0.00365, combineRecvFixedMicros: 2.22, combineRecvReduceGBps: 2051,
+        selfCopyGBps: 161.1, launchGapMicros: 0, dispatchRecvPairGBps: .infinity, combineSendPairGBps: .infinity)
 
     /// H100 SXM: as H800, with NVLink 4 at 450 GB/s per direction (900 GB/s total) where the
     /// H800 has 200: the SM-store bandwidth fitted on H800 is scaled by 450/200 (an
@@ -50,6 +63,7 @@ public struct Hardware: Sendable, Equatable {
         var h = h800
         h.name = "h100"
         h.nvlinkGBps = (h800.nvlinkGBps * 450 / 200 * 10).rounded() / 10
+        h.selfCopyGBps = h.nvlinkGBps
         return h
     }
 

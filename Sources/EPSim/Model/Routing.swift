@@ -15,6 +15,10 @@ public struct LayerRouting: Sendable {
         /// message count of normal-mode kernels (which send a token once per rank). Empty
         /// unless requested.
         public var uniquePairCounts: [Int32]
+        /// `maxSourceSlot[d]`: the most rows any one source rank sent to any one expert slot
+        /// of `d` (the largest DeepEP (source, local expert) pair, which one warp group
+        /// copies alone). Empty unless requested.
+        public var maxSourceSlot: [Int32]
     }
 
     public var microBatches: [MicroBatchRouting]
@@ -125,8 +129,9 @@ public struct RoutingGenerator: Sendable {
     }
 
     /// The routing of one layer of one step, split into `microBatches`; with
-    /// `uniquePairs`, also the per-(token, rank) counts of normal-mode kernels.
-    public func route(step: Int, layer: Int, microBatches: Int, uniquePairs: Bool = false) -> LayerRouting {
+    /// `uniquePairs`, also the per-(token, rank) counts of normal-mode kernels; with
+    /// `pairMaxima`, the largest (source, slot) pair of each destination.
+    public func route(step: Int, layer: Int, microBatches: Int, uniquePairs: Bool = false, pairMaxima: Bool = false) -> LayerRouting {
         let n = workload.tokensPerRank.count
         let slots = placement.slotExpert.count
         var result: [LayerRouting.MicroBatchRouting] = (0..<microBatches).map { _ in
@@ -134,8 +139,12 @@ public struct RoutingGenerator: Sendable {
                 pairCounts: [Int32](repeating: 0, count: n * n),
                 expertLoad: [Int32](repeating: 0, count: slots),
                 tokens: [Int32](repeating: 0, count: n),
-                uniquePairCounts: uniquePairs ? [Int32](repeating: 0, count: n * n) : [])
+                uniquePairCounts: uniquePairs ? [Int32](repeating: 0, count: n * n) : [],
+                maxSourceSlot: pairMaxima ? [Int32](repeating: 0, count: n) : [])
         }
+        // This source's rows per (micro-batch, slot), and the slots it touched (to reset).
+        var sourceSlot = [Int32](repeating: 0, count: pairMaxima ? microBatches * slots : 0)
+        var touched: [Int] = []
         let replicated = slots > experts
         var cursor = [Int](repeating: 0, count: replicated ? experts : 0)
         var slotLoad = [Int](repeating: 0, count: replicated ? slots : 0)
@@ -172,7 +181,15 @@ public struct RoutingGenerator: Sendable {
                     lastToken[d] = base + t
                     result[m].uniquePairCounts[row + d] += 1
                 }
+                if pairMaxima {
+                    let i = m * slots + slot
+                    if sourceSlot[i] == 0 { touched.append(i) }
+                    sourceSlot[i] += 1
+                    result[m].maxSourceSlot[d] = max(result[m].maxSourceSlot[d], sourceSlot[i])
+                }
             }
+            for i in touched { sourceSlot[i] = 0 }
+            touched.removeAll(keepingCapacity: true)
             globalToken += workload.tokens(step: step, rank: s)
         }
         return LayerRouting(microBatches: result)

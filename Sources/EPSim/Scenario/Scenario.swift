@@ -202,10 +202,13 @@ public struct NetworkConfig: Sendable, Equatable {
     /// at the end of the SEND. Default: on for `ports`, off for `ideal` (the contract's
     /// closed form counts flights from the end of the SEND).
     public var rdmaDataDuringSend: Bool
+    /// GB/s of a rank's copy to itself inside its SEND kernel (`ports` network, where the
+    /// SEND's SMs write NVLink and self payload); default: the NVLink bandwidth.
+    public var selfCopyGBps: Double
 
     public init(
         kind: NetworkKind, nvlink: LinkConfig, rdma: LinkConfig, nvlinkForLowLatency: Bool, fenceControlMessages: Bool,
-        rdmaDataDuringSend: Bool? = nil
+        rdmaDataDuringSend: Bool? = nil, selfCopyGBps: Double? = nil
     ) {
         self.kind = kind
         self.nvlink = nvlink
@@ -213,6 +216,7 @@ public struct NetworkConfig: Sendable, Equatable {
         self.nvlinkForLowLatency = nvlinkForLowLatency
         self.fenceControlMessages = fenceControlMessages
         self.rdmaDataDuringSend = rdmaDataDuringSend ?? (kind == .ports)
+        self.selfCopyGBps = selfCopyGBps ?? nvlink.bandwidthGBps
     }
 
     /// The path from `source` to `destination`.
@@ -230,6 +234,9 @@ public struct NetworkConfig: Sendable, Equatable {
 public struct SendCost: Sendable, Equatable {
     public var fixed: [SimTime]
     public var perMessage: SimTime
+    /// Combine: the GB/s of the one warp group that sends a (peer, local expert) pair's
+    /// rows (``Hardware/combineSendPairGBps``); infinite for no limit.
+    public var pairGBps: Double = .infinity
 }
 
 /// Cost of a RECV kernel after the last arrival: a fixed part plus the bytes copied
@@ -237,6 +244,9 @@ public struct SendCost: Sendable, Equatable {
 public struct RecvCost: Sendable, Equatable {
     public var fixed: [SimTime]
     public var copyGBps: Double
+    /// Dispatch: the GB/s of the one warp group that copies a (source, local expert) pair's
+    /// rows (``Hardware/dispatchRecvPairGBps``); infinite for no limit.
+    public var pairGBps: Double = .infinity
 }
 
 /// Where a compute kernel's duration comes from.
@@ -283,4 +293,7 @@ public struct CostConfig: Sendable, Equatable {
     public var dispatchRecv: RecvCost
     public var combineSend: SendCost
     public var combineRecv: RecvCost
+    /// Idle time of a stream before each kernel it launches (compute kernels of zero
+    /// duration stand for no kernel and take none); zero for none.
+    public var launchGap: SimTime = .zero
 }

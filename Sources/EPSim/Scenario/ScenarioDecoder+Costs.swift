@@ -19,10 +19,11 @@ extension ScenarioDecoder {
         let nvlinkForLL = try map?.optional("nvlink_for_ll")?.bool() ?? true
         let fence = try map?.optional("fence")?.bool() ?? false
         let during = try map?.optional("rdma_data").map { try $0.choice(["during-send", "after-send"]) == "during-send" }
+        let selfCopy = try map?.optional("self_copy_gbps")?.bandwidth() ?? hardware?.selfCopyGBps
         try map?.finish()
         return NetworkConfig(
             kind: kind, nvlink: nvlink, rdma: rdma, nvlinkForLowLatency: nvlinkForLL, fenceControlMessages: fence,
-            rdmaDataDuringSend: during)
+            rdmaDataDuringSend: during, selfCopyGBps: selfCopy)
     }
 
     func micros(_ map: YAMLMapping?, _ key: String, ranks: Int, default value: Double) throws -> [SimTime] {
@@ -30,20 +31,24 @@ extension ScenarioDecoder {
         return try v.perRank(count: ranks) { SimTime(micros: try $0.double(in: 0...ScenarioLimits.maxMicros, what: "a duration in microseconds")) }
     }
 
-    func decodeSend(_ value: YAMLValue?, ranks: Int, fixed: Double, perMessage: Double) throws -> SendCost {
+    /// A SEND's costs; `pairGBps` nil: the kernel has no per-pair limit and no `pair_gbps` key.
+    func decodeSend(_ value: YAMLValue?, ranks: Int, fixed: Double, perMessage: Double, pairGBps: Double?) throws -> SendCost {
         let map = try value?.mapping()
         let fixedTimes = try micros(map, "fixed_us", ranks: ranks, default: fixed)
         let per = try map?.optional("per_message_us")?.double(in: 0...ScenarioLimits.maxMicros, what: "a duration in microseconds") ?? perMessage
+        let pair = try pairGBps.map { try map?.optional("pair_gbps")?.bandwidth() ?? $0 } ?? .infinity
         try map?.finish()
-        return SendCost(fixed: fixedTimes, perMessage: SimTime(micros: per))
+        return SendCost(fixed: fixedTimes, perMessage: SimTime(micros: per), pairGBps: pair)
     }
 
-    func decodeRecv(_ value: YAMLValue?, ranks: Int, fixed: Double, gbps defaultGBps: Double) throws -> RecvCost {
+    /// A RECV's costs; `pairGBps` nil: the kernel has no per-pair limit and no `pair_gbps` key.
+    func decodeRecv(_ value: YAMLValue?, ranks: Int, fixed: Double, gbps defaultGBps: Double, pairGBps: Double?) throws -> RecvCost {
         let map = try value?.mapping()
         let fixedTimes = try micros(map, "fixed_us", ranks: ranks, default: fixed)
         let gbps = try map?.optional("copy_gbps")?.bandwidth() ?? defaultGBps
+        let pair = try pairGBps.map { try map?.optional("pair_gbps")?.bandwidth() ?? $0 } ?? .infinity
         try map?.finish()
-        return RecvCost(fixed: fixedTimes, copyGBps: gbps)
+        return RecvCost(fixed: fixedTimes, copyGBps: gbps, pairGBps: pair)
     }
 
     /// A compute duration: one value or a per-rank list for the whole batch, a mapping
@@ -100,7 +105,7 @@ extension ScenarioDecoder {
             try computeCost(map, key, kind: kind, ranks: ranks, default: value, roofline: roofline, table: table)
         }
         let preset = hardware != nil
-        let costs = CostConfig(
+        var costs = CostConfig(
             attn0: try compute("attn0_us", .attn0, 30),
             attn1: try compute("attn1_us", .attn1, 60),
             shared: try compute("shared_us", .shared, 15),
@@ -109,16 +114,19 @@ extension ScenarioDecoder {
             hardware: hw,
             dispatchSend: try decodeSend(
                 map?.optional("dispatch_send"), ranks: ranks, fixed: preset ? hw.dispatchSendFixedMicros : 8,
-                perMessage: preset ? hw.dispatchSendPerMessageMicros : 0.02),
+                perMessage: preset ? hw.dispatchSendPerMessageMicros : 0.02, pairGBps: nil),
             dispatchRecv: try decodeRecv(
                 map?.optional("dispatch_recv"), ranks: ranks, fixed: preset ? hw.dispatchRecvFixedMicros : 4,
-                gbps: preset ? hw.dispatchRecvCopyGBps : 300),
+                gbps: preset ? hw.dispatchRecvCopyGBps : 300, pairGBps: preset ? hw.dispatchRecvPairGBps : .infinity),
             combineSend: try decodeSend(
                 map?.optional("combine_send"), ranks: ranks, fixed: preset ? hw.combineSendFixedMicros : 8,
-                perMessage: preset ? hw.combineSendPerMessageMicros : 0.02),
+                perMessage: preset ? hw.combineSendPerMessageMicros : 0.02, pairGBps: preset ? hw.combineSendPairGBps : .infinity),
             combineRecv: try decodeRecv(
                 map?.optional("combine_recv"), ranks: ranks, fixed: preset ? hw.combineRecvFixedMicros : 4,
-                gbps: preset ? hw.combineRecvReduceGBps : 1500))
+                gbps: preset ? hw.combineRecvReduceGBps : 1500, pairGBps: nil))
+        costs.launchGap = SimTime(
+            micros: try map?.optional("launch_gap_us")?.double(in: 0...ScenarioLimits.maxMicros, what: "a duration in microseconds")
+                ?? (preset ? hw.launchGapMicros : 0))
         try map?.finish()
         return costs
     }

@@ -68,6 +68,19 @@ struct ScenarioDecoder {
         try number("compute_efficiency", 1e-3...1, \.computeEfficiency)
         try number("memory_efficiency", 1e-3...1, \.memoryEfficiency)
         try number("kernel_overhead_us", 0...1e6, \.kernelOverheadMicros)
+        // The DeepEP kernel costs: what `epsim calibrate --fit` prints for a cluster.
+        try number("dispatch_send_fixed_us", 0...1e6, \.dispatchSendFixedMicros)
+        try number("dispatch_send_per_message_us", 0...1e3, \.dispatchSendPerMessageMicros)
+        try number("dispatch_recv_fixed_us", 0...1e6, \.dispatchRecvFixedMicros)
+        try number("dispatch_recv_copy_gbps", 1e-3...1e7, \.dispatchRecvCopyGBps)
+        try number("combine_send_fixed_us", 0...1e6, \.combineSendFixedMicros)
+        try number("combine_send_per_message_us", 0...1e3, \.combineSendPerMessageMicros)
+        try number("combine_recv_fixed_us", 0...1e6, \.combineRecvFixedMicros)
+        try number("combine_recv_reduce_gbps", 1e-3...1e7, \.combineRecvReduceGBps)
+        try number("self_copy_gbps", 1e-3...1e7, \.selfCopyGBps)
+        try number("launch_gap_us", 0...1e6, \.launchGapMicros)
+        if let v = map.optional("dispatch_recv_pair_gbps") { h.dispatchRecvPairGBps = try v.bandwidth() }
+        if let v = map.optional("combine_send_pair_gbps") { h.combineSendPairGBps = try v.bandwidth() }
         if let v = map.optional("sms") { h.sms = try v.int(in: 1...1024) }
         try map.finish()
         return h

@@ -1,0 +1,310 @@
+import EventCore
+import Foundation
+
+/// Measured DeepEP low-latency kernels against the simulation, and a fit of a hardware
+/// preset's communication parameters to chosen measured rows.
+///
+/// Every measured case becomes a scenario with the case's ranks, tokens, recorded routing
+/// (or uniform routing for a DeepEP log) and injected spins as fixed compute kernels
+/// (`ATTN0` before dispatch, `MLP` between dispatch and combine); fused rows run the `none`
+/// schedule, hook rows `ATTN0 ATTN1 SHARED SEND-D RECV-D MLP SEND-C RECV-C` (compute
+/// kernels of zero duration stand for none). A settled hook row's RECV was launched after
+/// every message had arrived, so its simulated RECV time is the kernel's time less its
+/// wait: the copy or reduce alone. Per rank, the simulated kernel times and end-to-end time
+/// are compared with the measured medians.
+public enum MeasuredCalibration {
+    /// A compared time.
+    public enum Metric: String, Sendable, CaseIterable {
+        case dispatch, combine
+        case dispatchSend = "dispatch_send"
+        case dispatchRecv = "dispatch_recv"
+        case combineSend = "combine_send"
+        case combineRecv = "combine_recv"
+        case endToEnd = "e2e"
+    }
+
+    /// One measured rank against its simulation.
+    public struct Comparison: Sendable {
+        public var measurement: DeepEPMeasurement
+        /// In the fit (true) or held out.
+        public var fitted: Bool
+        public var measured: [Metric: Double]
+        public var simulated: [Metric: Double]
+
+        /// `simulated / measured - 1` of each metric both sides have.
+        public var errors: [Metric: Double] {
+            var out: [Metric: Double] = [:]
+            for (m, v) in measured where v > 0 { if let s = simulated[m] { out[m] = s / v - 1 } }
+            return out
+        }
+    }
+
+    /// Which rows a fit uses: each item is a group (`balanced`), a case name, or a prefix
+    /// ending in `*` (`balanced-hook*`).
+    public struct Selection: Sendable, CustomStringConvertible {
+        public var items: [String]
+        public init(_ items: [String]) { self.items = items }
+        public init(parsing text: String) { items = text.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty } }
+        public func contains(_ m: DeepEPMeasurement) -> Bool {
+            items.contains { item in
+                if item.hasSuffix("*") { return m.caseName.hasPrefix(item.dropLast()) || m.group.hasPrefix(item.dropLast()) }
+                return item == m.group || item == m.caseName
+            }
+        }
+        public var description: String { items.joined(separator: ",") }
+    }
+
+    /// The measured times of a row (the metrics its mode has; no end-to-end time for a
+    /// settled hook row, whose spins dominate it, nor for a DeepEP log, which has none).
+    public static func measuredTimes(_ m: DeepEPMeasurement) -> [Metric: Double] {
+        var out: [Metric: Double] = [:]
+        let pairs: [(Metric, MeasuredTime?)] = [
+            (.dispatch, m.dispatch), (.combine, m.combine), (.dispatchSend, m.dispatchSend), (.dispatchRecv, m.dispatchRecv),
+            (.combineSend, m.combineSend), (.combineRecv, m.combineRecv), (.endToEnd, m.mode == .hookSettled ? nil : m.endToEnd),
+        ]
+        for (k, v) in pairs { if let v { out[k] = v.p50 } }
+        return out
+    }
+
+    /// The scenario of a case (all its rows: one per rank) with `hardware`'s communication costs.
+    public static func scenario(for rows: [DeepEPMeasurement], hardware: Hardware) throws -> Scenario {
+        let first = rows[0]
+        let n = first.ranks
+        var pre = [Double](repeating: 0, count: n)
+        var mid = [Double](repeating: 0, count: n)
+        for r in rows {
+            pre[r.rank] = r.preSpinMicros
+            mid[r.rank] = r.midSpinMicros
+        }
+        func list(_ v: [Double]) -> String { "[" + v.map { String(format: "%.4f", $0) }.joined(separator: ", ") + "]" }
+        let schedule =
+            first.mode != .fused ? "{name: calibration-hook, body: ATTN0(A) ATTN1(A) SHARED(A) SEND-D(A) RECV-D(A) MLP(A) SEND-C(A) RECV-C(A)}" : "none"
+        let yaml = """
+            name: \(first.caseName)
+            cluster: {ranks: \(n), gpus_per_node: \(first.gpusPerNode)}
+            model: {hidden: \(first.hidden), experts: \(first.experts), top_k: \(first.topK), dispatch_dtype: fp8}
+            workload: {tokens_per_rank: [\(first.tokensByRank.map(String.init).joined(separator: ", "))], routing: uniform, seed: 1}
+            schedule: \(schedule)
+            network: {model: ports}
+            costs: {attn0_us: \(list(pre)), attn1_us: 0, shared_us: 0, gemm_us: \(list(mid))}
+            """
+        var s = try Scenario.parse(yaml: yaml, file: "\(first.source)#\(first.caseName)")
+        if let routing = first.routing {
+            s.workload.trace = RoutingTrace(selections: [-1: routing.experts], topK: first.topK)
+            s.workload.routing = .trace
+        }
+        s.apply(hardware)
+        return s
+    }
+
+    /// Simulated per-rank times of a scenario built by ``scenario(for:hardware:)``.
+    static func simulatedTimes(_ result: RunResult, rank: Int, settled: Bool) -> [Metric: Double] {
+        var out: [Metric: Double] = [:]
+        for k in result.kernels where Int(k.rank) == rank {
+            let settledRecv = settled && (k.kind == .recvDispatch || k.kind == .recvCombine)
+            let metric: Metric?
+            switch k.kind {
+            case .dispatch: metric = .dispatch
+            case .combine: metric = .combine
+            case .sendDispatch: metric = .dispatchSend
+            case .recvDispatch: metric = .dispatchRecv
+            case .sendCombine: metric = .combineSend
+            case .recvCombine: metric = .combineRecv
+            default: metric = nil
+            }
+            if let metric { out[metric] = (settledRecv ? k.duration - k.wait : k.duration).micros }
+        }
+        out[.endToEnd] = result.rankStep(rank: rank, step: 0).latency.micros
+        return out
+    }
+
+    /// The measurement's cases: rows grouped by file and case, each with every rank.
+    static func cases(_ measurements: [DeepEPMeasurement]) throws -> [[DeepEPMeasurement]] {
+        var order: [String] = []
+        var byKey: [String: [DeepEPMeasurement]] = [:]
+        for m in measurements {
+            if byKey[m.caseKey] == nil { order.append(m.caseKey) }
+            byKey[m.caseKey, default: []].append(m)
+        }
+        return try order.map { key in
+            let rows = byKey[key]!.sorted { $0.rank < $1.rank }
+            guard rows.map(\.rank) == Array(0..<rows[0].ranks) else {
+                throw MeasurementError(file: rows[0].source, message: "case \(rows[0].caseName) needs one row per rank 0...\(rows[0].ranks - 1)")
+            }
+            return rows
+        }
+    }
+
+    /// A case's simulation key: cases that would simulate identically share one run.
+    struct SimulationKey: Hashable {
+        var mode: String
+        var ranks: Int, gpusPerNode: Int, hidden: Int, experts: Int, topK: Int
+        var tokens: [Int]
+        var spins: [Double]
+        var routing: [[Int32]]?
+    }
+
+    static func key(_ rows: [DeepEPMeasurement]) -> SimulationKey {
+        let f = rows[0]
+        return SimulationKey(
+            mode: f.mode.rawValue, ranks: f.ranks, gpusPerNode: f.gpusPerNode, hidden: f.hidden, experts: f.experts, topK: f.topK,
+            tokens: f.tokensByRank, spins: rows.flatMap { [$0.preSpinMicros, $0.midSpinMicros] } + [f.settleMicros], routing: f.routing?.experts)
+    }
+
+    /// Prepared cases: scenarios built once, simulated once per distinct key.
+    struct Prepared {
+        var cases: [[DeepEPMeasurement]]
+        var keys: [Int]
+        var scenarios: [Scenario]
+
+        init(_ measurements: [DeepEPMeasurement], hardware: Hardware) throws {
+            cases = try MeasuredCalibration.cases(measurements)
+            var index: [SimulationKey: Int] = [:]
+            var scenarios: [Scenario] = []
+            keys = try cases.map { rows in
+                let k = MeasuredCalibration.key(rows)
+                if let i = index[k] { return i }
+                index[k] = scenarios.count
+                scenarios.append(try MeasuredCalibration.scenario(for: rows, hardware: hardware))
+                return scenarios.count - 1
+            }
+            self.scenarios = scenarios
+        }
+
+        /// Every row compared under `hardware`; `only` restricts the runs to some cases.
+        func compare(_ hardware: Hardware, fitOn: Selection?, only: Set<Int>? = nil) throws -> [Comparison] {
+            var results: [Int: RunResult] = [:]
+            var out: [Comparison] = []
+            for (c, rows) in cases.enumerated() where only?.contains(c) ?? true {
+                let k = keys[c]
+                if results[k] == nil {
+                    var s = scenarios[k]
+                    s.apply(hardware)
+                    results[k] = try Simulation.run(s)
+                }
+                for m in rows {
+                    out.append(
+                        Comparison(
+                            measurement: m, fitted: fitOn?.contains(m) ?? false, measured: measuredTimes(m),
+                            simulated: simulatedTimes(results[k]!, rank: m.rank, settled: m.mode == .hookSettled)))
+                }
+            }
+            return out
+        }
+    }
+
+    /// Every measured row against the simulation under `hardware`.
+    public static func compare(_ measurements: [DeepEPMeasurement], hardware: Hardware, fitOn: Selection? = nil) throws -> [Comparison] {
+        try Prepared(measurements, hardware: hardware).compare(hardware, fitOn: fitOn)
+    }
+
+    /// The parameters the fit searches, with their ranges. RDMA is absent: NVLink-only
+    /// measurements cannot see it.
+    nonisolated(unsafe) public static let fitParameters: [(name: String, field: WritableKeyPath<Hardware, Double>, range: ClosedRange<Double>)] = [
+        ("nvlink_gbps", \.nvlinkGBps, 20...2000), ("nvlink_latency_us", \.nvlinkLatencyMicros, 0.1...20),
+        ("self_copy_gbps", \.selfCopyGBps, 20...20000), ("launch_gap_us", \.launchGapMicros, 0.05...20),
+        ("dispatch_recv_pair_gbps", \.dispatchRecvPairGBps, 1...5000), ("combine_send_pair_gbps", \.combineSendPairGBps, 1...5000),
+        ("dispatch_send_fixed_us", \.dispatchSendFixedMicros, 0.1...60), ("dispatch_send_per_message_us", \.dispatchSendPerMessageMicros, 1e-5...0.2),
+        ("dispatch_recv_fixed_us", \.dispatchRecvFixedMicros, 0.1...60), ("dispatch_recv_copy_gbps", \.dispatchRecvCopyGBps, 20...20000),
+        ("combine_send_fixed_us", \.combineSendFixedMicros, 0.1...60), ("combine_send_per_message_us", \.combineSendPerMessageMicros, 1e-5...0.2),
+        ("combine_recv_fixed_us", \.combineRecvFixedMicros, 0.1...60), ("combine_recv_reduce_gbps", \.combineRecvReduceGBps, 20...20000),
+    ]
+
+    /// The fit's score: the sum of squared relative errors of every metric of the rows.
+    public static func score(_ rows: [Comparison]) -> Double {
+        rows.reduce(0) { acc, row in acc + row.errors.values.reduce(0) { $0 + $1 * $1 } }
+    }
+
+    /// Rounds to `digits` significant digits (the fit's published precision).
+    public static func significant(_ x: Double, _ digits: Int = 3) -> Double {
+        guard x.isFinite, x != 0 else { return x }
+        let scale = pow(10, Double(digits) - ceil(log10(abs(x))))
+        return (x * scale).rounded() / scale
+    }
+
+    /// Coordinate search from `start` over ``fitParameters``, minimising ``score(_:)`` over
+    /// the rows `on` selects: each round tries every parameter at `x * s^j`, `j` in
+    /// -3...3 (within its range), and keeps the best; `s` starts at 4 and is square-rooted
+    /// every round, so the search goes from factors of 64 to under 1%; then a second pass
+    /// does it all again from there. Deterministic. The
+    /// result is rounded to 3 significant digits. Returns the fitted hardware and every row
+    /// compared under it.
+    public static func fit(
+        _ measurements: [DeepEPMeasurement], on selection: Selection, start: Hardware, rounds: Int = 10
+    ) throws -> (Hardware, [Comparison]) {
+        let prepared = try Prepared(measurements, hardware: start)
+        let fitCases = Set(prepared.cases.indices.filter { prepared.cases[$0].contains(where: selection.contains) })
+        guard !fitCases.isEmpty else {
+            throw MeasurementError(file: measurements.first?.source ?? "-", message: "no measured row matches --fit-on \(selection)")
+        }
+        func evaluate(_ h: Hardware) throws -> Double { score(try prepared.compare(h, fitOn: selection, only: fitCases)) }
+        var best = start
+        // An infinite rate has no neighbourhood to search: start the pair rates finite.
+        if !best.dispatchRecvPairGBps.isFinite { best.dispatchRecvPairGBps = 1000 }
+        if !best.combineSendPairGBps.isFinite { best.combineSendPairGBps = 1000 }
+        // The launch gap is measured, not fitted: the median idle time between the dispatch
+        // and the combine kernels of the fitted rows that recorded it.
+        let gaps = measurements.filter(selection.contains).compactMap(\.launchGapMicros).sorted()
+        let searched = fitParameters.filter { !(gaps.count > 0 && $0.name == "launch_gap_us") }
+        if !gaps.isEmpty { best.launchGapMicros = gaps[gaps.count / 2] }
+        var bestScore = try evaluate(best)
+        // Two passes: parameters the first rounds pushed aside while the others were still far
+        // off get a second wide search from the first pass's result.
+        for (pass, round) in (0..<2).flatMap({ p in (0..<rounds).map { (p, $0) } }) {
+            let step = pow(4.0, pow(0.5, Double(round)))
+            _ = pass
+            for p in searched {
+                let x = best[keyPath: p.field]
+                var roundBest = best
+                for j in [-3.0, -2, -1, 1, 2, 3] {
+                    var candidate = best
+                    candidate[keyPath: p.field] = min(max(x * pow(step, j), p.range.lowerBound), p.range.upperBound)
+                    guard candidate[keyPath: p.field] != x else { continue }
+                    let s = try evaluate(candidate)
+                    if s < bestScore {
+                        roundBest = candidate
+                        bestScore = s
+                    }
+                }
+                best = roundBest
+            }
+        }
+        // A parameter the rows do not constrain keeps its start value (e.g. the warp-group
+        // rate when no fitted row has a hot (source, expert) pair).
+        for p in fitParameters where best[keyPath: p.field] != start[keyPath: p.field] {
+            var candidate = best
+            candidate[keyPath: p.field] = start[keyPath: p.field]
+            if try evaluate(candidate) <= bestScore * (1 + 1e-9) { best = candidate }
+        }
+        for p in fitParameters { best[keyPath: p.field] = significant(best[keyPath: p.field]) }
+        return (best, try prepared.compare(best, fitOn: selection))
+    }
+
+    /// Mean and worst absolute relative error of a metric over rows.
+    public struct Summary: Sendable {
+        public var metric: Metric
+        public var rows: Int
+        public var meanAbsError: Double
+        public var worstError: Double
+    }
+
+    /// Per metric: mean and worst absolute error over `rows` (metrics no row has are left out).
+    public static func summarize(_ rows: [Comparison]) -> [Summary] {
+        Metric.allCases.compactMap { metric in
+            let errors = rows.compactMap { $0.errors[metric] }
+            guard !errors.isEmpty else { return nil }
+            let worst = errors.max { abs($0) < abs($1) }!
+            return Summary(metric: metric, rows: errors.count, meanAbsError: errors.reduce(0) { $0 + abs($1) } / Double(errors.count), worstError: worst)
+        }
+    }
+
+    /// The fitted parameters as a scenario's `hardware:` block (paste it into a scenario).
+    public static func yamlBlock(_ h: Hardware, preset: String) -> String {
+        var out = "hardware:\n  preset: \(preset)\n"
+        for p in fitParameters {
+            let v = h[keyPath: p.field]
+            out += "  \(p.name): \(v.isFinite ? String(format: "%g", v) : "infinite")\n"
+        }
+        return out
+    }
+}
