@@ -109,7 +109,11 @@ struct CalibrateCommand: ParsableCommand {
                 header: ["ep", "experts", "dispatch_pub_us", "dispatch_sim_us", "error", "combine_pub_us", "combine_sim_us", "error"], rows: table),
             terminator: "")
         print(String(format: "worst error: %.1f%%", 100 * DeepEPCalibration.worstError(rows)))
-        if fit { print("fitted h800: \(hardware)") }
+        if fit {
+            print("\nfitted links (paste into a scenario):\n")
+            print(
+                "hardware:\n  preset: h800\n" + String(format: "  nvlink_gbps: %.3g\n  nvlink_latency_us: %.3g\n  rdma_gbps: %.3g\n  rdma_latency_us: %.3g", hardware.nvlinkGBps, hardware.nvlinkLatencyMicros, hardware.rdmaGBps, hardware.rdmaLatencyMicros))
+        }
     }
 
     func measured() throws {
