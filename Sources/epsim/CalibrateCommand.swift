@@ -31,6 +31,9 @@ struct CalibrateCommand: ParsableCommand {
     @Option(parsing: .upToNextOption, help: "Measurement files: the harness's ll.csv, or DeepEP test logs.")
     var measurements: [String] = []
 
+    @Option(help: "A compute measurement (measure_compute.py's compute.csv): the routed experts' grouped FFN against the preset's cost model (--fit: fit it).")
+    var compute: String?
+
     @Flag(help: "Fit the preset's parameters (with --measurements: the communication parameters; without: the h800 preset to DeepEP's table).")
     var fit = false
 
@@ -81,7 +84,9 @@ struct CalibrateCommand: ParsableCommand {
                 print("wrote \(markdown)")
                 return
             }
-            if measurements.isEmpty {
+            if let compute {
+                try computeKernels(compute)
+            } else if measurements.isEmpty {
                 try published()
             } else {
                 try measured()
@@ -92,6 +97,22 @@ struct CalibrateCommand: ParsableCommand {
         } catch let error as MeasurementError {
             printError("error: \(error)")
             throw ExitCode(65)
+        }
+    }
+
+    func computeKernels(_ path: String) throws {
+        let rows = ComputeCalibration.expertRows(try ComputeCalibration.read(path: path))
+        guard !rows.isEmpty else { throw MeasurementError(file: path, message: "no expert-ffn fp8 row") }
+        let hardware = fit ? ComputeCalibration.fit(rows, start: Hardware.preset(preset)!) : Hardware.preset(preset)!
+        let table = rows.map { r -> [String] in
+            let p = ComputeCalibration.predicted(hardware, experts: r.experts, tokensPerExpert: r.tokensPerExpert)
+            return [String(r.experts), String(r.tokensPerExpert), RunReport.us(r.micros), RunReport.us(p), CalibrationReport.pct(p / r.micros - 1),
+                    ComputeCalibration.isFitRow(r) ? "fit" : "held out"]
+        }
+        print(TextTable.render(header: ["experts", "tokens_per_expert", "measured_us", "model_us", "error", "rows"], rows: table), terminator: "")
+        if fit {
+            print(String(format: "\nfitted (paste under hardware:):\n  expert_ffn_fixed_us: %g\n  expert_ffn_stream_gbps: %g\n  expert_ffn_tflops: %g",
+                         hardware.expertFFNFixedMicros, hardware.expertFFNStreamGBps, hardware.expertFFNTFLOPS))
         }
     }
 

@@ -240,6 +240,79 @@ public enum ValidationPage {
             rates (450 vs 200 GB/s per direction).
 
             """
+        out += try computeSection(root: root)
+        return out
+    }
+
+    /// The compute kernels measured on one H200 against the cost model.
+    static func computeSection(root: String) throws -> String {
+        let fm = FileManager.default
+        let folders = ((try? fm.contentsOfDirectory(atPath: root)) ?? []).sorted().filter { fm.fileExists(atPath: root + "/" + $0 + "/compute/compute.csv") }
+        guard let folder = folders.last else { return "" }
+        let all = try ComputeCalibration.read(path: root + "/" + folder + "/compute/compute.csv")
+        let rows = ComputeCalibration.expertRows(all)
+        var generic = Hardware.h200
+        generic.expertFFNStreamGBps = 0
+        var out = """
+            ## Compute kernels on one H200
+
+            `\(folder)/compute/compute.csv` (`calibration/deepep/measure_compute.py`, GPU 0 of the same
+            machine; median of 20 runs, L2 flushed and the host ahead before each). The routed experts'
+            grouped FFN (H 7168, I 2048: gate+up GEMM, SiLU-and-mul, down GEMM), FP8 through
+            `torch._scaled_grouped_mm` with rowwise scales (the machine's PyTorch has no DeepGEMM; its
+            FP8 grouped kernel and the activation's re-quantisation are slower at small batches than
+            DeepGEMM's masked kernel would be, so the fitted `h200` model is this kernel's), every local
+            expert with the same tokens. "roofline" is the generic model (FP8 peak x 0.6, HBM x 0.8, 3 us),
+            which streams weights at 3.84 TB/s; "fitted" is the `h200` preset's measured grouped-FFN model
+            (`expert_ffn_fixed_us` \(String(format: "%g", Hardware.h200.expertFFNFixedMicros)), `expert_ffn_stream_gbps` \(String(format: "%g", Hardware.h200.expertFFNStreamGBps)), `expert_ffn_tflops` \(String(format: "%g", Hardware.h200.expertFFNTFLOPS))), fitted at 1, 4 and 16
+            local experts and held out at 2, 8 and 32.
+
+            | local experts | tokens per expert | measured (us) | roofline (us) | error | fitted (us) | error | rows |
+            |---:|---:|---:|---:|---:|---:|---:|---|
+
+            """
+        var fitErrors: [Double] = []
+        var heldErrors: [Double] = []
+        var rooflineErrors: [Double] = []
+        for r in rows {
+            let roof = ComputeCalibration.predicted(generic, experts: r.experts, tokensPerExpert: r.tokensPerExpert)
+            let fitted = ComputeCalibration.predicted(.h200, experts: r.experts, tokensPerExpert: r.tokensPerExpert)
+            let fit = ComputeCalibration.isFitRow(r)
+            (fit ? { fitErrors.append(fitted / r.micros - 1) } : { heldErrors.append(fitted / r.micros - 1) })()
+            rooflineErrors.append(roof / r.micros - 1)
+            guard [1, 8, 64, 128, 512].contains(r.tokensPerExpert) else { continue }
+            out += "| \(r.experts) | \(r.tokensPerExpert) | \(f1(r.micros)) | \(f1(roof)) | \(pct(roof / r.micros - 1)) | \(f1(fitted)) | \(pct(fitted / r.micros - 1)) | \(fit ? "fit" : "held out") |\n"
+        }
+        func mean(_ e: [Double]) -> String { abspct(e.map(abs).reduce(0, +) / Double(max(e.count, 1))) }
+        func worst(_ e: [Double]) -> String { pct(e.max { abs($0) < abs($1) } ?? 0) }
+        out += """
+
+            Over all \(rows.count) points (the table shows a subset): the generic roofline's mean error \(mean(rooflineErrors)) (worst
+            \(worst(rooflineErrors))); the fitted model \(mean(fitErrors)) on the fit rows, \(mean(heldErrors)) held out (worst \(worst(heldErrors))).
+            The `h800` and `h100` presets take this model with the stream rate scaled by their HBM
+            (3.35 / 4.8 TB/s), an assumption.
+
+            Other kernels of a DeepSeek-V3 layer as measured (FP8 through `torch._scaled_mm`, BF16 through
+            `torch.mm`), for tables (`costs.table`): the preset's roofline still prices these.
+
+            | kernel | dtype | 1 token | 32 tokens | 128 tokens | 512 tokens |
+            |---|---|---:|---:|---:|---:|
+
+            """
+        let gemm = all.filter { $0.table == "gemm" }
+        var names: [String] = []
+        for r in gemm where !names.contains(r.name) { names.append(r.name) }
+        for name in names {
+            for dtype in ["fp8", "bf16"] {
+                let cells = [1, 32, 128, 512].map { t in gemm.first { $0.name == name && $0.dtype == dtype && $0.tokens == t }.map { f1($0.micros) } ?? "-" }
+                out += "| \(name) | \(dtype) | \(cells.joined(separator: " | ")) |\n"
+            }
+        }
+        let mla = all.filter { $0.table == "mla-decode" }
+        if !mla.isEmpty {
+            out += "\nCore MLA decode attention, BF16, unfused (batched GEMMs and a softmax; a stand-in for FlashMLA, which the machine lacks, reading the same KV-cache bytes), µs by requests:\n\n"
+            out += mla.map { "\($0.tokens) requests: \(f1($0.micros))" }.joined(separator: "; ") + " (KV lengths 1024 then 4096).\n"
+        }
         return out
     }
 }

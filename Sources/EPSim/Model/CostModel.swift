@@ -158,11 +158,16 @@ public struct CostModel: Sendable {
         }
     }
 
-    /// `overhead + max(FLOPs / (peak x efficiency), bytes / (HBM x efficiency))`, FP8 peak.
+    /// `overhead + max(FLOPs / (peak x efficiency), bytes / (HBM x efficiency))`, FP8 peak; for
+    /// `MLP` on hardware with a measured grouped-FFN model, that model instead.
     public func roofline(_ kind: KernelKind, work: ComputeWork) -> SimTime {
         let hw = costs.hardware
         let (flops, bytes) = rooflineWork(kind, work: work)
         if flops == 0 && bytes == 0 { return .zero }
+        if kind == .mlp && hw.expertFFNStreamGBps > 0 {
+            // Measured grouped FFN (Hardware.expertFFN*).
+            return SimTime(micros: hw.expertFFNFixedMicros + max(flops / (hw.expertFFNTFLOPS * 1e6), bytes / (hw.expertFFNStreamGBps * 1e3)))
+        }
         let computeSeconds = flops / (hw.peakFP8TFLOPS * 1e12 * hw.computeEfficiency)
         let memorySeconds = bytes / (hw.hbmGBps * 1e9 * hw.memoryEfficiency)
         return SimTime(micros: hw.kernelOverheadMicros + max(computeSeconds, memorySeconds) * 1e6)

@@ -41,6 +41,14 @@ public struct Hardware: Sendable, Equatable {
     /// L790-837; #258). `.infinity` for no such limit.
     public var dispatchRecvPairGBps: Double
     public var combineSendPairGBps: Double
+    /// The routed experts' grouped FFN (`MLP`) from measurement, replacing the generic
+    /// roofline for it when `expertFFNStreamGBps > 0`: `fixed + max(FLOPs / TFLOPS, weight
+    /// and activation bytes / stream rate)`, FLOPs with DeepGEMM's 64-row padding. The fixed
+    /// part and the stream rate below HBM's say how far a real grouped kernel is from the
+    /// ideal at small batches (`docs/validation.md`, "Compute kernels").
+    public var expertFFNFixedMicros: Double = 0
+    public var expertFFNStreamGBps: Double = 0
+    public var expertFFNTFLOPS: Double = 0
 
     public static let presetNames = ["h800", "h100", "h200"]
 
@@ -51,14 +59,18 @@ public struct Hardware: Sendable, Equatable {
     /// balanced,routing-hot-expert-hook-settled-t128` on two NVLink H200s
     /// (`calibration/measurements/2026-11-29-h200x2-{a,b}`, DeepEP 567632d; held-out errors
     /// in `docs/validation.md`). Two GPUs have one NVLink peer and no NIC: RDMA is the
-    /// `h800` fit, and how the rates scale with more peers is not measured.
+    /// `h800` fit, and how the rates scale with more peers is not measured. The routed
+    /// experts' grouped FFN is measured on one of them (`epsim calibrate --compute
+    /// .../compute.csv --fit`: FP8 `torch._scaled_grouped_mm`, fitted at 1, 4 and 16 local
+    /// experts, held out at 2, 8 and 32).
     public static let h200 = Hardware(
         name: "h200", peakBF16TFLOPS: 989, peakFP8TFLOPS: 1979, hbmGBps: 4800, sms: 132,
         nvlinkGBps: 415, nvlinkLatencyMicros: 0.18, rdmaGBps: 43.3, rdmaLatencyMicros: 10.0,
         computeEfficiency: 0.6, memoryEfficiency: 0.8, kernelOverheadMicros: 3,
         dispatchSendFixedMicros: 7.96, dispatchSendPerMessageMicros: 0.00171, dispatchRecvFixedMicros: 3.39, dispatchRecvCopyGBps: 1730,
         combineSendFixedMicros: 5.99, combineSendPerMessageMicros: 0.00845, combineRecvFixedMicros: 5.87, combineRecvReduceGBps: 3700,
-        selfCopyGBps: 6290, launchGapMicros: 1.39, dispatchRecvPairGBps: 32.1, combineSendPairGBps: 30.3)
+        selfCopyGBps: 6290, launchGapMicros: 1.39, dispatchRecvPairGBps: 32.1, combineSendPairGBps: 30.3,
+        expertFFNFixedMicros: 63.7, expertFFNStreamGBps: 2530, expertFFNTFLOPS: 763)
 
     /// H800 SXM: as H200 in compute (NVIDIA H100 datasheet; the H800 differs in NVLink) with
     /// 3.35 TB/s HBM3 and one CX7 400 Gb/s NIC per GPU (DeepEP README). Its kernel-level
@@ -75,6 +87,9 @@ public struct Hardware: Sendable, Equatable {
         h.nvlinkLatencyMicros = 3.19
         h.rdmaGBps = 43.3
         h.rdmaLatencyMicros = 10.0
+        // The grouped FFN streams weights from HBM: the H200 measurement's rate scaled by the
+        // HBM ratio (an assumption; the fixed part and the FLOP rate are the SMs').
+        h.expertFFNStreamGBps = (h200.expertFFNStreamGBps * 3350 / 4800).rounded()
         return h
     }()
 

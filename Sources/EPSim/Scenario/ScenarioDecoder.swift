@@ -79,6 +79,9 @@ struct ScenarioDecoder {
         try number("combine_recv_reduce_gbps", 1e-3...1e7, \.combineRecvReduceGBps)
         try number("self_copy_gbps", 1e-3...1e7, \.selfCopyGBps)
         try number("launch_gap_us", 0...1e6, \.launchGapMicros)
+        try number("expert_ffn_fixed_us", 0...1e6, \.expertFFNFixedMicros)
+        try number("expert_ffn_stream_gbps", 0...1e7, \.expertFFNStreamGBps)
+        try number("expert_ffn_tflops", 1e-3...1e6, \.expertFFNTFLOPS)
         if let v = map.optional("dispatch_recv_pair_gbps") { h.dispatchRecvPairGBps = try v.bandwidth() }
         if let v = map.optional("combine_send_pair_gbps") { h.combineSendPairGBps = try v.bandwidth() }
         if let v = map.optional("sms") { h.sms = try v.int(in: 1...1024) }

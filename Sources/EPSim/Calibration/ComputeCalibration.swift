@@ -1,0 +1,101 @@
+import EventCore
+import Foundation
+
+/// Measured compute kernels (`calibration/deepep/measure_compute.py`'s `compute.csv`) against
+/// the roofline, and the fit of the routed experts' grouped FFN model.
+public enum ComputeCalibration {
+    /// One measured kernel: what it is, its shape and its median time.
+    public struct Row: Sendable {
+        public var line: Int
+        /// `expert-ffn`, `gemm` or `mla-decode`.
+        public var table: String
+        public var name: String
+        public var dtype: String
+        public var kernel: String
+        public var experts: Int
+        public var tokensPerExpert: Int
+        public var tokens: Int
+        public var micros: Double
+    }
+
+    /// Reads `compute.csv`; errors name the file and line.
+    public static func read(path: String) throws -> [Row] {
+        guard let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8) else {
+            throw MeasurementError(file: path, message: "cannot read the file (missing, unreadable or not UTF-8 text)")
+        }
+        let table = try CSVTable(text, file: path)
+        return try table.rows.map { r in
+            func optInt(_ c: String) throws -> Int { try r.raw(c).isEmpty ? 0 : try r.int(c, in: 0...Int(Int32.max)) }
+            return Row(
+                line: r.line, table: try r.string("table"), name: try r.string("name"), dtype: try r.string("dtype"), kernel: try r.string("kernel"),
+                experts: try optInt("experts"), tokensPerExpert: try optInt("tokens_per_expert"), tokens: try optInt("tokens"),
+                micros: try r.double("us_p50"))
+        }
+    }
+
+    /// The routed-expert FFN rows of a dtype (every expert with the same tokens).
+    public static func expertRows(_ rows: [Row], dtype: String = "fp8") -> [Row] {
+        rows.filter { $0.table == "expert-ffn" && $0.dtype == dtype }
+    }
+
+    /// The `MLP` duration the cost model gives `hardware` for `experts` local experts with
+    /// `tokensPerExpert` tokens each (DeepSeek-V3 sizes: H 7168, I 2048, FP8 weights).
+    public static func predicted(_ hardware: Hardware, experts: Int, tokensPerExpert: Int) -> Double {
+        var costs = CostConfig(
+            attn0: .roofline, attn1: .roofline, shared: .roofline, gemm: .roofline, denseMLP: .roofline, hardware: hardware,
+            dispatchSend: SendCost(fixed: [], perMessage: .zero), dispatchRecv: RecvCost(fixed: [], copyGBps: 1),
+            combineSend: SendCost(fixed: [], perMessage: .zero), combineRecv: RecvCost(fixed: [], copyGBps: 1))
+        costs.launchGap = .zero
+        let a = Architecture.deepseekV3
+        let model = MoEModel(
+            hidden: a.hidden, experts: a.routedExperts, topK: a.topK, moeLayers: 1, denseLayers: 0, dispatchPrecision: .fp8,
+            expertPlacement: ExpertPlacement.contiguous(experts: a.routedExperts, ranks: 1), architecture: a)
+        var work = ComputeWork()
+        work.expertTokens = Array(repeating: Int32(tokensPerExpert), count: experts)
+        return CostModel(costs: costs, model: model).roofline(.mlp, work: work).micros
+    }
+
+    /// The fitted expert-FFN fields, with their ranges.
+    nonisolated(unsafe) public static let fitParameters: [(name: String, field: WritableKeyPath<Hardware, Double>, range: ClosedRange<Double>)] = [
+        ("expert_ffn_fixed_us", \.expertFFNFixedMicros, 0...500), ("expert_ffn_stream_gbps", \.expertFFNStreamGBps, 100...10000),
+        ("expert_ffn_tflops", \.expertFFNTFLOPS, 10...5000),
+    ]
+
+    /// Which rows the shipped fit uses: 1, 4 and 16 local experts (2, 8 and 32 are held out).
+    public static func isFitRow(_ r: Row) -> Bool { [1, 4, 16].contains(r.experts) }
+
+    /// Coordinate search (as ``MeasuredCalibration/fit(_:on:start:rounds:)``) of the expert-FFN
+    /// fields on the rows `isFitRow` selects, minimising the sum of squared relative errors;
+    /// rounded to 3 significant digits. Deterministic.
+    public static func fit(_ rows: [Row], start: Hardware, rounds: Int = 10) -> Hardware {
+        let fitRows = rows.filter(isFitRow)
+        func score(_ h: Hardware) -> Double {
+            fitRows.reduce(0) { acc, r in
+                let e = predicted(h, experts: r.experts, tokensPerExpert: r.tokensPerExpert) / r.micros - 1
+                return acc + e * e
+            }
+        }
+        var best = start
+        if best.expertFFNStreamGBps == 0 { (best.expertFFNFixedMicros, best.expertFFNStreamGBps, best.expertFFNTFLOPS) = (10, 3000, 1000) }
+        var bestScore = score(best)
+        for (_, round) in (0..<2).flatMap({ p in (0..<rounds).map { (p, $0) } }) {
+            let step = pow(4.0, pow(0.5, Double(round)))
+            for p in fitParameters {
+                let x = best[keyPath: p.field]
+                var roundBest = best
+                for j in [-3.0, -2, -1, 1, 2, 3] {
+                    var c = best
+                    c[keyPath: p.field] = min(max((x == 0 ? 1 : x) * pow(step, j), p.range.lowerBound), p.range.upperBound)
+                    let s = score(c)
+                    if s < bestScore {
+                        roundBest = c
+                        bestScore = s
+                    }
+                }
+                best = roundBest
+            }
+        }
+        for p in fitParameters { best[keyPath: p.field] = MeasuredCalibration.significant(best[keyPath: p.field]) }
+        return best
+    }
+}
