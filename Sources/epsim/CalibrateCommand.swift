@@ -151,7 +151,7 @@ struct CalibrateCommand: ParsableCommand {
         let hardware: Hardware
         let compared: [MeasuredCalibration.Comparison]
         if fit {
-            (hardware, compared) = try MeasuredCalibration.fit(all, on: selection, start: start)
+            (hardware, compared) = try MeasuredCalibration.fit(all, on: selection, preset: start)
         } else {
             hardware = start
             compared = try MeasuredCalibration.compare(all, hardware: start, fitOn: selection)

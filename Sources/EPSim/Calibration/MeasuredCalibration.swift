@@ -210,6 +210,18 @@ public enum MeasuredCalibration {
         ("combine_recv_fixed_us", \.combineRecvFixedMicros, 0.1...60), ("combine_recv_reduce_gbps", \.combineRecvReduceGBps, 20...20000),
     ]
 
+    /// Where every fit starts, whatever the preset: `preset` with the searched fields set to
+    /// the values EPSim had before any measurement (the H800 table's fit, NVLink scaled by
+    /// 450/200), so that a fit depends on the measurements alone and reproduces exactly.
+    public static func referenceStart(_ preset: Hardware) -> Hardware {
+        var h = preset
+        (h.nvlinkGBps, h.nvlinkLatencyMicros, h.selfCopyGBps, h.launchGapMicros) = (362.5, 2, 362.5, 0)
+        (h.dispatchRecvPairGBps, h.combineSendPairGBps) = (1000, 1000)
+        (h.dispatchSendFixedMicros, h.dispatchSendPerMessageMicros, h.dispatchRecvFixedMicros, h.dispatchRecvCopyGBps) = (1.98, 0.00634, 4.98, 520)
+        (h.combineSendFixedMicros, h.combineSendPerMessageMicros, h.combineRecvFixedMicros, h.combineRecvReduceGBps) = (2.8, 0.00365, 2.22, 2051)
+        return h
+    }
+
     /// The fit's score: the sum of squared relative errors of every metric of the rows.
     public static func score(_ rows: [Comparison]) -> Double {
         rows.reduce(0) { acc, row in acc + row.errors.values.reduce(0) { $0 + $1 * $1 } }
@@ -222,7 +234,7 @@ public enum MeasuredCalibration {
         return (x * scale).rounded() / scale
     }
 
-    /// Coordinate search from `start` over ``fitParameters``, minimising ``score(_:)`` over
+    /// Coordinate search from ``referenceStart(_:)`` of `preset` over ``fitParameters``, minimising ``score(_:)`` over
     /// the rows `on` selects: each round tries every parameter at `x * s^j`, `j` in
     /// -3...3 (within its range), and keeps the best; `s` starts at 4 and is square-rooted
     /// every round, so the search goes from factors of 64 to under 1%; then a second pass
@@ -230,8 +242,9 @@ public enum MeasuredCalibration {
     /// result is rounded to 3 significant digits. Returns the fitted hardware and every row
     /// compared under it.
     public static func fit(
-        _ measurements: [DeepEPMeasurement], on selection: Selection, start: Hardware, rounds: Int = 10
+        _ measurements: [DeepEPMeasurement], on selection: Selection, preset: Hardware, rounds: Int = 10
     ) throws -> (Hardware, [Comparison]) {
+        let start = referenceStart(preset)
         let prepared = try Prepared(measurements, hardware: start)
         let fitCases = Set(prepared.cases.indices.filter { prepared.cases[$0].contains(where: selection.contains) })
         guard !fitCases.isEmpty else {
@@ -239,9 +252,6 @@ public enum MeasuredCalibration {
         }
         func evaluate(_ h: Hardware) throws -> Double { score(try prepared.compare(h, fitOn: selection, only: fitCases)) }
         var best = start
-        // An infinite rate has no neighbourhood to search: start the pair rates finite.
-        if !best.dispatchRecvPairGBps.isFinite { best.dispatchRecvPairGBps = 1000 }
-        if !best.combineSendPairGBps.isFinite { best.combineSendPairGBps = 1000 }
         // The launch gap is measured, not fitted: the median idle time between the dispatch
         // and the combine kernels of the fitted rows that recorded it.
         let gaps = measurements.filter(selection.contains).compactMap(\.launchGapMicros).sorted()
@@ -269,11 +279,11 @@ public enum MeasuredCalibration {
                 best = roundBest
             }
         }
-        // A parameter the rows do not constrain keeps its start value (e.g. the warp-group
-        // rate when no fitted row has a hot (source, expert) pair).
-        for p in fitParameters where best[keyPath: p.field] != start[keyPath: p.field] {
+        // A parameter the rows do not constrain keeps the preset's value (e.g. the warp-group
+        // rates when no fitted row has a hot (source, expert) pair).
+        for p in fitParameters where best[keyPath: p.field] != preset[keyPath: p.field] {
             var candidate = best
-            candidate[keyPath: p.field] = start[keyPath: p.field]
+            candidate[keyPath: p.field] = preset[keyPath: p.field]
             if try evaluate(candidate) <= bestScore * (1 + 1e-9) { best = candidate }
         }
         for p in fitParameters { best[keyPath: p.field] = significant(best[keyPath: p.field]) }

@@ -65,7 +65,7 @@ public struct Hardware: Sendable, Equatable {
     /// experts, held out at 2, 8 and 32).
     public static let h200 = Hardware(
         name: "h200", peakBF16TFLOPS: 989, peakFP8TFLOPS: 1979, hbmGBps: 4800, sms: 132,
-        nvlinkGBps: 415, nvlinkLatencyMicros: 0.18, rdmaGBps: 43.3, rdmaLatencyMicros: 10.0,
+        nvlinkGBps: 413, nvlinkLatencyMicros: 0.18, rdmaGBps: 43.3, rdmaLatencyMicros: 10.0,
         computeEfficiency: 0.6, memoryEfficiency: 0.8, kernelOverheadMicros: 3,
         dispatchSendFixedMicros: 7.96, dispatchSendPerMessageMicros: 0.00171, dispatchRecvFixedMicros: 3.39, dispatchRecvCopyGBps: 1730,
         combineSendFixedMicros: 5.99, combineSendPerMessageMicros: 0.00845, combineRecvFixedMicros: 5.87, combineRecvReduceGBps: 3700,
