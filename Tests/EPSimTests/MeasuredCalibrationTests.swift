@@ -1,0 +1,152 @@
+import EventCore
+import Foundation
+import Testing
+
+@testable import EPSim
+
+/// The measurement files, the fits from them, and the simulation against them.
+@Suite("Calibration from measurements")
+struct MeasuredCalibrationTests {
+    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    static let measurements = root.appendingPathComponent("calibration/measurements").path
+    static let sittingA = measurements + "/2026-11-29-h200x2-a"
+
+    /// A scratch folder holding `files`.
+    static func folder(_ files: [String: String]) throws -> String {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("epsim-meas-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        for (name, text) in files { try text.write(to: dir.appendingPathComponent(name), atomically: true, encoding: .utf8) }
+        return dir.path
+    }
+
+    static func harness() throws -> [DeepEPMeasurement] {
+        try ValidationPage.shippedMeasurements(root: measurements).filter { $0.group != "deepep-log" }
+    }
+
+    @Test("the harness's CSV is read whole: every case and rank, with its recorded routing")
+    func readsHarnessCSV() throws {
+        let rows = try MeasurementReader.read(path: Self.sittingA + "/ll.csv")
+        #expect(rows.count == 114)
+        #expect(Set(rows.map(\.caseName)).count == 57)
+        for r in rows {
+            let routing = try #require(r.routing)
+            #expect(routing.experts.map { $0.count / r.topK } == r.tokensByRank)
+        }
+        let t128 = rows.first { $0.caseName == "balanced-t128" && $0.rank == 0 }!
+        #expect(t128.mode == .fused && t128.dispatch!.p50 == 25.264 && t128.combine!.p50 == 41.887)
+        #expect(t128.dispatch!.p10 <= t128.dispatch!.p50 && t128.dispatch!.p50 <= t128.dispatch!.p90)
+        let settled = rows.first { $0.caseName == "balanced-hook-settled-t1" }!
+        #expect(settled.mode == .hookSettled && settled.dispatch == nil && settled.dispatchRecv != nil)
+        // Bytes conserved: what the routing sends from a rank is what the row says it sent.
+        let counts = rows.first { $0.caseName == "unequal-t128-32" && $0.rank == 1 }!
+        #expect(counts.routing!.experts[1].count == 32 * 8)
+    }
+
+    @Test("DeepEP's own log lines are read: fused and hook-mode rows per rank")
+    func readsDeepEPLog() throws {
+        var settings = MeasurementReader.LogSettings()
+        settings.experts = 256
+        let rows = try MeasurementReader.read(path: Self.sittingA + "/deepep-test-t128.log", log: settings)
+        #expect(rows.count == 4)
+        let fused = rows.first { $0.mode == .fused && $0.rank == 0 }!
+        #expect(fused.dispatch!.p50 == 28.11 && fused.combine!.p50 == 40.98 && fused.ranks == 2 && fused.tokensByRank == [128, 128])
+        let hook = rows.first { $0.mode == .hookSettled && $0.rank == 1 }!
+        #expect(hook.dispatchSend!.p50 == 19.32 && hook.dispatchRecv!.p50 == 8.41 && hook.combineSend!.p50 == 33.83 && hook.combineRecv!.p50 == 9.99)
+    }
+
+    static let header = try! String(contentsOfFile: sittingA + "/ll.csv", encoding: .utf8).split(whereSeparator: \.isNewline).first.map(String.init)!
+    static let goodLine = try! String(contentsOfFile: sittingA + "/ll.csv", encoding: .utf8).split(whereSeparator: \.isNewline)[1...2].joined(separator: "\n")
+    static let routing = try! String(contentsOfFile: sittingA + "/routing.csv", encoding: .utf8).split(whereSeparator: \.isNewline)
+        .filter { $0.hasPrefix("case,") || $0.hasPrefix("balanced-t1,") }.joined(separator: "\n")
+
+    @Test(
+        "malformed measurement files: a message naming the file and line",
+        arguments: [
+            ("ll.csv", "case,rank\nx,1,2\n", ":2: expected 2 cells"),
+            ("ll.csv", "case,rank\n", "no row below the header"),
+            ("ll.csv", "\(header)\n" + goodLine.replacingOccurrences(of: "12.288", with: "abc"), ":2: column dispatch_us_p50: expected a non-negative number"),
+            ("ll.csv", "\(header)\n" + goodLine.replacingOccurrences(of: ",fused,", with: ",fast,"), ":2: mode: expected fused or hook"),
+            ("ll.csv", "\(header)\n" + goodLine.replacingOccurrences(of: ",1/1,", with: ",1/x,"), ":2: tokens_by_rank"),
+            ("log", "[rank 0] Dispatch bandwidth: 1 GB/s, avg_t=abc us | Combine bandwidth: 2 GB/s, avg_t=3 us\n", ":1: expected \"Dispatch bandwidth"),
+            ("log", "[rank 0] Dispatch send/recv time: 1 + x us | Combine send/recv time: 2 + 3 us\n", ":1: expected \"Dispatch send/recv time"),
+            ("log", "[rank 1] Dispatch bandwidth: 1 GB/s, avg_t=2 us | Combine bandwidth: 2 GB/s, avg_t=3 us\n", "ranks 0...1 expected"),
+            ("log", "hello\n", "no DeepEP low-latency result line"),
+        ])
+    func malformed(_ file: String, _ text: String, _ expected: String) throws {
+        let dir = try Self.folder(file == "ll.csv" ? ["ll.csv": text, "routing.csv": Self.routing] : [file: text])
+        #expect {
+            _ = try MeasurementReader.read(path: dir + "/" + file)
+        } throws: { error in
+            let message = "\(error)"
+            return message.hasPrefix(dir + "/") && message.contains(expected)
+        }
+    }
+
+    @Test("a CSV without its routing, or with routing that disagrees, is refused")
+    func routingChecked() throws {
+        let csv = "\(Self.header)\n\(Self.goodLine)\n"
+        let noRouting = try Self.folder(["ll.csv": csv])
+        #expect(throws: MeasurementError.self) { _ = try MeasurementReader.read(path: noRouting + "/ll.csv") }
+        let twice = Self.routing.replacingOccurrences(of: "balanced-t1,0,0,", with: "balanced-t1,0,0,7,7,")
+        let bad = try Self.folder(["ll.csv": csv, "routing.csv": twice])
+        #expect {
+            _ = try MeasurementReader.read(path: bad + "/ll.csv")
+        } throws: { "\($0)".contains("routing.csv:") }
+    }
+
+    /// The fit is deterministic and gives the shipped preset from the shipped measurements.
+    @Test("fitting the h200 preset on the shipped measurements reproduces it exactly")
+    func fitReproducesPreset() throws {
+        let (fitted, rows) = try MeasuredCalibration.fit(try Self.harness(), on: ValidationPage.h200FitSelection, preset: .h200)
+        for p in MeasuredCalibration.fitParameters {
+            #expect(fitted[keyPath: p.field] == Hardware.h200[keyPath: p.field], "\(p.name)")
+        }
+        #expect(rows.contains { $0.fitted } && rows.contains { !$0.fitted })
+    }
+
+    /// The issue's targets (held-out mean error of per-rank dispatch and combine at most 10%,
+    /// end-to-end at most 5%), checked at the figures measured (8.6%, 6.6%, 4.3%) plus half a
+    /// point, so that a change that makes the model worse fails here.
+    @Test("held-out rows: per-rank dispatch, combine and end-to-end errors as stated")
+    func heldOutErrors() throws {
+        let rows = try MeasuredCalibration.compare(try Self.harness(), hardware: .h200, fitOn: ValidationPage.h200FitSelection)
+        let held = MeasuredCalibration.summarize(rows.filter { !$0.fitted })
+        func mean(_ m: MeasuredCalibration.Metric) -> Double { held.first { $0.metric == m }!.meanAbsError }
+        #expect(mean(.dispatch) <= 0.091)
+        #expect(mean(.combine) <= 0.071)
+        #expect(mean(.endToEnd) <= 0.048)
+        #expect(held.first { $0.metric == .dispatch }!.rows == 104)
+    }
+
+    @Test("the h800 links fitted to DeepEP's table reproduce the preset exactly")
+    func publishedFitReproducesPreset() throws {
+        let (fitted, _) = try DeepEPCalibration.fit(directory: Self.root.appendingPathComponent("Scenarios/calibration").path)
+        #expect(fitted.nvlinkGBps == Hardware.h800.nvlinkGBps && fitted.nvlinkLatencyMicros == Hardware.h800.nvlinkLatencyMicros)
+        #expect(fitted.rdmaGBps == Hardware.h800.rdmaGBps && fitted.rdmaLatencyMicros == Hardware.h800.rdmaLatencyMicros)
+    }
+
+    @Test("the grouped-FFN fit reproduces the h200 preset; held-out points within 10%")
+    func computeFit() throws {
+        let rows = ComputeCalibration.expertRows(
+            try ComputeCalibration.read(path: Self.measurements + "/2026-11-29-h200x2-b/compute/compute.csv"))
+        #expect(rows.count == 60)
+        var start = Hardware.h200
+        (start.expertFFNFixedMicros, start.expertFFNStreamGBps, start.expertFFNTFLOPS) = (0, 0, 0)
+        let fitted = ComputeCalibration.fit(rows, start: start)
+        #expect(fitted.expertFFNFixedMicros == Hardware.h200.expertFFNFixedMicros)
+        #expect(fitted.expertFFNStreamGBps == Hardware.h200.expertFFNStreamGBps)
+        #expect(fitted.expertFFNTFLOPS == Hardware.h200.expertFFNTFLOPS)
+        for r in rows where !ComputeCalibration.isFitRow(r) {
+            let e = ComputeCalibration.predicted(.h200, experts: r.experts, tokensPerExpert: r.tokensPerExpert) / r.micros - 1
+            #expect(abs(e) < 0.10, "\(r.experts) experts x \(r.tokensPerExpert): \(e)")
+        }
+    }
+
+    @Test("docs/validation.md is what epsim calibrate --markdown writes")
+    func validationPageCurrent() throws {
+        let page = try ValidationPage.render(
+            scenarios: Self.root.appendingPathComponent("Scenarios/calibration").path, measurements: Self.measurements)
+        let stored = try String(contentsOf: Self.root.appendingPathComponent("docs/validation.md"), encoding: .utf8)
+        #expect(page == stored, "regenerate it: swift run -c release epsim calibrate --markdown docs/validation.md")
+    }
+}
