@@ -64,7 +64,7 @@ public enum ComputeCalibration {
     /// Which rows the shipped fit uses: 1, 4 and 16 local experts (2, 8 and 32 are held out).
     public static func isFitRow(_ r: Row) -> Bool { [1, 4, 16].contains(r.experts) }
 
-    /// Coordinate search (as ``MeasuredCalibration/fit(_:on:start:rounds:)``) of the expert-FFN
+    /// ``CoordinateSearch`` of the expert-FFN
     /// fields on the rows `isFitRow` selects, minimising the sum of squared relative errors;
     /// rounded to 3 significant digits. Deterministic.
     public static func fit(_ rows: [Row], start: Hardware, rounds: Int = 10) -> Hardware {
@@ -77,24 +77,7 @@ public enum ComputeCalibration {
         }
         var best = start
         if best.expertFFNStreamGBps == 0 { (best.expertFFNFixedMicros, best.expertFFNStreamGBps, best.expertFFNTFLOPS) = (10, 3000, 1000) }
-        var bestScore = score(best)
-        for (_, round) in (0..<2).flatMap({ p in (0..<rounds).map { (p, $0) } }) {
-            let step = pow(4.0, pow(0.5, Double(round)))
-            for p in fitParameters {
-                let x = best[keyPath: p.field]
-                var roundBest = best
-                for j in [-3.0, -2, -1, 1, 2, 3] {
-                    var c = best
-                    c[keyPath: p.field] = min(max((x == 0 ? 1 : x) * pow(step, j), p.range.lowerBound), p.range.upperBound)
-                    let s = score(c)
-                    if s < bestScore {
-                        roundBest = c
-                        bestScore = s
-                    }
-                }
-                best = roundBest
-            }
-        }
+        best = CoordinateSearch.minimize(best, parameters: fitParameters.map { ($0.field, $0.range) }, rounds: rounds, score: score)
         for p in fitParameters { best[keyPath: p.field] = MeasuredCalibration.significant(best[keyPath: p.field]) }
         return best
     }

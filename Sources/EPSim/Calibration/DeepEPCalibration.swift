@@ -56,8 +56,8 @@ public enum DeepEPCalibration {
         rows.map { max(abs($0.dispatchError), abs($0.combineError)) }.max() ?? 0
     }
 
-    /// Coordinate search from `start` over the links (RDMA rate and latency, NVLink rate
-    /// and latency), minimising the sum of squared relative errors; the kernel-level costs
+    /// ``CoordinateSearch`` over the links (RDMA rate and latency, NVLink rate and latency),
+    /// minimising the sum of squared relative errors; the kernel-level costs
     /// stay the measured ones (`h200`'s). It starts from the links EPSim had before any
     /// measurement (NVLink 161.1 GB/s and 2 us, RDMA 44.13 GB/s and 6.6 us), so that it
     /// reproduces exactly. Deterministic; a few hundred runs of the family.
@@ -67,30 +67,10 @@ public enum DeepEPCalibration {
         let fields: [(WritableKeyPath<Hardware, Double>, ClosedRange<Double>)] = [
             (\.rdmaGBps, 20...50), (\.rdmaLatencyMicros, 0.5...20), (\.nvlinkGBps, 60...400), (\.nvlinkLatencyMicros, 0.1...5),
         ]
-        func score(_ rows: [Row]) -> Double {
-            rows.map { $0.dispatchError * $0.dispatchError + $0.combineError * $0.combineError }.reduce(0, +)
+        func score(_ h: Hardware) throws -> Double {
+            try run(directory: directory, hardware: h).map { $0.dispatchError * $0.dispatchError + $0.combineError * $0.combineError }.reduce(0, +)
         }
-        var best = start
-        var bestRows = try run(directory: directory, hardware: best)
-        var bestScore = score(bestRows)
-        var step = 0.2
-        for _ in 0..<rounds {
-            for (field, range) in fields {
-                for factor in [1 + step, 1 / (1 + step), 1 + step / 4, 1 / (1 + step / 4)] {
-                    var candidate = best
-                    let value = best[keyPath: field]
-                    candidate[keyPath: field] = min(max(value == 0 ? range.upperBound * step / 10 : value * factor, range.lowerBound), range.upperBound)
-                    let rows = try run(directory: directory, hardware: candidate)
-                    let s = score(rows)
-                    if s < bestScore {
-                        best = candidate
-                        bestRows = rows
-                        bestScore = s
-                    }
-                }
-            }
-            step /= 2
-        }
+        var best = try CoordinateSearch.minimize(start, parameters: fields.map { ($0.0, $0.1) }, rounds: rounds, score: score)
         for (field, _) in fields { best[keyPath: field] = MeasuredCalibration.significant(best[keyPath: field]) }
         return (best, try run(directory: directory, hardware: best))
     }

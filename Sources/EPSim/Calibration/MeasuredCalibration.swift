@@ -234,13 +234,11 @@ public enum MeasuredCalibration {
         return (x * scale).rounded() / scale
     }
 
-    /// Coordinate search from ``referenceStart(_:)`` of `preset` over ``fitParameters``, minimising ``score(_:)`` over
-    /// the rows `on` selects: each round tries every parameter at `x * s^j`, `j` in
-    /// -3...3 (within its range), and keeps the best; `s` starts at 4 and is square-rooted
-    /// every round, so the search goes from factors of 64 to under 1%; then a second pass
-    /// does it all again from there. Deterministic. The
-    /// result is rounded to 3 significant digits. Returns the fitted hardware and every row
-    /// compared under it.
+    /// ``CoordinateSearch`` from ``referenceStart(_:)`` of `preset` over ``fitParameters``
+    /// (the launch gap measured, not searched), minimising ``score(_:)`` over the rows `on`
+    /// selects. Deterministic. The result is rounded to 3 significant digits. Returns the
+    /// fitted hardware and every row compared under it.
+    /// - Throws: ``MeasurementError`` when no row matches `selection`.
     public static func fit(
         _ measurements: [DeepEPMeasurement], on selection: Selection, preset: Hardware, rounds: Int = 10
     ) throws -> (Hardware, [Comparison]) {
@@ -257,28 +255,8 @@ public enum MeasuredCalibration {
         let gaps = measurements.filter(selection.contains).compactMap(\.launchGapMicros).sorted()
         let searched = fitParameters.filter { !(gaps.count > 0 && $0.name == "launch_gap_us") }
         if !gaps.isEmpty { best.launchGapMicros = gaps[gaps.count / 2] }
-        var bestScore = try evaluate(best)
-        // Two passes: parameters the first rounds pushed aside while the others were still far
-        // off get a second wide search from the first pass's result.
-        for (pass, round) in (0..<2).flatMap({ p in (0..<rounds).map { (p, $0) } }) {
-            let step = pow(4.0, pow(0.5, Double(round)))
-            _ = pass
-            for p in searched {
-                let x = best[keyPath: p.field]
-                var roundBest = best
-                for j in [-3.0, -2, -1, 1, 2, 3] {
-                    var candidate = best
-                    candidate[keyPath: p.field] = min(max(x * pow(step, j), p.range.lowerBound), p.range.upperBound)
-                    guard candidate[keyPath: p.field] != x else { continue }
-                    let s = try evaluate(candidate)
-                    if s < bestScore {
-                        roundBest = candidate
-                        bestScore = s
-                    }
-                }
-                best = roundBest
-            }
-        }
+        best = try CoordinateSearch.minimize(best, parameters: searched.map { ($0.field, $0.range) }, rounds: rounds, score: evaluate)
+        let bestScore = try evaluate(best)
         // A parameter the rows do not constrain keeps the preset's value (e.g. the warp-group
         // rates when no fitted row has a hot (source, expert) pair).
         for p in fitParameters where best[keyPath: p.field] != preset[keyPath: p.field] {

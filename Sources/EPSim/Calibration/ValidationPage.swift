@@ -231,13 +231,14 @@ public enum ValidationPage {
         out += """
 
             Within 15% at \(within.isEmpty ? "no token count" : within.joined(separator: ", ") + " tokens") (the target: every count). The simulation is
-            short by \(f1(short.min() ?? 0))-\(f1(short.max() ?? 0)) us at every count, the most at the fewest tokens: a cost that does not scale
-            with bytes and is larger here than on two H200s. Two ranks have one NVLink peer, these have
+            short by \(f1(short.min() ?? 0))-\(f1(short.max() ?? 0)) us at every count, about the same at every count: a cost that does
+            not scale with bytes and is larger here than on two H200s. Two ranks have one NVLink peer, these have
             seven; a cost per peer would explain it, but no measurement in this repository can tell it
             from a kernel's fixed part: that needs the EP 8 sitting of issue 16. The `h100` preset takes
             the `h800` fit's links unscaled: DeepEP's H800 EP 8 (77 us) and this H100 EP 8 (75.2 us) at
             128 tokens agree, so the low-latency kernels at seven peers do not run at the links' nominal
             rates (450 vs 200 GB/s per direction).
+
 
             """
         out += try computeSection(root: root)

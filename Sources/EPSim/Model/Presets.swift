@@ -65,7 +65,7 @@ public struct Hardware: Sendable, Equatable {
     /// experts, held out at 2, 8 and 32).
     public static let h200 = Hardware(
         name: "h200", peakBF16TFLOPS: 989, peakFP8TFLOPS: 1979, hbmGBps: 4800, sms: 132,
-        nvlinkGBps: 413, nvlinkLatencyMicros: 0.18, rdmaGBps: 43.3, rdmaLatencyMicros: 10.0,
+        nvlinkGBps: 413, nvlinkLatencyMicros: 0.18, rdmaGBps: 44.1, rdmaLatencyMicros: 16.1,
         computeEfficiency: 0.6, memoryEfficiency: 0.8, kernelOverheadMicros: 3,
         dispatchSendFixedMicros: 7.96, dispatchSendPerMessageMicros: 0.00171, dispatchRecvFixedMicros: 3.39, dispatchRecvCopyGBps: 1730,
         combineSendFixedMicros: 5.99, combineSendPerMessageMicros: 0.00845, combineRecvFixedMicros: 5.87, combineRecvReduceGBps: 3700,
@@ -83,10 +83,10 @@ public struct Hardware: Sendable, Equatable {
         var h = h200
         h.name = "h800"
         h.hbmGBps = 3350
-        h.nvlinkGBps = 141
-        h.nvlinkLatencyMicros = 3.19
-        h.rdmaGBps = 43.3
-        h.rdmaLatencyMicros = 10.0
+        h.nvlinkGBps = 148
+        h.nvlinkLatencyMicros = 5
+        h.rdmaGBps = 44.1
+        h.rdmaLatencyMicros = 16.1
         // The grouped FFN streams weights from HBM: the H200 measurement's rate scaled by the
         // HBM ratio (an assumption; the fixed part and the FLOP rate are the SMs').
         h.expertFFNStreamGBps = (h200.expertFFNStreamGBps * 3350 / 4800).rounded()
