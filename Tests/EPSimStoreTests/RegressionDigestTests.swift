@@ -24,8 +24,8 @@ struct RegressionDigestTests {
         ("Scenarios/batch-imbalance-tbo.yaml", [], "98c1ca034f10a148"),
         ("Scenarios/decode-combine-exposed.yaml", [], "d68b450949b7cf6"),
         ("Scenarios/batch-imbalance-ep16.yaml", ["workload.routing=uniform"], "ec42d3b23d553ccb"),
-        ("Scenarios/bench/deepseek-v3-prefill-ep32.yaml", ["cluster.ranks=8", "model.moe_layers=2", "workload.tokens_per_rank=256"], "35dfc8e29f96f5bd"),
-        ("Scenarios/bench/deepseek-v3-decode-ep64.yaml", ["cluster.ranks=16", "model.moe_layers=3", "steps=2"], "994549de3218bbe3"),
+        ("Scenarios/bench/deepseek-v3-prefill-ep32.yaml", ["cluster.ranks=8", "model.moe_layers=2", "workload.tokens_per_rank=256"], "9331b35b9b942b05"),
+        ("Scenarios/bench/deepseek-v3-decode-ep64.yaml", ["cluster.ranks=16", "model.moe_layers=3", "steps=2"], "58455d19e4195d0c"),
     ]
 
     @Test("timeline CSVs are byte-identical to the recorded ones", arguments: cases.indices)
