@@ -90,3 +90,31 @@ struct KernelCostTests {
         }
     }
 }
+
+/// Every flow posted is delivered exactly once, on every network model and schedule preset
+/// (normal mode's count exchange included: a receive that completes inside a delivery posts
+/// new flows, which must not be delivered twice nor recurse).
+@Suite("Deliveries")
+struct DeliveryTests {
+    static let cases: [(network: String, schedule: String, ranks: Int, seed: UInt64)] =
+        ["ideal", "ports"].flatMap { net in
+            ["none", "deepseek-decode", "deepseek-prefill"].flatMap { sched in [(net, sched, 8, 1), (net, sched, 16, 2)] as [(String, String, Int, UInt64)] }
+        }
+
+    @Test("each flow is delivered once", arguments: cases.indices)
+    func once(_ i: Int) throws {
+        let c = Self.cases[i]
+        let yaml = """
+            cluster: {ranks: \(c.ranks), gpus_per_node: 4}
+            model: {experts: \(c.ranks * 2), top_k: 4, moe_layers: 2}
+            workload: {tokens_per_rank: {distribution: uniform, min: 0, max: 24}, routing: uniform, seed: \(c.seed)}
+            schedule: \(c.schedule)
+            network: {model: \(c.network)}
+            costs: {launch_gap_us: 0.5}
+            """
+        let result = try Simulation.run(try Scenario.parse(yaml: yaml, file: "t.yaml"), options: SimulationOptions(timeline: .full, recordFlows: true))
+        #expect(result.flows.count == result.flowCount)
+        var seen = Set<[Int32]>()
+        for f in result.flows { #expect(seen.insert([f.flow.operation, f.flow.source, f.flow.destination]).inserted) }
+    }
+}

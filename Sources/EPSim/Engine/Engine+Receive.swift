@@ -78,10 +78,15 @@ extension Engine {
         queue.push(EngineEvent(lane: Int32(lane), kind: .kernelEnd, version: lanes[lane].version), at: end)
     }
 
+    /// Delivers every pending delivery once. Completing a receive may post more flows (a
+    /// normal-mode SEND after its count exchange), which append to `deliveries` and call
+    /// back here: a nested call returns at once and the loop below picks them up, so each
+    /// delivery is handled exactly once and the stack stays flat.
     mutating func drainDeliveries() throws {
-        guard !deliveries.isEmpty else { return }
+        guard !draining, !deliveries.isEmpty else { return }
+        draining = true
+        defer { draining = false }
         var k = 0
-        // Completing a receive may post more flows (a normal-mode send); keep draining.
         while k < deliveries.count {
             try deliver(deliveries[k])
             k += 1

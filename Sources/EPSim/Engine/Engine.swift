@@ -127,6 +127,8 @@ struct Engine<Net: NetworkModel> {
     var net: Net
     var queue: EventQueue<EngineEvent>
     var deliveries: [Delivery] = []
+    /// `drainDeliveries` is running (a nested call leaves the new deliveries to it).
+    var draining = false
     var ranks: [RankState]
     var lanes: [LaneState]
     /// `completedInStep[rank * P + instruction] == step + 1` once it ran in that step.
