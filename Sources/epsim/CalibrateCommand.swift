@@ -34,6 +34,12 @@ struct CalibrateCommand: ParsableCommand {
     @Option(help: "A compute measurement (measure_compute.py's compute.csv): the routed experts' grouped FFN against the preset's cost model (--fit: fit it).")
     var compute: String?
 
+    @Option(help: "With --compute: write the measured SHARED and DENSE times as a costs.table CSV to this path.")
+    var table: String?
+
+    @Option(name: .customLong("table-dtype"), help: "The dtype of the --table rows: fp8 or bf16.")
+    var tableDtype = "fp8"
+
     @Flag(help: "Fit the preset's parameters (with --measurements: the communication parameters; without: the h800 preset to DeepEP's table).")
     var fit = false
 
@@ -73,6 +79,8 @@ struct CalibrateCommand: ParsableCommand {
         if logHidden % 128 != 0 { throw ValidationError("--log-hidden must be a multiple of 128, found \(logHidden)") }
         if logTopK > logExperts { throw ValidationError("--log-top-k must be at most --log-experts") }
         if Selection(parsing: fitOn).items.isEmpty { throw ValidationError("--fit-on needs at least one group or case name") }
+        if !["fp8", "bf16"].contains(tableDtype) { throw ValidationError("--table-dtype must be fp8 or bf16, found \"\(tableDtype)\"") }
+        if table != nil && compute == nil { throw ValidationError("--table needs --compute (the measurements to take the times from)") }
     }
 
     typealias Selection = MeasuredCalibration.Selection
@@ -101,7 +109,12 @@ struct CalibrateCommand: ParsableCommand {
     }
 
     func computeKernels(_ path: String) throws {
-        let rows = ComputeCalibration.expertRows(try ComputeCalibration.read(path: path))
+        let all = try ComputeCalibration.read(path: path)
+        if let table {
+            try ComputeCalibration.table(all, dtype: tableDtype).write(toFile: table, atomically: true, encoding: .utf8)
+            print("wrote \(table)")
+        }
+        let rows = ComputeCalibration.expertRows(all)
         guard !rows.isEmpty else { throw MeasurementError(file: path, message: "no expert-ffn fp8 row") }
         let hardware = fit ? ComputeCalibration.fit(rows, start: Hardware.preset(preset)!) : Hardware.preset(preset)!
         let table = rows.map { r -> [String] in

@@ -142,6 +142,21 @@ struct MeasuredCalibrationTests {
         }
     }
 
+    @Test("the shipped tables are the measured SHARED and DENSE times, and a scenario prices kernels from them")
+    func tables() throws {
+        let all = try ComputeCalibration.read(path: Self.measurements + "/2026-11-29-h200x2-b/compute/compute.csv")
+        for dtype in ["fp8", "bf16"] {
+            let shipped = try String(contentsOfFile: Self.root.appendingPathComponent("Scenarios/tables/h200-shared-dense-\(dtype).csv").path, encoding: .utf8)
+            #expect(shipped == ComputeCalibration.table(all, dtype: dtype), "regenerate: epsim calibrate --compute ... --table ... --table-dtype \(dtype)")
+        }
+        let s = try Scenario.parse(
+            yaml: "cluster: {ranks: 1}\nmodel: {preset: deepseek-v3, moe_layers: 1}\nworkload: {tokens_per_rank: 128}\ncosts: {table: Scenarios/tables/h200-shared-dense-bf16.csv}\n",
+            file: Self.root.appendingPathComponent("x.yaml").path)
+        let shared = try Simulation.run(s).kernels.first { $0.kind == .shared }!
+        let measured = all.first { $0.name == "shared-expert-ffn" && $0.dtype == "bf16" && $0.tokens == 128 }!.micros
+        #expect(shared.duration == SimTime(micros: measured))
+    }
+
     @Test("docs/validation.md is what epsim calibrate --markdown writes")
     func validationPageCurrent() throws {
         let page = try ValidationPage.render(

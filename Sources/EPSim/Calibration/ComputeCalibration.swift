@@ -33,6 +33,20 @@ public enum ComputeCalibration {
         }
     }
 
+    /// A measured-times table for `costs.table` (`kind,tokens,us`): `SHARED` from the shared
+    /// expert's FFN and `DENSE` from the dense layers' FFN, in `dtype`, at every measured
+    /// token count. The attention kernels are left to the roofline: their measured stand-ins
+    /// (separate GEMMs, an unfused MLA) are not what a production `ATTN0`/`ATTN1` runs.
+    public static func table(_ rows: [Row], dtype: String = "fp8") -> String {
+        var out = "kind,tokens,us\n"
+        for (kind, name) in [("SHARED", "shared-expert-ffn"), ("DENSE", "dense-ffn")] {
+            for r in rows where r.table == "gemm" && r.name == name && r.dtype == dtype {
+                out += "\(kind),\(r.tokens),\(String(format: "%.3f", r.micros))\n"
+            }
+        }
+        return out
+    }
+
     /// The routed-expert FFN rows of a dtype (every expert with the same tokens).
     public static func expertRows(_ rows: [Row], dtype: String = "fp8") -> [Row] {
         rows.filter { $0.table == "expert-ffn" && $0.dtype == dtype }
