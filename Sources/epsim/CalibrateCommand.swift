@@ -15,15 +15,8 @@ struct CalibrateCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "calibrate",
         abstract: "Compare the simulation with measured DeepEP low-latency kernels, and fit a preset's communication parameters.",
-        discussion: """
-            Without --measurements: DeepEP's published H800 table (Scenarios/calibration). With
-            --measurements: the harness's ll.csv files (calibration/deepep; routing.csv and
-            ll-run.json beside each) and DeepEP test_low_latency.py logs; a log does not say its
-            tokens or sizes, so --log-* give them (defaults: DeepEP's test defaults). --fit fits
-            the NVLink, self-copy, launch-gap, warp-group and kernel-cost parameters on the rows
-            --fit-on selects and reports every other row as held out; it prints the result as a
-            hardware: block to paste into a scenario. Exit status 65 for a bad file.
-            """)
+        discussion:
+            "Without --measurements: DeepEP's published H800 table (Scenarios/calibration). With --measurements: the harness's ll.csv files (calibration/deepep; routing.csv and ll-run.json beside each) and DeepEP test_low_latency.py logs (their rows are in group deepep-log). A log does not say its tokens or sizes: --log-* give them for every log (defaults: DeepEP's test defaults), or a log's own settings follow its path, e.g. run.log:tokens=32,experts=256. --fit fits the NVLink, self-copy, warp-group and kernel-cost parameters on the rows --fit-on selects (the launch gap is taken as measured), reports every other row as held out, and prints the result as a hardware: block to paste into a scenario. Exit status 65 for a bad file, 64 for bad arguments, 73 for an output file that cannot be written.")
 
     @Option(help: "Folder of the published-table scenarios.")
     var scenarios = "Scenarios/calibration"
@@ -88,8 +81,8 @@ struct CalibrateCommand: ParsableCommand {
     func run() throws {
         do {
             if let markdown {
-                try ValidationPage.write(to: markdown, scenarios: scenarios)
-                print("wrote \(markdown)")
+                let page = try ValidationPage.render(scenarios: scenarios, measurements: "calibration/measurements")
+                try write(page, to: markdown)
                 return
             }
             if let compute {
@@ -104,29 +97,63 @@ struct CalibrateCommand: ParsableCommand {
             throw ExitCode(65)
         } catch let error as MeasurementError {
             printError("error: \(error)")
-            throw ExitCode(65)
+            throw ExitCode(error.file == "--fit-on" ? 64 : 65)
+        }
+    }
+
+    /// Writes an output file, or says why not (exit 73).
+    func write(_ text: String, to path: String) throws {
+        do {
+            try text.write(toFile: path, atomically: true, encoding: .utf8)
+            print("wrote \(path)")
+        } catch {
+            printError("error: \(path): cannot write the file (does its folder exist, and may it be written?)")
+            throw ExitCode(73)
         }
     }
 
     func computeKernels(_ path: String) throws {
         let all = try ComputeCalibration.read(path: path)
-        if let table {
-            try ComputeCalibration.table(all, dtype: tableDtype).write(toFile: table, atomically: true, encoding: .utf8)
-            print("wrote \(table)")
-        }
+        if let table { try write(ComputeCalibration.table(all, dtype: tableDtype), to: table) }
         let rows = ComputeCalibration.expertRows(all)
         guard !rows.isEmpty else { throw MeasurementError(file: path, message: "no expert-ffn fp8 row") }
-        let hardware = fit ? ComputeCalibration.fit(rows, start: Hardware.preset(preset)!) : Hardware.preset(preset)!
+        let hardware = fit ? try ComputeCalibration.fit(rows, start: Hardware.preset(preset)!) : Hardware.preset(preset)!
         let table = rows.map { r -> [String] in
             let p = ComputeCalibration.predicted(hardware, experts: r.experts, tokensPerExpert: r.tokensPerExpert)
             return [String(r.experts), String(r.tokensPerExpert), RunReport.us(r.micros), RunReport.us(p), CalibrationReport.pct(p / r.micros - 1),
                     ComputeCalibration.isFitRow(r) ? "fit" : "held out"]
         }
         print(TextTable.render(header: ["experts", "tokens_per_expert", "measured_us", "model_us", "error", "rows"], rows: table), terminator: "")
+        for (label, part) in [("fit", rows.filter(ComputeCalibration.isFitRow)), ("held out", rows.filter { !ComputeCalibration.isFitRow($0) })] where !part.isEmpty {
+            let errors = part.map { ComputeCalibration.predicted(hardware, experts: $0.experts, tokensPerExpert: $0.tokensPerExpert) / $0.micros - 1 }
+            let worst = errors.max { abs($0) < abs($1) }!
+            print(String(format: "%@ rows (1, 4, 16 local experts%@): mean error %.1f%%, worst %+.1f%%", label, label == "fit" ? "" : ": the others",
+                         100 * errors.map(abs).reduce(0, +) / Double(errors.count), 100 * worst))
+        }
         if fit {
             print(String(format: "\nfitted (paste under hardware:):\n  expert_ffn_fixed_us: %g\n  expert_ffn_stream_gbps: %g\n  expert_ffn_tflops: %g",
                          hardware.expertFFNFixedMicros, hardware.expertFFNStreamGBps, hardware.expertFFNTFLOPS))
         }
+    }
+
+    /// A `--measurements` item: a path, and for a log optionally `:tokens=N,experts=N,...`.
+    func logSettings(_ spec: String, base: MeasurementReader.LogSettings) throws -> (String, MeasurementReader.LogSettings) {
+        guard let colon = spec.lastIndex(of: ":"), spec[spec.index(after: colon)...].contains("=") else { return (spec, base) }
+        var s = base
+        for item in spec[spec.index(after: colon)...].split(separator: ",") {
+            let kv = item.split(separator: "=", maxSplits: 1).map(String.init)
+            guard kv.count == 2, let v = Int(kv[1]) else { throw ValidationError("\(spec): expected key=integer settings after the path, found \"\(item)\"") }
+            switch kv[0] {
+            case "tokens" where (0...1_048_576).contains(v): s.tokens = v
+            case "experts" where (1...65536).contains(v): s.experts = v
+            case "hidden" where (128...65536).contains(v) && v % 128 == 0: s.hidden = v
+            case "top_k" where (1...64).contains(v): s.topK = v
+            case "gpus_per_node" where (1...1024).contains(v): s.gpusPerNode = v
+            default: throw ValidationError("\(spec): \(kv[0])=\(v) is not a log setting in range (tokens, experts, hidden, top_k, gpus_per_node)")
+            }
+        }
+        guard s.topK <= s.experts else { throw ValidationError("\(spec): top_k must be at most experts") }
+        return (String(spec[..<colon]), s)
     }
 
     func published() throws {
@@ -158,7 +185,15 @@ struct CalibrateCommand: ParsableCommand {
         settings.topK = logTopK
         settings.gpusPerNode = logGPUsPerNode
         var all: [DeepEPMeasurement] = []
-        for path in measurements { all += try MeasurementReader.read(path: path, log: settings) }
+        var notes: [String] = []
+        for spec in measurements {
+            let (path, own) = try logSettings(spec, base: settings)
+            all += try MeasurementReader.read(path: path, log: own, notes: &notes)
+        }
+        guard Set(all.map { "\($0.caseKey)#\($0.rank)" }).count == all.count else {
+            throw ValidationError("a measurement file is given twice")
+        }
+        for n in notes { printError("note: \(n)") }
         let start = Hardware.preset(preset)!
         let selection = Selection(parsing: fitOn)
         let hardware: Hardware
@@ -167,16 +202,20 @@ struct CalibrateCommand: ParsableCommand {
             (hardware, compared) = try MeasuredCalibration.fit(all, on: selection, preset: start)
         } else {
             hardware = start
-            compared = try MeasuredCalibration.compare(all, hardware: start, fitOn: selection)
+            compared = try MeasuredCalibration.compare(all, hardware: start)
         }
         print("\(all.count) measured rows in \(Set(all.map(\.caseKey)).count) cases; preset \(preset)\(fit ? ", fitted on \(selection)" : "")\n")
         print(CalibrationReport.summaryTable(compared, fit: fit), terminator: "")
         print("")
         print(rows ? "every row:" : "the 10 rows with the largest error:")
-        print(CalibrationReport.rowTable(compared, limit: rows ? nil : 10), terminator: "")
+        print(CalibrationReport.rowTable(compared, limit: rows ? nil : 10, fit: fit), terminator: "")
         if fit {
             print("\nfitted parameters (paste into a scenario):\n")
             print(MeasuredCalibration.yamlBlock(hardware, preset: preset), terminator: "")
+            let limits = MeasuredCalibration.limitsReached(hardware)
+            if !limits.isEmpty {
+                print("\nnote: \(limits.joined(separator: ", ")) ended at the edge of the search range: the fit rows do not determine them well")
+            }
         }
     }
 }
@@ -199,7 +238,7 @@ enum CalibrationReport {
     }
 
     /// One line per (case, rank): measured and simulated per metric.
-    static func rowTable(_ rows: [MeasuredCalibration.Comparison], limit: Int?) -> String {
+    static func rowTable(_ rows: [MeasuredCalibration.Comparison], limit: Int?, fit: Bool) -> String {
         func worst(_ c: MeasuredCalibration.Comparison) -> Double { c.errors.values.map(abs).max() ?? 0 }
         var chosen = rows
         if let limit { chosen = Array(rows.sorted { worst($0) > worst($1) }.prefix(limit)) }
@@ -209,7 +248,8 @@ enum CalibrationReport {
                 guard let meas = c.measured[metric], let sim = c.simulated[metric] else { return nil }
                 return "\(metric.rawValue) \(String(format: "%.1f/%.1f", meas, sim)) (\(pct(sim / meas - 1)))"
             }
-            return [(m.source as NSString).lastPathComponent, m.caseName, String(m.rank), c.fitted ? "fit" : "held out", cells.joined(separator: ", ")]
+            let file = ((m.source as NSString).deletingLastPathComponent as NSString).lastPathComponent + "/" + (m.source as NSString).lastPathComponent
+            return [file, m.caseName, String(m.rank), fit ? (c.fitted ? "fit" : "held out") : "-", cells.joined(separator: ", ")]
         }
         return TextTable.render(header: ["file", "case", "rank", "rows", "measured/simulated us (error)"], rows: table)
     }

@@ -29,6 +29,26 @@ struct KernelCostTests {
         let path = try #require(CriticalPath(gapped))
         #expect(path.isContiguous && path.length == gapped.stepLatency)
         #expect(path.links.contains { $0.kind == .launch })
+        // Exposed communication counts no gap: the same as without gaps, one stream.
+        for r in 0..<2 {
+            let g = gapped.rankStep(rank: r, step: 0), b = base.rankStep(rank: r, step: 0)
+            #expect(g.launchGaps == .us(10) && g.exposedCommunication == b.exposedCommunication)
+        }
+    }
+
+    @Test("with a launch gap on two streams, every launch link of the critical path is one gap long")
+    func launchGapTwoStreams() throws {
+        let yaml = """
+            cluster: {ranks: 2}
+            model: {experts: 16, top_k: 8}
+            schedule: {name: two, body: ATTN0(A) ATTN1(A) SEND-D(A)@comm SHARED(A) RECV-D(A)@comm MLP(A) SEND-C(A)@comm RECV-C(A)@comm}
+            costs: {launch_gap_us: 5}
+            """
+        let result = try Self.run(yaml)
+        let path = try #require(CriticalPath(result))
+        #expect(path.isContiguous && path.length == result.stepLatency)
+        for link in path.links where link.kind == .launch { #expect(link.duration == .us(5), "\(link.kernel.kind)") }
+        #expect(path.links.contains { $0.kind == .kernel && $0.kernel.kind == .mlp })
     }
 
     @Test("the SEND writes NVLink peers at the NVLink rate and the rank itself at its own, rounded once")

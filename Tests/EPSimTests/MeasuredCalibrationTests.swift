@@ -132,7 +132,7 @@ struct MeasuredCalibrationTests {
         #expect(rows.count == 60)
         var start = Hardware.h200
         (start.expertFFNFixedMicros, start.expertFFNStreamGBps, start.expertFFNTFLOPS) = (0, 0, 0)
-        let fitted = ComputeCalibration.fit(rows, start: start)
+        let fitted = try ComputeCalibration.fit(rows, start: start)
         #expect(fitted.expertFFNFixedMicros == Hardware.h200.expertFFNFixedMicros)
         #expect(fitted.expertFFNStreamGBps == Hardware.h200.expertFFNStreamGBps)
         #expect(fitted.expertFFNTFLOPS == Hardware.h200.expertFFNTFLOPS)

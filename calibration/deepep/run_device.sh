@@ -33,16 +33,17 @@ export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVL
 step environment 60 bash "$here/environment.sh" "$w/environment.json"
 
 if ! ls "$deepep"/deep_ep_cpp*.so >/dev/null 2>&1; then
-    step build-deepep 240 bash -c "cd '$deepep' && TORCH_CUDA_ARCH_LIST=9.0 MAX_JOBS=32 python3 setup.py build_ext --inplace" || true
+    step build-deepep 240 bash -c "cd '$deepep' && TORCH_CUDA_ARCH_LIST=9.0 MAX_JOBS=$(nproc) python3 setup.py build_ext --inplace" || true
     (cd "$deepep" && tar czf "$out/deepep-build.tar.gz" deep_ep_cpp*.so 2>/dev/null) || true
 fi
 
-step ll-smoke 120 python3 "$here/measure_ll.py" --deepep "$deepep" --out "$w/ll-smoke" --cases smoke --trials 10 --warmup 2
-step ll 300 python3 "$here/measure_ll.py" --deepep "$deepep" --out "$w/ll"
+gpus=${GPUS:-2}
+step ll-smoke 120 python3 "$here/measure_ll.py" --deepep "$deepep" --out "$w/ll-smoke" --cases smoke --trials 10 --warmup 2 --num-processes "$gpus"
+step ll 300 python3 "$here/measure_ll.py" --deepep "$deepep" --out "$w/ll" --num-processes "$gpus"
 step compute 200 python3 "$here/measure_compute.py" --out "$w/compute" --budget-s 150
-step deepep-test-t128 150 bash -c "cd '$deepep/tests' && PYTHONPATH='$deepep' python3 test_low_latency.py --num-processes 2 --num-tokens 128 --num-experts 256"
-step deepep-test-t32 120 bash -c "cd '$deepep/tests' && PYTHONPATH='$deepep' python3 test_low_latency.py --num-processes 2 --num-tokens 32 --num-experts 256"
-step ll-maxtok128 120 python3 "$here/measure_ll.py" --deepep "$deepep" --out "$w/ll-maxtok128" --max-tokens 128 --only balanced-t,balanced-hook-settled --port 29518
+step deepep-test-t128 150 bash -c "cd '$deepep/tests' && PYTHONPATH='$deepep' python3 test_low_latency.py --num-processes $gpus --num-tokens 128 --num-experts 256"
+step deepep-test-t32 120 bash -c "cd '$deepep/tests' && PYTHONPATH='$deepep' python3 test_low_latency.py --num-processes $gpus --num-tokens 32 --num-experts 256"
+step ll-maxtok128 120 python3 "$here/measure_ll.py" --deepep "$deepep" --out "$w/ll-maxtok128" --max-tokens 128 --only balanced-t,balanced-hook-settled --port 29518 --num-processes "$gpus"
 
 (cd "$w" && tar czf "$out/results.tar.gz" .)
 cp "$w/steps.txt" "$out/steps.txt"

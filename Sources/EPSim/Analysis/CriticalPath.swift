@@ -61,22 +61,42 @@ public struct CriticalPath: Sendable {
         var previous = [Int](repeating: -1, count: kernels.count)
         var lastOnStream: [Int: Int] = [:]
         var endingAt: [Int64: [Int]] = [:]
+        // Every lane's kernels by end time (for the latest one to end before a start).
+        var byEnd: [Int: [Int]] = [:]
         for (i, k) in kernels.enumerated() {
             let lane = Int(k.rank) * 2 + Int(k.stream.rawValue)
             if let p = lastOnStream[lane] { previous[i] = p }
             lastOnStream[lane] = i
             endingAt[Int64(k.rank) << 48 | k.end.picos, default: []].append(i)
+            byEnd[lane, default: []].append(i)
+        }
+        for lane in byEnd.keys { byEnd[lane]!.sort { kernels[$0].end < kernels[$1].end || (kernels[$0].end == kernels[$1].end && $0 < $1) } }
+        /// The kernel of `lane` that ended last at or before `t`.
+        func latestEnded(lane: Int, by t: SimTime) -> Int? {
+            guard let list = byEnd[lane] else { return nil }
+            var lo = 0
+            var hi = list.count
+            while lo < hi {
+                let mid = (lo + hi) / 2
+                if kernels[list[mid]].end <= t { lo = mid + 1 } else { hi = mid }
+            }
+            return lo > 0 ? list[lo - 1] : nil
         }
         /// What gated kernel `i` at its start: the previous kernel on its stream if that ended
-        /// then, else a kernel of the rank's other stream that ended then, else (a launch gap
-        /// in between) the previous kernel on its stream.
+        /// then, else a kernel of the rank's other stream that ended then; else (a launch gap
+        /// in between) whichever of the two ended last before it started.
         func gate(_ i: Int) -> Int? {
             let k = kernels[i]
             if previous[i] >= 0 && kernels[previous[i]].end == k.start { return previous[i] }
             if let other = endingAt[Int64(k.rank) << 48 | k.start.picos]?.first(where: { $0 != i && kernels[$0].stream != k.stream }) {
                 return other
             }
-            return previous[i] >= 0 && kernels[previous[i]].end < k.start ? previous[i] : nil
+            let same = previous[i] >= 0 && kernels[previous[i]].end < k.start ? previous[i] : nil
+            let other = latestEnded(lane: Int(k.rank) * 2 + 1 - Int(k.stream.rawValue), by: k.start)
+            switch (same, other) {
+            case let (s?, o?): return kernels[o].end > kernels[s].end ? o : s
+            case let (s, o): return s ?? o
+            }
         }
         var links: [Link] = []
         let targetRank = target.rank

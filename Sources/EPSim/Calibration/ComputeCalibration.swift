@@ -25,11 +25,14 @@ public enum ComputeCalibration {
         }
         let table = try CSVTable(text, file: path)
         return try table.rows.map { r in
-            func optInt(_ c: String) throws -> Int { try r.raw(c).isEmpty ? 0 : try r.int(c, in: 0...Int(Int32.max)) }
-            return Row(
+            func optInt(_ c: String, _ range: ClosedRange<Int>) throws -> Int { try r.raw(c).isEmpty ? 0 : try r.int(c, in: range) }
+            let row = Row(
                 line: r.line, table: try r.string("table"), name: try r.string("name"), dtype: try r.string("dtype"), kernel: try r.string("kernel"),
-                experts: try optInt("experts"), tokensPerExpert: try optInt("tokens_per_expert"), tokens: try optInt("tokens"),
-                micros: try r.double("us_p50"))
+                experts: try optInt("experts", 1...1024), tokensPerExpert: try optInt("tokens_per_expert", 0...65536),
+                tokens: try optInt("tokens", 0...ScenarioLimits.maxTokensPerRank), micros: try r.double("us_p50"))
+            guard row.micros > 0 else { throw r.fail("column us_p50: a kernel time must be positive, found \(row.micros)") }
+            if row.table == "expert-ffn" && row.experts == 0 { throw r.fail("column experts: an expert-ffn row needs its local experts (1...1024)") }
+            return row
         }
     }
 
@@ -81,8 +84,11 @@ public enum ComputeCalibration {
     /// ``CoordinateSearch`` of the expert-FFN
     /// fields on the rows `isFitRow` selects, minimising the sum of squared relative errors;
     /// rounded to 3 significant digits. Deterministic.
-    public static func fit(_ rows: [Row], start: Hardware, rounds: Int = 10) -> Hardware {
+    public static func fit(_ rows: [Row], start: Hardware, rounds: Int = 10) throws -> Hardware {
         let fitRows = rows.filter(isFitRow)
+        guard !fitRows.isEmpty else {
+            throw MeasurementError(file: "-", message: "no expert-ffn row with 1, 4 or 16 local experts to fit on")
+        }
         func score(_ h: Hardware) -> Double {
             fitRows.reduce(0) { acc, r in
                 let e = predicted(h, experts: r.experts, tokensPerExpert: r.tokensPerExpert) / r.micros - 1

@@ -79,8 +79,10 @@ public enum MeasuredCalibration {
         func list(_ v: [Double]) -> String { "[" + v.map { String(format: "%.4f", $0) }.joined(separator: ", ") + "]" }
         let schedule =
             first.mode != .fused ? "{name: calibration-hook, body: ATTN0(A) ATTN1(A) SHARED(A) SEND-D(A) RECV-D(A) MLP(A) SEND-C(A) RECV-C(A)}" : "none"
+        // The case name is data: quoted (JSON escapes are YAML's double-quoted escapes).
+        let quotedName = String(data: try JSONEncoder().encode(first.caseName), encoding: .utf8) ?? "\"case\""
         let yaml = """
-            name: \(first.caseName)
+            name: \(quotedName)
             cluster: {ranks: \(n), gpus_per_node: \(first.gpusPerNode)}
             model: {hidden: \(first.hidden), experts: \(first.experts), top_k: \(first.topK), dispatch_dtype: fp8}
             workload: {tokens_per_rank: [\(first.tokensByRank.map(String.init).joined(separator: ", "))], routing: uniform, seed: 1}
@@ -222,6 +224,15 @@ public enum MeasuredCalibration {
         return h
     }
 
+    /// The fitted parameters whose value sits at an end of its search range: the rows pushed
+    /// them there, so the model lacks something those rows show (or the rows are too few).
+    public static func limitsReached(_ h: Hardware) -> [String] {
+        fitParameters.filter { p in
+            let v = h[keyPath: p.field]
+            return v.isFinite && (v <= significant(p.range.lowerBound) || v >= significant(p.range.upperBound))
+        }.map(\.name)
+    }
+
     /// The fit's score: the sum of squared relative errors of every metric of the rows.
     public static func score(_ rows: [Comparison]) -> Double {
         rows.reduce(0) { acc, row in acc + row.errors.values.reduce(0) { $0 + $1 * $1 } }
@@ -235,9 +246,11 @@ public enum MeasuredCalibration {
     }
 
     /// ``CoordinateSearch`` from ``referenceStart(_:)`` of `preset` over ``fitParameters``
-    /// (the launch gap measured, not searched), minimising ``score(_:)`` over the rows `on`
-    /// selects. Deterministic. The result is rounded to 3 significant digits. Returns the
-    /// fitted hardware and every row compared under it.
+    /// (the launch gap measured, not searched, when the rows recorded it), minimising
+    /// ``score(_:)`` over the rows `on` selects. Deterministic, and independent of `preset`'s
+    /// values for the searched fields. The result is rounded to 3 significant digits. Returns
+    /// the fitted hardware and every row compared under it; ``limitsReached(_:)`` names the
+    /// values that ended at the edge of their search range.
     /// - Throws: ``MeasurementError`` when no row matches `selection`.
     public static func fit(
         _ measurements: [DeepEPMeasurement], on selection: Selection, preset: Hardware, rounds: Int = 10
@@ -246,7 +259,7 @@ public enum MeasuredCalibration {
         let prepared = try Prepared(measurements, hardware: start)
         let fitCases = Set(prepared.cases.indices.filter { prepared.cases[$0].contains(where: selection.contains) })
         guard !fitCases.isEmpty else {
-            throw MeasurementError(file: measurements.first?.source ?? "-", message: "no measured row matches --fit-on \(selection)")
+            throw MeasurementError(file: "--fit-on", message: "no measured row matches \(selection) (groups: \(Set(measurements.map(\.group)).sorted().joined(separator: ", ")))")
         }
         func evaluate(_ h: Hardware) throws -> Double { score(try prepared.compare(h, fitOn: selection, only: fitCases)) }
         var best = start
@@ -257,11 +270,11 @@ public enum MeasuredCalibration {
         if !gaps.isEmpty { best.launchGapMicros = gaps[gaps.count / 2] }
         best = try CoordinateSearch.minimize(best, parameters: searched.map { ($0.field, $0.range) }, rounds: rounds, score: evaluate)
         let bestScore = try evaluate(best)
-        // A parameter the rows do not constrain keeps the preset's value (e.g. the warp-group
-        // rates when no fitted row has a hot (source, expert) pair).
-        for p in fitParameters where best[keyPath: p.field] != preset[keyPath: p.field] {
+        // A warp-group rate that the rows do not constrain (no fitted row has a hot pair) means
+        // no limit: infinite, whatever the preset says, so that the fit depends on the rows alone.
+        for field in [\Hardware.dispatchRecvPairGBps, \Hardware.combineSendPairGBps] {
             var candidate = best
-            candidate[keyPath: p.field] = preset[keyPath: p.field]
+            candidate[keyPath: field] = .infinity
             if try evaluate(candidate) <= bestScore * (1 + 1e-9) { best = candidate }
         }
         for p in fitParameters { best[keyPath: p.field] = significant(best[keyPath: p.field]) }

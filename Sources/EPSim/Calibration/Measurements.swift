@@ -108,13 +108,25 @@ public enum MeasurementReader {
         public init() {}
     }
 
-    /// Reads one file: a CSV whose header starts with `case,` or a DeepEP log.
-    public static func read(path: String, log: LogSettings = LogSettings()) throws -> [DeepEPMeasurement] {
+    /// Reads one file: a CSV whose header starts with `case,` or a DeepEP log. A case that
+    /// lacks some rank's row (the harness goes on when a case fails on a rank) is left out
+    /// and named in `notes`.
+    public static func read(path: String, log: LogSettings = LogSettings(), notes: inout [String]) throws -> [DeepEPMeasurement] {
+        var isDirectory: ObjCBool = false
+        if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) && isDirectory.boolValue {
+            throw MeasurementError(file: path, message: "is a directory; expected a measurement file (ll.csv or a DeepEP log)")
+        }
         guard let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8) else {
             throw MeasurementError(file: path, message: "cannot read the file (missing, unreadable or not UTF-8 text)")
         }
-        if text.hasPrefix("case,") { return try parseHarnessCSV(text, file: path) }
+        if text.hasPrefix("case,") || text.hasPrefix("\u{FEFF}case,") { return try parseHarnessCSV(text, file: path, notes: &notes) }
         return try parseDeepEPLog(text, file: path, settings: log)
+    }
+
+    /// ``read(path:log:notes:)`` without the notes.
+    public static func read(path: String, log: LogSettings = LogSettings()) throws -> [DeepEPMeasurement] {
+        var notes: [String] = []
+        return try read(path: path, log: log, notes: &notes)
     }
 
     // MARK: The harness's CSV
@@ -123,20 +135,33 @@ public enum MeasurementReader {
 
     /// Parses `ll.csv`; reads `routing.csv` (required) and `ll-run.json` (sizes; optional,
     /// DeepSeek-V3's 7168 / 256 / top-8 when absent) from the same folder.
-    public static func parseHarnessCSV(_ text: String, file: String) throws -> [DeepEPMeasurement] {
+    public static func parseHarnessCSV(_ text: String, file: String, notes: inout [String]) throws -> [DeepEPMeasurement] {
         let folder = (file as NSString).deletingLastPathComponent
         var sizes = sizesDefault
         let runPath = (folder.isEmpty ? "." : folder) + "/ll-run.json"
-        if let data = FileManager.default.contents(atPath: runPath) {
-            guard let json = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
-                throw MeasurementError(file: runPath, message: "expected a JSON object with hidden, experts and top_k")
+        if FileManager.default.fileExists(atPath: runPath) {
+            guard let data = FileManager.default.contents(atPath: runPath),
+                let json = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any]
+            else {
+                throw MeasurementError(file: runPath, message: "cannot read it as a JSON object with hidden, experts and top_k")
             }
-            func size(_ key: String, _ fallback: Int) throws -> Int {
+            func size(_ key: String, _ fallback: Int, _ range: ClosedRange<Int>) throws -> Int {
                 guard let v = json[key] else { return fallback }
-                guard let i = v as? Int, i > 0 else { throw MeasurementError(file: runPath, message: "\(key): expected a positive integer, found \(v)") }
+                // JSON true/false also bridge to NSNumber: refuse them by their type name.
+                guard !(v is Bool) || "\(type(of: v))".contains("Number"), let n = v as? NSNumber, String(cString: n.objCType) != "c",
+                    let i = Int(exactly: n.doubleValue), range.contains(i)
+                else {
+                    throw MeasurementError(file: runPath, message: "\(key): expected an integer in \(range.lowerBound)...\(range.upperBound), found \(v)")
+                }
                 return i
             }
-            sizes = (try size("hidden", sizes.hidden), try size("experts", sizes.experts), try size("top_k", sizes.topK))
+            sizes = (
+                try size("hidden", sizes.hidden, 128...65536), try size("experts", sizes.experts, 1...ScenarioLimits.maxExperts),
+                try size("top_k", sizes.topK, 1...ScenarioLimits.maxTopK)
+            )
+            guard sizes.hidden % 128 == 0, sizes.topK <= sizes.experts else {
+                throw MeasurementError(file: runPath, message: "hidden must be a multiple of 128 and top_k at most experts")
+            }
         }
         let table = try CSVTable(text, file: file)
         let routingPath = (folder.isEmpty ? "." : folder) + "/routing.csv"
@@ -146,17 +171,24 @@ public enum MeasurementReader {
         }
         var rows: [DeepEPMeasurement] = []
         var ranksOfCase: [String: Int] = [:]
+        var seen = Set<String>()
         for row in table.rows {
             let name = try row.string("case")
-            let ranks = try row.int("ranks", in: 1...65536)
+            let ranks = try row.int("ranks", in: 1...ScenarioLimits.maxRanks)
             let rank = try row.int("rank", in: 0...(ranks - 1))
+            guard seen.insert("\(name)#\(rank)").inserted else { throw row.fail("case \(name) rank \(rank) is given twice") }
             let tokensText = try row.string("tokens_by_rank")
             let tokens = try tokensText.split(separator: "/").map { part -> Int in
-                guard let t = Int(part), t >= 0 else { throw row.fail("tokens_by_rank: expected tokens per rank such as 128/32, found \"\(tokensText)\"") }
+                guard let t = Int(part), (0...ScenarioLimits.maxTokensPerRank).contains(t) else {
+                    throw row.fail("tokens_by_rank: expected tokens per rank in 0...\(ScenarioLimits.maxTokensPerRank) such as 128/32, found \"\(tokensText)\"")
+                }
                 return t
             }
             guard tokens.count == ranks else { throw row.fail("tokens_by_rank: expected \(ranks) counts, found \(tokens.count)") }
             if let known = ranksOfCase[name], known != ranks { throw row.fail("case \(name) has rows with \(known) and \(ranks) ranks") }
+            guard sizes.experts % ranks == 0 else {
+                throw row.fail("\(sizes.experts) experts (ll-run.json) do not divide among \(ranks) ranks: DeepEP needs them to")
+            }
             ranksOfCase[name] = ranks
             let modeText = try row.string("mode")
             let settle = try row.double("settle_us")
@@ -175,6 +207,10 @@ public enum MeasurementReader {
                     dispatchRecv: try row.time("dispatch_recv_us"), combineSend: try row.time("combine_send_us"),
                     combineRecv: try row.time("combine_recv_us"), endToEnd: try row.time("e2e_us")))
             if let end = try row.time("dispatch_end_us"), let start = try row.time("combine_start_us"), mode != .hookSettled, rows[rows.count - 1].midSpinMicros == 0 {
+                // Kernels on one stream: the combine cannot start before the dispatch ended.
+                guard start.p50 >= end.p50 else {
+                    throw row.fail("combine_start_us_p50 (\(start.p50)) is before dispatch_end_us_p50 (\(end.p50)): kernels of one stream cannot overlap")
+                }
                 rows[rows.count - 1].launchGapMicros = start.p50 - end.p50
             }
             let r = rows[rows.count - 1]
@@ -183,9 +219,20 @@ public enum MeasurementReader {
                 throw row.fail("a \(modeText)-mode row needs \(mode == .fused ? "dispatch_us and combine_us" : "the send and recv times of dispatch and combine")")
             }
         }
+        // Cases without a row for every rank are left out, with a note.
+        var rowsOfCase: [String: Int] = [:]
+        for r in rows { rowsOfCase[r.caseName, default: 0] += 1 }
+        let incomplete = Set(rowsOfCase.filter { $0.value != ranksOfCase[$0.key] }.keys)
+        for name in incomplete.sorted() {
+            let have = rows.filter { $0.caseName == name }.map(\.rank).sorted()
+            notes.append("\(file): case \(name) left out: rows for ranks \(have) only, of 0...\((ranksOfCase[name] ?? 1) - 1) (did the case fail on a rank?)")
+        }
+        rows.removeAll { incomplete.contains($0.caseName) }
         let routing = try parseRouting(routingText, file: routingPath, cases: ranksOfCase, experts: sizes.experts, topK: sizes.topK)
         for i in rows.indices {
-            guard let r = routing[rows[i].caseName] else {
+            // A case whose every rank has no token has no routing lines.
+            let r = routing[rows[i].caseName] ?? (rows[i].tokensByRank.allSatisfy { $0 == 0 } ? MeasuredRouting(experts: Array(repeating: [], count: rows[i].ranks)) : nil)
+            guard let r else {
                 throw MeasurementError(file: routingPath, message: "no routing for case \(rows[i].caseName)")
             }
             for (rank, t) in rows[i].tokensByRank.enumerated() where r.experts[rank].count != t * sizes.topK {
@@ -202,6 +249,10 @@ public enum MeasurementReader {
     static func parseRouting(_ text: String, file: String, cases: [String: Int], experts: Int, topK: Int) throws -> [String: MeasuredRouting] {
         let table = try CSVTable(text, file: file)
         let expertColumns = (0..<topK).map { "e\($0)" }
+        guard table.columns == ["case", "rank", "token"] + expertColumns else {
+            throw MeasurementError(
+                file: file, line: 1, message: "expected the columns case,rank,token,e0...e\(topK - 1) (top-\(topK) from ll-run.json), found \(table.columns.joined(separator: ","))")
+        }
         var out: [String: MeasuredRouting] = [:]
         for row in table.rows {
             let name = try row.string("case")
@@ -239,7 +290,7 @@ public enum MeasurementReader {
     public static func parseDeepEPLog(_ text: String, file: String, settings: LogSettings) throws -> [DeepEPMeasurement] {
         var fused: [Int: (Double, Double, Int)] = [:]
         var hook: [Int: (Double, Double, Double, Double, Int)] = [:]
-        for (i, raw) in text.split(omittingEmptySubsequences: false, whereSeparator: { $0 == "\n" || $0 == "\r\n" }).enumerated() {
+        for (i, raw) in text.split(omittingEmptySubsequences: false, whereSeparator: { $0 == "\n" || $0 == "\r\n" || $0 == "\r" }).enumerated() {
             let line = raw.trimmingCharacters(in: .whitespaces)
             guard line.hasPrefix("[rank "), let close = line.firstIndex(of: "]") else { continue }
             let isFused = line.contains("Dispatch bandwidth:")
@@ -250,7 +301,7 @@ public enum MeasurementReader {
             else { throw fail("expected [rank N] with N a rank number") }
             if isFused {
                 let values = numbers(after: "avg_t=", in: line)
-                guard values.count == 2, values.allSatisfy({ $0.isFinite && $0 >= 0 }) else {
+                guard values.count == 2, values.allSatisfy({ $0.isFinite && $0 >= 0 && $0 <= 1e9 }) else {
                     throw fail("expected \"Dispatch bandwidth: ... avg_t=A us | Combine bandwidth: ... avg_t=C us\" with two non-negative times")
                 }
                 guard fused[rank] == nil else { throw fail("rank \(rank)'s fused times are given twice") }
@@ -297,7 +348,10 @@ public enum MeasurementReader {
                 out.append(m)
             }
         }
-        guard !out.isEmpty else { throw MeasurementError(file: file, message: "the log has result lines for some ranks only: \(ranks.sorted())") }
+        for (kind, got) in [("\"Dispatch bandwidth\"", Set(fused.keys)), ("\"Dispatch send/recv time\"", Set(hook.keys))] where !got.isEmpty && got.count != n {
+            let missing = (0..<n).filter { !got.contains($0) }
+            throw MeasurementError(file: file, message: "the \(kind) lines of ranks \(missing) are missing (the log has ranks 0...\(n - 1))")
+        }
         return out
     }
 
@@ -360,11 +414,14 @@ struct CSVTable {
     }
 
     let rows: [Row]
+    /// The header's column names, in order.
+    let columns: [String]
 
     init(_ text: String, file: String) throws {
         // "\r\n" is one Character in Swift: split on both line ends (Python's csv writes "\r\n").
-        var lines = text.split(omittingEmptySubsequences: false) { $0 == "\n" || $0 == "\r\n" }
+        var lines = text.split(omittingEmptySubsequences: false) { $0 == "\n" || $0 == "\r\n" || $0 == "\r" }
         while lines.last?.isEmpty == true { lines.removeLast() }
+        if let first = lines.first, first.hasPrefix("\u{FEFF}") { lines[0] = first.dropFirst() }
         guard let header = lines.first, !header.isEmpty else { throw MeasurementError(file: file, line: 1, message: "expected a header line") }
         let names = header.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
         var columns: [String: Int] = [:]
@@ -382,5 +439,6 @@ struct CSVTable {
         }
         guard !rows.isEmpty else { throw MeasurementError(file: file, message: "no row below the header") }
         self.rows = rows
+        self.columns = names
     }
 }

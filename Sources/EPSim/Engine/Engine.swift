@@ -274,6 +274,7 @@ struct Engine<Net: NetworkModel> {
         if !launched && (!instr.kind.isCompute || computeWork(lane: lane, instruction: i).duration > .zero) {
             lanes[lane].phase = .launching
             lanes[lane].instruction = i
+            if instr.stream == .compute { rankSteps[Int(ranks[r].step) * n + r].launchGaps += launchGap }
             queue.push(EngineEvent(lane: Int32(lane), kind: .launch, version: lanes[lane].version), at: now + launchGap)
             return
         }

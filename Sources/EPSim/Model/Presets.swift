@@ -65,11 +65,11 @@ public struct Hardware: Sendable, Equatable {
     /// experts, held out at 2, 8 and 32).
     public static let h200 = Hardware(
         name: "h200", peakBF16TFLOPS: 989, peakFP8TFLOPS: 1979, hbmGBps: 4800, sms: 132,
-        nvlinkGBps: 413, nvlinkLatencyMicros: 0.18, rdmaGBps: 44.1, rdmaLatencyMicros: 16.1,
+        nvlinkGBps: 413, nvlinkLatencyMicros: 0.302, rdmaGBps: 44.1, rdmaLatencyMicros: 16.1,
         computeEfficiency: 0.6, memoryEfficiency: 0.8, kernelOverheadMicros: 3,
-        dispatchSendFixedMicros: 7.96, dispatchSendPerMessageMicros: 0.00171, dispatchRecvFixedMicros: 3.39, dispatchRecvCopyGBps: 1730,
-        combineSendFixedMicros: 5.99, combineSendPerMessageMicros: 0.00845, combineRecvFixedMicros: 5.87, combineRecvReduceGBps: 3700,
-        selfCopyGBps: 6290, launchGapMicros: 1.39, dispatchRecvPairGBps: 32.1, combineSendPairGBps: 30.3,
+        dispatchSendFixedMicros: 7.92, dispatchSendPerMessageMicros: 0.00166, dispatchRecvFixedMicros: 3.38, dispatchRecvCopyGBps: 1730,
+        combineSendFixedMicros: 5.94, combineSendPerMessageMicros: 0.00834, combineRecvFixedMicros: 5.85, combineRecvReduceGBps: 3700,
+        selfCopyGBps: 6120, launchGapMicros: 1.39, dispatchRecvPairGBps: 32.1, combineSendPairGBps: 30.1,
         expertFFNFixedMicros: 63.7, expertFFNStreamGBps: 2530, expertFFNTFLOPS: 763)
 
     /// H800 SXM: as H200 in compute (NVIDIA H100 datasheet; the H800 differs in NVLink) with
@@ -83,7 +83,7 @@ public struct Hardware: Sendable, Equatable {
         var h = h200
         h.name = "h800"
         h.hbmGBps = 3350
-        h.nvlinkGBps = 148
+        h.nvlinkGBps = 141
         h.nvlinkLatencyMicros = 5
         h.rdmaGBps = 44.1
         h.rdmaLatencyMicros = 16.1

@@ -89,6 +89,9 @@ public struct RankStepResult: Sendable, Equatable {
     public var barrier: SimTime = .zero
     /// Compute kernels (attention, shared, GEMM, dense) on the compute stream.
     public var computeOnComputeStream: SimTime = .zero
+    /// Launch gaps on the compute stream (idle, neither compute nor communication). Not
+    /// stored: a run read back from the database folds them into `computeOnComputeStream`.
+    public var launchGaps: SimTime = .zero
 
     public init(rank: Int32, step: Int32) {
         self.rank = rank
@@ -98,9 +101,9 @@ public struct RankStepResult: Sendable, Equatable {
     /// End-to-end step latency of this rank: first kernel start to last kernel end.
     public var latency: SimTime { end - start }
     public var wait: SimTime { dispatchWait + combineWait + barrier }
-    /// The part of the step latency not covered by compute on the compute stream: the
-    /// communication (and its wait) that overlap failed to hide.
-    public var exposedCommunication: SimTime { latency - computeOnComputeStream }
+    /// The part of the step latency not covered by compute (or launch gaps) on the compute
+    /// stream: the communication (and its wait) that overlap failed to hide.
+    public var exposedCommunication: SimTime { latency - computeOnComputeStream - launchGaps }
 }
 
 /// How much of the timeline a run keeps (and stores).
