@@ -11,7 +11,10 @@ struct CalibrateCommandTests {
         #expect(out.status == 0, "\(out.stderr)")
         #expect(out.stdout.contains("114 measured rows in 57 cases"))
         #expect(out.stdout.contains("     fit       dispatch") && out.stdout.contains("held out       dispatch"))
-        let block = try #require(out.stdout.range(of: "hardware:\n").map { String(out.stdout[$0.lowerBound...]) })
+        let tail = try #require(out.stdout.range(of: "hardware:\n").map { out.stdout[$0.lowerBound...] })
+        // The block: its first line and the indented ones after it (a note may follow).
+        let lines = tail.split(separator: "\n")
+        let block = ([lines[0]] + lines.dropFirst().prefix { $0.hasPrefix("  ") }).joined(separator: "\n") + "\n"
         #expect(block.contains("  dispatch_send_fixed_us: ") && block.contains("  launch_gap_us: "))
         let scenario = try CLI.temporaryFile("cluster: {ranks: 2, gpus_per_node: 2}\n" + block)
         let validated = try CLI.run(["validate", scenario])

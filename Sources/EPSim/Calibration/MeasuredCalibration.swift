@@ -235,7 +235,12 @@ public enum MeasuredCalibration {
 
     /// The fit's score: the sum of squared relative errors of every metric of the rows.
     public static func score(_ rows: [Comparison]) -> Double {
-        rows.reduce(0) { acc, row in acc + row.errors.values.reduce(0) { $0 + $1 * $1 } }
+        // In a fixed order: a dictionary's order changes from process to process, and so would
+        // the sum's last bits, and with them the search's path.
+        rows.reduce(0) { acc, row in
+            let e = row.errors
+            return Metric.allCases.reduce(acc) { sum, m in e[m].map { sum + $0 * $0 } ?? sum }
+        }
     }
 
     /// Rounds to `digits` significant digits (the fit's published precision).
