@@ -59,19 +59,28 @@ struct MeasuredCalibrationTests {
     static let routing = try! String(contentsOfFile: sittingA + "/routing.csv", encoding: .utf8).split(whereSeparator: \.isNewline)
         .filter { $0.hasPrefix("case,") || $0.hasPrefix("balanced-t1,") }.joined(separator: "\n")
 
-    @Test(
-        "malformed measurement files: a message naming the file and line",
-        arguments: [
-            ("ll.csv", "case,rank\nx,1,2\n", ":2: expected 2 cells"),
-            ("ll.csv", "case,rank\n", "no row below the header"),
-            ("ll.csv", "\(header)\n" + goodLine.replacingOccurrences(of: "12.288", with: "abc"), ":2: column dispatch_us_p50: expected a non-negative number"),
-            ("ll.csv", "\(header)\n" + goodLine.replacingOccurrences(of: ",fused,", with: ",fast,"), ":2: mode: expected fused or hook"),
-            ("ll.csv", "\(header)\n" + goodLine.replacingOccurrences(of: ",1/1,", with: ",1/x,"), ":2: tokens_by_rank"),
-            ("log", "[rank 0] Dispatch bandwidth: 1 GB/s, avg_t=abc us | Combine bandwidth: 2 GB/s, avg_t=3 us\n", ":1: expected \"Dispatch bandwidth"),
-            ("log", "[rank 0] Dispatch send/recv time: 1 + x us | Combine send/recv time: 2 + 3 us\n", ":1: expected \"Dispatch send/recv time"),
-            ("log", "[rank 1] Dispatch bandwidth: 1 GB/s, avg_t=2 us | Combine bandwidth: 2 GB/s, avg_t=3 us\n", "ranks 0...1 expected"),
-            ("log", "hello\n", "no DeepEP low-latency result line"),
-        ])
+    /// `goodLine` with one substitution, under the header.
+    static func edited(_ from: String, _ to: String) -> String { header + "\n" + goodLine.replacingOccurrences(of: from, with: to) }
+
+    static let malformedCases: [(String, String, String)] = {
+        var c: [(String, String, String)] = []
+        c.append(("ll.csv", "case,rank\nx,1,2\n", ":2: expected 2 cells"))
+        c.append(("ll.csv", "case,rank\n", "no row below the header"))
+        c.append(("ll.csv", edited("12.288", "abc"), ":2: column dispatch_us_p50: expected a non-negative number"))
+        c.append(("ll.csv", edited(",fused,", ",fast,"), ":2: mode: expected fused or hook"))
+        c.append(("ll.csv", edited(",1/1,", ",1/x,"), ":2: tokens_by_rank"))
+        c.append(("ll.csv", edited(",1/1,", ",9223372036854775807/1,"), ":2: tokens_by_rank: expected tokens per rank in 0...1048576"))
+        c.append(("ll.csv", edited(",15.249,", ",0.500,"), ":2: combine_start_us_p50 (0.5) is before dispatch_end_us_p50"))
+        let first = String(goodLine.split(separator: "\n")[0])
+        c.append(("ll.csv", header + "\n" + goodLine + "\n" + first, "is given twice"))
+        c.append(("log", "[rank 0] Dispatch bandwidth: 1 GB/s, avg_t=abc us | Combine bandwidth: 2 GB/s, avg_t=3 us\n", ":1: expected \"Dispatch bandwidth"))
+        c.append(("log", "[rank 0] Dispatch send/recv time: 1 + x us | Combine send/recv time: 2 + 3 us\n", ":1: expected \"Dispatch send/recv time"))
+        c.append(("log", "[rank 1] Dispatch bandwidth: 1 GB/s, avg_t=2 us | Combine bandwidth: 2 GB/s, avg_t=3 us\n", "ranks 0...1 expected"))
+        c.append(("log", "hello\n", "no DeepEP low-latency result line"))
+        return c
+    }()
+
+    @Test("malformed measurement files: a message naming the file and line", arguments: malformedCases)
     func malformed(_ file: String, _ text: String, _ expected: String) throws {
         let dir = try Self.folder(file == "ll.csv" ? ["ll.csv": text, "routing.csv": Self.routing] : [file: text])
         #expect {
@@ -80,6 +89,46 @@ struct MeasuredCalibrationTests {
             let message = "\(error)"
             return message.hasPrefix(dir + "/") && message.contains(expected)
         }
+    }
+
+    @Test("ll-run.json: sizes out of range, booleans and unreadable files are refused, naming it")
+    func runSettings() throws {
+        let csv = "\(Self.header)\n\(Self.goodLine)\n"
+        for json in [#"{"top_k": 4611686018427387904}"#, #"{"top_k": true}"#, #"{"hidden": 100}"#, #"{"experts": 255}"#, "not json"] {
+            let dir = try Self.folder(["ll.csv": csv, "routing.csv": Self.routing, "ll-run.json": json])
+            #expect(throws: MeasurementError.self, "\(json)") { _ = try MeasurementReader.read(path: dir + "/ll.csv") }
+        }
+        // top_k 4 where the routing has 8 experts a token: the routing's header says so.
+        let dir = try Self.folder(["ll.csv": csv, "routing.csv": Self.routing, "ll-run.json": #"{"top_k": 4}"#])
+        #expect { _ = try MeasurementReader.read(path: dir + "/ll.csv") } throws: { "\($0)".contains("routing.csv:1: expected the columns case,rank,token,e0...e3") }
+    }
+
+    @Test("a case missing a rank's row is left out with a note; lone-CR files and directories are handled")
+    func partialCasesAndFiles() throws {
+        let lines = Self.goodLine.split(separator: "\n")
+        var notes: [String] = []
+        let partial = try Self.folder(["ll.csv": "\(Self.header)\n\(lines[0])\n", "routing.csv": Self.routing])
+        let left = try MeasurementReader.read(path: partial + "/ll.csv", notes: &notes)
+        #expect(left.isEmpty)
+        #expect(notes.count == 1 && notes[0].contains("case balanced-t1 left out: rows for ranks [0] only"))
+        let cr = try Self.folder(["ll.csv": "\(Self.header)\r\(lines[0])\r\(lines[1])\r", "routing.csv": Self.routing])
+        #expect(try MeasurementReader.read(path: cr + "/ll.csv").count == 2)
+        #expect { _ = try MeasurementReader.read(path: cr) } throws: { "\($0)".contains("is a directory") }
+    }
+
+    @Test("compute.csv: non-positive times, missing or absurd expert counts are refused; no row to fit on is an error")
+    func computeErrors() throws {
+        let header = "table,name,dtype,kernel,experts,tokens_per_expert,tokens,k,n,kv_length,flops,bytes,us_p50,us_p10,us_p90,reps,note"
+        for row in [
+            "expert-ffn,routed-experts,fp8,k,2,8,16,7168,2048,,1,1,0,0,0,20,", "expert-ffn,routed-experts,fp8,k,,8,16,7168,2048,,1,1,5,5,5,20,",
+            "expert-ffn,routed-experts,fp8,k,2147483647,8,16,7168,2048,,1,1,5,5,5,20,",
+        ] {
+            let dir = try Self.folder(["compute.csv": header + "\n" + row + "\n"])
+            #expect(throws: MeasurementError.self, "\(row)") { _ = try ComputeCalibration.read(path: dir + "/compute.csv") }
+        }
+        let dir = try Self.folder(["compute.csv": header + "\nexpert-ffn,routed-experts,fp8,k,2,8,16,7168,2048,,1,1,100,99,101,20,\n"])
+        let rows = ComputeCalibration.expertRows(try ComputeCalibration.read(path: dir + "/compute.csv"))
+        #expect(throws: MeasurementError.self) { _ = try ComputeCalibration.fit(rows, start: .h200) }
     }
 
     @Test("a CSV without its routing, or with routing that disagrees, is refused")
