@@ -79,6 +79,7 @@ struct ScenarioDecoder {
         try number("combine_recv_reduce_gbps", 1e-3...1e7, \.combineRecvReduceGBps)
         try number("self_copy_gbps", 1e-3...1e7, \.selfCopyGBps)
         try number("launch_gap_us", 0...1e6, \.launchGapMicros)
+        try number("send_per_nvlink_peer_us", 0...1e6, \.sendPerNVLinkPeerMicros)
         try number("expert_ffn_fixed_us", 0...1e6, \.expertFFNFixedMicros)
         try number("expert_ffn_stream_gbps", 0...1e7, \.expertFFNStreamGBps)
         try number("expert_ffn_tflops", 1e-3...1e6, \.expertFFNTFLOPS)
