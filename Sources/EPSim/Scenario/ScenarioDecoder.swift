@@ -77,8 +77,9 @@ struct ScenarioDecoder {
         try number("combine_send_per_message_us", 0...1e3, \.combineSendPerMessageMicros)
         try number("combine_recv_fixed_us", 0...1e6, \.combineRecvFixedMicros)
         try number("combine_recv_reduce_gbps", 1e-3...1e7, \.combineRecvReduceGBps)
-        try number("self_copy_gbps", 1e-3...1e7, \.selfCopyGBps)
-        try number("launch_gap_us", 0...1e6, \.launchGapMicros)
+        // As their twins under network: and costs: (`infinite` allowed; a duration's range).
+        if let v = map.optional("self_copy_gbps") { h.selfCopyGBps = try v.bandwidth() }
+        try number("launch_gap_us", 0...ScenarioLimits.maxMicros, \.launchGapMicros)
         try number("send_per_nvlink_peer_us", 0...1e6, \.sendPerNVLinkPeerMicros)
         try number("expert_ffn_fixed_us", 0...1e6, \.expertFFNFixedMicros)
         try number("expert_ffn_stream_gbps", 0...1e7, \.expertFFNStreamGBps)
