@@ -173,7 +173,7 @@ struct CalibrateCommand: ParsableCommand {
         if fit {
             print("\nfitted links (paste into a scenario):\n")
             print(
-                "hardware:\n  preset: h800\n" + String(format: "  nvlink_gbps: %.3g\n  nvlink_latency_us: %.3g\n  rdma_gbps: %.3g\n  rdma_latency_us: %.3g\n  send_per_nvlink_peer_us: %.3g\n  dispatch_send_fixed_us: %.3g\n  combine_send_fixed_us: %.3g", hardware.nvlinkGBps, hardware.nvlinkLatencyMicros, hardware.rdmaGBps, hardware.rdmaLatencyMicros, hardware.sendPerNVLinkPeerMicros, hardware.dispatchSendFixedMicros, hardware.combineSendFixedMicros))
+                "hardware:\n  preset: h800\n" + String(format: "  nvlink_gbps: %.3g\n  nvlink_latency_us: %.3g\n  rdma_gbps: %.3g\n  rdma_latency_us: %.3g", hardware.nvlinkGBps, hardware.nvlinkLatencyMicros, hardware.rdmaGBps, hardware.rdmaLatencyMicros))
         }
     }
 

@@ -138,25 +138,3 @@ struct DeliveryTests {
         for f in result.flows { #expect(seen.insert([f.flow.operation, f.flow.source, f.flow.destination]).inserted) }
     }
 }
-
-@Suite("Per-peer SEND cost")
-struct PerPeerTests {
-    @Test("a SEND pays its per-peer cost once per NVLink peer, not for itself, and not for RDMA peers")
-    func perPeer() throws {
-        func sendTime(_ gpusPerNode: Int) throws -> SimTime {
-            let yaml = """
-                cluster: {ranks: 4, gpus_per_node: \(gpusPerNode)}
-                model: {experts: 16, top_k: 4}
-                workload: {tokens_per_rank: 0}
-                network: {model: ports}
-                costs: {dispatch_send: {fixed_us: 5, per_message_us: 0.01, per_nvlink_peer_us: 2}}
-                """
-            let r = try Simulation.run(try Scenario.parse(yaml: yaml, file: "t.yaml"))
-            let k = r.kernels.first { $0.rank == 0 && $0.kind == .dispatch }!
-            return k.sendEnd! - k.start
-        }
-        #expect(try sendTime(4) == .us(5 + 3 * 2))
-        #expect(try sendTime(2) == .us(5 + 1 * 2))
-        #expect(try sendTime(1) == .us(5))
-    }
-}

@@ -56,42 +56,22 @@ public enum DeepEPCalibration {
         rows.map { max(abs($0.dispatchError), abs($0.combineError)) }.max() ?? 0
     }
 
-    /// ``CoordinateSearch`` over the links (RDMA rate and latency, NVLink rate) and the SEND's
-    /// cost per NVLink peer, minimising the sum of squared relative errors. The kernel-level
-    /// costs stay the measured ones (`h200`'s) and so does the NVLink latency; a per-peer cost
-    /// `p` comes out of the SEND's fixed part (`fixed = h200's one-peer fixed - p`), so that a
-    /// rank with the measurement's one peer keeps its measured time and the table's seven
-    /// peers (every EP size here) pay `6 p` more. It starts from the links EPSim had before any
+    /// ``CoordinateSearch`` over the links (RDMA rate and latency, NVLink rate and latency),
+    /// minimising the sum of squared relative errors; the kernel-level costs
+    /// stay the measured ones (`h200`'s). It starts from the links EPSim had before any
     /// measurement (NVLink 161.1 GB/s and 2 us, RDMA 44.13 GB/s and 6.6 us), so that it
     /// reproduces exactly. Deterministic; a few hundred runs of the family.
     public static func fit(directory: String, preset: Hardware = .h800, rounds: Int = 6) throws -> (Hardware, [Row]) {
-        // The H200 measurement's SEND fixed parts at its one NVLink peer.
-        let h = Hardware.h200
-        let onePeerFixed = (
-            dispatch: h.dispatchSendFixedMicros + h.sendPerNVLinkPeerMicros, combine: h.combineSendFixedMicros + h.sendPerNVLinkPeerMicros
-        )
         var start = preset
-        (start.nvlinkGBps, start.rdmaGBps, start.rdmaLatencyMicros, start.sendPerNVLinkPeerMicros) = (161.1, 44.13, 6.6, 0.5)
-        start.nvlinkLatencyMicros = Hardware.h200.nvlinkLatencyMicros
-        // The NVLink latency is the H200 measurement's (the same NVLink generation), so that the
-        // table's seven-peer cost shows as the per-peer cost, not as latency.
+        (start.nvlinkGBps, start.nvlinkLatencyMicros, start.rdmaGBps, start.rdmaLatencyMicros) = (161.1, 2, 44.13, 6.6)
         let fields: [(WritableKeyPath<Hardware, Double>, ClosedRange<Double>)] = [
-            (\.rdmaGBps, 20...50), (\.rdmaLatencyMicros, 0.5...20), (\.nvlinkGBps, 60...400),
-            (\.sendPerNVLinkPeerMicros, 0.01...min(onePeerFixed.dispatch, onePeerFixed.combine)),
+            (\.rdmaGBps, 20...50), (\.rdmaLatencyMicros, 0.5...20), (\.nvlinkGBps, 60...400), (\.nvlinkLatencyMicros, 0.1...5),
         ]
-        // A rank with the measurement's one peer keeps its measured SEND time.
-        func withPeerCost(_ h: Hardware) -> Hardware {
-            var h = h
-            h.dispatchSendFixedMicros = MeasuredCalibration.significant(onePeerFixed.dispatch - h.sendPerNVLinkPeerMicros)
-            h.combineSendFixedMicros = MeasuredCalibration.significant(onePeerFixed.combine - h.sendPerNVLinkPeerMicros)
-            return h
-        }
         func score(_ h: Hardware) throws -> Double {
-            try run(directory: directory, hardware: withPeerCost(h)).map { $0.dispatchError * $0.dispatchError + $0.combineError * $0.combineError }.reduce(0, +)
+            try run(directory: directory, hardware: h).map { $0.dispatchError * $0.dispatchError + $0.combineError * $0.combineError }.reduce(0, +)
         }
         var best = try CoordinateSearch.minimize(start, parameters: fields.map { ($0.0, $0.1) }, rounds: rounds, score: score)
         for (field, _) in fields { best[keyPath: field] = MeasuredCalibration.significant(best[keyPath: field]) }
-        best = withPeerCost(best)
         return (best, try run(directory: directory, hardware: best))
     }
 
@@ -129,14 +109,12 @@ extension Scenario {
         network.selfCopyGBps = hardware.selfCopyGBps
         func fixed(_ us: Double) -> [SimTime] { Array(repeating: SimTime(micros: us), count: n) }
         costs.hardware = hardware
-        costs.dispatchSend = SendCost(
-            fixed: fixed(hardware.dispatchSendFixedMicros), perMessage: SimTime(micros: hardware.dispatchSendPerMessageMicros),
-            perNVLinkPeer: SimTime(micros: hardware.sendPerNVLinkPeerMicros))
+        costs.dispatchSend = SendCost(fixed: fixed(hardware.dispatchSendFixedMicros), perMessage: SimTime(micros: hardware.dispatchSendPerMessageMicros))
         costs.dispatchRecv = RecvCost(
             fixed: fixed(hardware.dispatchRecvFixedMicros), copyGBps: hardware.dispatchRecvCopyGBps, pairGBps: hardware.dispatchRecvPairGBps)
         costs.combineSend = SendCost(
             fixed: fixed(hardware.combineSendFixedMicros), perMessage: SimTime(micros: hardware.combineSendPerMessageMicros),
-            perNVLinkPeer: SimTime(micros: hardware.sendPerNVLinkPeerMicros), pairGBps: hardware.combineSendPairGBps)
+            pairGBps: hardware.combineSendPairGBps)
         costs.combineRecv = RecvCost(fixed: fixed(hardware.combineRecvFixedMicros), copyGBps: hardware.combineRecvReduceGBps)
         costs.launchGap = SimTime(micros: hardware.launchGapMicros)
     }

@@ -263,11 +263,6 @@ public enum MeasuredCalibration {
         let start = referenceStart(preset)
         let prepared = try Prepared(measurements, hardware: start)
         let fitCases = Set(prepared.cases.indices.filter { prepared.cases[$0].contains(where: selection.contains) })
-        guard measurements.allSatisfy({ min($0.ranks, $0.gpusPerNode) <= 2 }) else {
-            throw MeasurementError(
-                file: measurements.first(where: { min($0.ranks, $0.gpusPerNode) > 2 })!.source,
-                message: "the fit knows one NVLink peer per rank (two GPUs a node); more peers need the per-peer cost fitted too, which it does not do yet")
-        }
         guard !fitCases.isEmpty else {
             throw MeasurementError(file: "--fit-on", message: "no measured row matches \(selection) (groups: \(Set(measurements.map(\.group)).sorted().joined(separator: ", ")))")
         }
@@ -278,10 +273,6 @@ public enum MeasuredCalibration {
         let gaps = measurements.filter(selection.contains).compactMap(\.launchGapMicros).sorted()
         let searched = fitParameters.filter { !(gaps.count > 0 && $0.name == "launch_gap_us") }
         if !gaps.isEmpty { best.launchGapMicros = gaps[gaps.count / 2] }
-        // With at most one NVLink peer per rank (two GPUs), a SEND's fixed part and its cost
-        // per peer cannot be told apart: search the one-peer fixed part with no per-peer cost,
-        // then give the per-peer cost back to the preset's value.
-        best.sendPerNVLinkPeerMicros = 0
         best = try CoordinateSearch.minimize(best, parameters: searched.map { ($0.field, $0.range) }, rounds: rounds, score: evaluate)
         let bestScore = try evaluate(best)
         // A warp-group rate that the rows do not constrain (no fitted row has a hot pair) means
@@ -292,9 +283,6 @@ public enum MeasuredCalibration {
             if try evaluate(candidate) <= bestScore * (1 + 1e-9) { best = candidate }
         }
         for p in fitParameters { best[keyPath: p.field] = significant(best[keyPath: p.field]) }
-        best.sendPerNVLinkPeerMicros = preset.sendPerNVLinkPeerMicros
-        best.dispatchSendFixedMicros = significant(best.dispatchSendFixedMicros - preset.sendPerNVLinkPeerMicros)
-        best.combineSendFixedMicros = significant(best.combineSendFixedMicros - preset.sendPerNVLinkPeerMicros)
         return (best, try prepared.compare(best, fitOn: selection))
     }
 
@@ -323,8 +311,6 @@ public enum MeasuredCalibration {
             let v = h[keyPath: p.field]
             out += "  \(p.name): \(v.isFinite ? String(format: "%g", v) : "infinite")\n"
         }
-        // Not fitted from one-peer rows: the preset's, with the fixed parts above net of it.
-        out += "  send_per_nvlink_peer_us: \(String(format: "%g", h.sendPerNVLinkPeerMicros))\n"
         return out
     }
 }

@@ -355,20 +355,19 @@ struct Engine<Net: NetworkModel> {
         var messages: Int64 = 0
         var peerBytes: Int64 = 0
         var selfBytes: Int64 = 0
-        var nvlinkPeers = 0
         for d in 0..<n {
             let count = Int64(dispatch ? counts[r * n + d] : counts[d * n + r])
             messages += count
             // NVLink peers and the rank itself are written by the kernel's own SM stores.
             if Net.movesNVLinkInSendKernel && paths[r * n + d] == .nvlink {
-                if d == r { selfBytes += count * bytesPerMessage } else { peerBytes += count * bytesPerMessage; nvlinkPeers += 1 }
+                if d == r { selfBytes += count * bytesPerMessage } else { peerBytes += count * bytesPerMessage }
             }
         }
         // A low-latency combine SEND gives each (peer, local expert) pair one warp group.
         let pairBytes = dispatch || !pairLimited ? 0 : Int64(mbRoutingMaxSourceSlot(lane: lane, routing: routing)) * bytesPerMessage
         let duration = cost.sendDuration(
             dispatch: dispatch, rank: r, messages: Int(messages), nvlinkBytes: peerBytes, nvlinkGBps: scenario.network.nvlink.bandwidthGBps,
-            selfBytes: selfBytes, selfGBps: scenario.network.selfCopyGBps, pairBytes: pairBytes, nvlinkPeers: nvlinkPeers)
+            selfBytes: selfBytes, selfGBps: scenario.network.selfCopyGBps, pairBytes: pairBytes)
         let end = now + duration
         let operation = Int32(step * opsPerStep + Int(instr.commOp))
         ownSends[r * Self.ringSize + Int(operation) % Self.ringSize] = (operation, now, end)

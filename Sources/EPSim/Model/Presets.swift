@@ -41,11 +41,6 @@ public struct Hardware: Sendable, Equatable {
     /// L790-837; #258). `.infinity` for no such limit.
     public var dispatchRecvPairGBps: Double
     public var combineSendPairGBps: Double
-    /// Time a SEND spends per NVLink peer it writes to (the rank itself excluded), µs, on top
-    /// of its fixed part; `dispatchSendFixedMicros` and `combineSendFixedMicros` are then the
-    /// time with no peer. Two GPUs have one peer: the `h200` measurement fixes `fixed + 1 x
-    /// per_peer`; DeepEP's H800 table, at seven NVLink peers for every EP size, fixes the rest.
-    public var sendPerNVLinkPeerMicros: Double = 0
     /// The routed experts' grouped FFN (`MLP`) from measurement, replacing the generic
     /// roofline for it when `expertFFNStreamGBps > 0`: `fixed + max(FLOPs / TFLOPS, weight
     /// and activation bytes / stream rate)`, FLOPs with DeepGEMM's 64-row padding. The fixed
@@ -72,9 +67,9 @@ public struct Hardware: Sendable, Equatable {
         name: "h200", peakBF16TFLOPS: 989, peakFP8TFLOPS: 1979, hbmGBps: 4800, sms: 132,
         nvlinkGBps: 413, nvlinkLatencyMicros: 0.302, rdmaGBps: 44.1, rdmaLatencyMicros: 16.1,
         computeEfficiency: 0.6, memoryEfficiency: 0.8, kernelOverheadMicros: 3,
-        dispatchSendFixedMicros: 4.84, dispatchSendPerMessageMicros: 0.00166, dispatchRecvFixedMicros: 3.38, dispatchRecvCopyGBps: 1730,
-        combineSendFixedMicros: 2.86, combineSendPerMessageMicros: 0.00834, combineRecvFixedMicros: 5.85, combineRecvReduceGBps: 3700,
-        selfCopyGBps: 6120, launchGapMicros: 1.39, dispatchRecvPairGBps: 32.1, combineSendPairGBps: 30.1, sendPerNVLinkPeerMicros: 3.08,
+        dispatchSendFixedMicros: 7.92, dispatchSendPerMessageMicros: 0.00166, dispatchRecvFixedMicros: 3.38, dispatchRecvCopyGBps: 1730,
+        combineSendFixedMicros: 5.94, combineSendPerMessageMicros: 0.00834, combineRecvFixedMicros: 5.85, combineRecvReduceGBps: 3700,
+        selfCopyGBps: 6120, launchGapMicros: 1.39, dispatchRecvPairGBps: 32.1, combineSendPairGBps: 30.1,
         expertFFNFixedMicros: 63.7, expertFFNStreamGBps: 2530, expertFFNTFLOPS: 763)
 
     /// H800 SXM: as H200 in compute (NVIDIA H100 datasheet; the H800 differs in NVLink) with
@@ -88,8 +83,8 @@ public struct Hardware: Sendable, Equatable {
         var h = h200
         h.name = "h800"
         h.hbmGBps = 3350
-        h.nvlinkGBps = 176
-        h.nvlinkLatencyMicros = h200.nvlinkLatencyMicros
+        h.nvlinkGBps = 141
+        h.nvlinkLatencyMicros = 5
         h.rdmaGBps = 44.1
         h.rdmaLatencyMicros = 16.1
         // The grouped FFN streams weights from HBM: the H200 measurement's rate scaled by the

@@ -234,9 +234,6 @@ public struct NetworkConfig: Sendable, Equatable {
 public struct SendCost: Sendable, Equatable {
     public var fixed: [SimTime]
     public var perMessage: SimTime
-    /// Per NVLink peer written to (the rank itself excluded), on a network whose SENDs write
-    /// NVLink payload themselves (`ports`).
-    public var perNVLinkPeer: SimTime = .zero
     /// Combine: the GB/s of the one warp group that sends a (peer, local expert) pair's
     /// rows (``Hardware/combineSendPairGBps``); infinite for no limit.
     public var pairGBps: Double = .infinity

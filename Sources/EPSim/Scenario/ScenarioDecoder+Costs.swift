@@ -32,14 +32,13 @@ extension ScenarioDecoder {
     }
 
     /// A SEND's costs; `pairGBps` nil: the kernel has no per-pair limit and no `pair_gbps` key.
-    func decodeSend(_ value: YAMLValue?, ranks: Int, fixed: Double, perMessage: Double, perPeer: Double, pairGBps: Double?) throws -> SendCost {
+    func decodeSend(_ value: YAMLValue?, ranks: Int, fixed: Double, perMessage: Double, pairGBps: Double?) throws -> SendCost {
         let map = try value?.mapping()
         let fixedTimes = try micros(map, "fixed_us", ranks: ranks, default: fixed)
         let per = try map?.optional("per_message_us")?.double(in: 0...ScenarioLimits.maxMicros, what: "a duration in microseconds") ?? perMessage
-        let peer = try map?.optional("per_nvlink_peer_us")?.double(in: 0...ScenarioLimits.maxMicros, what: "a duration in microseconds") ?? perPeer
         let pair = try pairGBps.map { try map?.optional("pair_gbps")?.bandwidth() ?? $0 } ?? .infinity
         try map?.finish()
-        return SendCost(fixed: fixedTimes, perMessage: SimTime(micros: per), perNVLinkPeer: SimTime(micros: peer), pairGBps: pair)
+        return SendCost(fixed: fixedTimes, perMessage: SimTime(micros: per), pairGBps: pair)
     }
 
     /// A RECV's costs; `pairGBps` nil: the kernel has no per-pair limit and no `pair_gbps` key.
@@ -115,14 +114,13 @@ extension ScenarioDecoder {
             hardware: hw,
             dispatchSend: try decodeSend(
                 map?.optional("dispatch_send"), ranks: ranks, fixed: preset ? hw.dispatchSendFixedMicros : 8,
-                perMessage: preset ? hw.dispatchSendPerMessageMicros : 0.02, perPeer: preset ? hw.sendPerNVLinkPeerMicros : 0, pairGBps: nil),
+                perMessage: preset ? hw.dispatchSendPerMessageMicros : 0.02, pairGBps: nil),
             dispatchRecv: try decodeRecv(
                 map?.optional("dispatch_recv"), ranks: ranks, fixed: preset ? hw.dispatchRecvFixedMicros : 4,
                 gbps: preset ? hw.dispatchRecvCopyGBps : 300, pairGBps: preset ? hw.dispatchRecvPairGBps : .infinity),
             combineSend: try decodeSend(
                 map?.optional("combine_send"), ranks: ranks, fixed: preset ? hw.combineSendFixedMicros : 8,
-                perMessage: preset ? hw.combineSendPerMessageMicros : 0.02, perPeer: preset ? hw.sendPerNVLinkPeerMicros : 0,
-                pairGBps: preset ? hw.combineSendPairGBps : .infinity),
+                perMessage: preset ? hw.combineSendPerMessageMicros : 0.02, pairGBps: preset ? hw.combineSendPairGBps : .infinity),
             combineRecv: try decodeRecv(
                 map?.optional("combine_recv"), ranks: ranks, fixed: preset ? hw.combineRecvFixedMicros : 4,
                 gbps: preset ? hw.combineRecvReduceGBps : 1500, pairGBps: nil))

@@ -80,7 +80,6 @@ struct ScenarioDecoder {
         // As their twins under network: and costs: (`infinite` allowed; a duration's range).
         if let v = map.optional("self_copy_gbps") { h.selfCopyGBps = try v.bandwidth() }
         try number("launch_gap_us", 0...ScenarioLimits.maxMicros, \.launchGapMicros)
-        try number("send_per_nvlink_peer_us", 0...1e6, \.sendPerNVLinkPeerMicros)
         try number("expert_ffn_fixed_us", 0...1e6, \.expertFFNFixedMicros)
         try number("expert_ffn_stream_gbps", 0...1e7, \.expertFFNStreamGBps)
         try number("expert_ffn_tflops", 1e-3...1e6, \.expertFFNTFLOPS)
