@@ -7,7 +7,7 @@ import Foundation
 ///
 /// ```
 /// $ epsim calibrate                                             # DeepEP's published H800 table
-/// $ epsim calibrate --measurements calibration/measurements/*/ll.csv
+/// $ epsim calibrate --measurements calibration/measurements/*-h200x2-*/ll.csv
 /// $ epsim calibrate --measurements my-cluster.log --fit --preset h200
 /// $ epsim calibrate --markdown docs/validation.md               # regenerate the docs page
 /// ```

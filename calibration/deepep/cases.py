@@ -45,14 +45,15 @@ class Case:
     mode: str = "fused"  # fused | hook
     # Injected GPU spin before dispatch ("attention") and between dispatch and combine
     # ("expert GEMM"), per rank, microseconds.
-    pre_us: Sequence[float] = field(default_factory=lambda: (0.0, 0.0))
-    mid_us: Sequence[float] = field(default_factory=lambda: (0.0, 0.0))
+    # (Empty: no spin on any rank.)
+    pre_us: Sequence[float] = ()
+    mid_us: Sequence[float] = ()
     # Hook mode: spin between each SEND and its RECV (0: the RECV follows at once).
     settle_us: float = 0.0
     seed: int = 1
 
     def validate(self, ranks: int) -> None:
-        if len(self.tokens) != ranks or len(self.pre_us) != ranks or len(self.mid_us) != ranks:
+        if len(self.tokens) != ranks or len(self.pre_us) not in (0, ranks) or len(self.mid_us) not in (0, ranks):
             raise ValueError(f"case {self.name}: per-rank lists must have {ranks} entries")
         if any(t < 0 or t > MAX_TOKENS for t in self.tokens):
             raise ValueError(f"case {self.name}: tokens must be in 0...{MAX_TOKENS}")

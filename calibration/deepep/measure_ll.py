@@ -150,8 +150,8 @@ class RankCase:
     def __init__(self, case, rank: int):
         self.__dict__.update(case.__dict__)
         self.case = case
-        self.pre_us_rank = float(case.pre_us[rank])
-        self.mid_us_rank = float(case.mid_us[rank])
+        self.pre_us_rank = float(case.pre_us[rank]) if case.pre_us else 0.0
+        self.mid_us_rank = float(case.mid_us[rank]) if case.mid_us else 0.0
 
 
 def worker(local_rank: int, num_ranks: int, args) -> None:
