@@ -239,17 +239,12 @@ enum CalibrationReport {
 
     /// One line per (case, rank): measured and simulated per metric.
     static func rowTable(_ rows: [MeasuredCalibration.Comparison], limit: Int?, fit: Bool) -> String {
-        func worst(_ c: MeasuredCalibration.Comparison) -> Double { c.errors.values.map(abs).max() ?? 0 }
         var chosen = rows
-        if let limit { chosen = Array(rows.sorted { worst($0) > worst($1) }.prefix(limit)) }
+        if let limit { chosen = Array(rows.sorted { $0.worstAbsError > $1.worstAbsError }.prefix(limit)) }
         let table = chosen.map { c -> [String] in
             let m = c.measurement
-            let cells = MeasuredCalibration.Metric.allCases.compactMap { metric -> String? in
-                guard let meas = c.measured[metric], let sim = c.simulated[metric] else { return nil }
-                return "\(metric.rawValue) \(String(format: "%.1f/%.1f", meas, sim)) (\(pct(sim / meas - 1)))"
-            }
-            let file = ((m.source as NSString).deletingLastPathComponent as NSString).lastPathComponent + "/" + (m.source as NSString).lastPathComponent
-            return [file, m.caseName, String(m.rank), fit ? (c.fitted ? "fit" : "held out") : "-", cells.joined(separator: ", ")]
+            let file = m.sitting + "/" + (m.source as NSString).lastPathComponent
+            return [file, m.caseName, String(m.rank), fit ? (c.fitted ? "fit" : "held out") : "-", c.cells.joined(separator: ", ")]
         }
         return TextTable.render(header: ["file", "case", "rank", "rows", "measured/simulated us (error)"], rows: table)
     }

@@ -37,6 +37,18 @@ public enum MeasuredCalibration {
             for (m, v) in measured where v > 0 { if let s = simulated[m] { out[m] = s / v - 1 } }
             return out
         }
+
+        /// The largest absolute error over the row's metrics.
+        public var worstAbsError: Double { errors.values.map(abs).max() ?? 0 }
+
+        /// One cell per metric both sides have, in ``Metric`` order:
+        /// `dispatch 25.2 / 27.5 (+9.1%)` (measured / simulated µs, error).
+        public var cells: [String] {
+            Metric.allCases.compactMap { metric in
+                guard let a = measured[metric], let b = simulated[metric] else { return nil }
+                return String(format: "%@ %.1f / %.1f (%+.1f%%)", metric.rawValue, a, b, 100 * (b / a - 1))
+            }
+        }
     }
 
     /// Which rows a fit uses: each item is a group (`balanced`), a case name, or a prefix

@@ -93,6 +93,9 @@ public struct DeepEPMeasurement: Sendable {
 
     /// Identifies the case across files: its file and name.
     public var caseKey: String { "\(source)#\(caseName)" }
+
+    /// The folder the file is in (a sitting's name in `calibration/measurements/`).
+    public var sitting: String { ((source as NSString).deletingLastPathComponent as NSString).lastPathComponent }
 }
 
 /// Reads measurement files: the harness's `ll.csv` (with `routing.csv` and `ll-run.json`

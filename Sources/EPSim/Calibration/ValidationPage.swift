@@ -123,21 +123,17 @@ public enum ValidationPage {
             |---|---|---:|---|
 
             """
-        func worst(_ c: MeasuredCalibration.Comparison) -> Double { c.errors.values.map(abs).max() ?? 0 }
-        for c in heldOut.sorted(by: { worst($0) > worst($1) || (worst($0) == worst($1) && $0.measurement.line < $1.measurement.line) }).prefix(12) {
+        let byWorst = heldOut.sorted {
+            $0.worstAbsError > $1.worstAbsError || ($0.worstAbsError == $1.worstAbsError && $0.measurement.line < $1.measurement.line)
+        }
+        for c in byWorst.prefix(12) {
             let m = c.measurement
-            let cells = MeasuredCalibration.Metric.allCases.compactMap { metric -> String? in
-                guard let a = c.measured[metric], let b = c.simulated[metric] else { return nil }
-                return "\(metric.rawValue) \(f1(a)) / \(f1(b)) (\(pct(b / a - 1)))"
-            }
-            let sitting = ((m.source as NSString).deletingLastPathComponent as NSString).lastPathComponent
-            out += "| \(sitting) | \(m.caseName) | \(m.rank) | \(cells.joined(separator: ", ")) |\n"
+            out += "| \(m.sitting) | \(m.caseName) | \(m.rank) | \(c.cells.joined(separator: ", ")) |\n"
         }
         // Reproducibility: the same case in two sittings.
         var bySitting: [String: [String: Double]] = [:]
         for m in harness where m.mode == .fused {
-            let sitting = ((m.source as NSString).deletingLastPathComponent as NSString).lastPathComponent
-            bySitting[sitting, default: [:]]["\(m.caseName)#\(m.rank)"] = m.dispatch?.p50
+            bySitting[m.sitting, default: [:]]["\(m.caseName)#\(m.rank)"] = m.dispatch?.p50
         }
         let sittings = bySitting.keys.sorted()
         if sittings.count >= 2 {
@@ -166,12 +162,7 @@ public enum ValidationPage {
 
                 """
             for c in logCompared {
-                let cells = MeasuredCalibration.Metric.allCases.compactMap { metric -> String? in
-                    guard let a = c.measured[metric], let b = c.simulated[metric] else { return nil }
-                    return "\(metric.rawValue) \(f1(a)) / \(f1(b)) (\(pct(b / a - 1)))"
-                }
-                let sitting = ((c.measurement.source as NSString).deletingLastPathComponent as NSString).lastPathComponent
-                out += "| \(sitting)/\((c.measurement.source as NSString).lastPathComponent) | \(c.measurement.rank) | \(cells.joined(separator: ", ")) |\n"
+                out += "| \(c.measurement.sitting)/\((c.measurement.source as NSString).lastPathComponent) | \(c.measurement.rank) | \(c.cells.joined(separator: ", ")) |\n"
             }
         }
         if !wider.isEmpty {
@@ -181,7 +172,7 @@ public enum ValidationPage {
 
                 ### \(ranks) H200s joined by NVLink: nothing fitted
 
-                `\(Set(wider.map { (($0.source as NSString).deletingLastPathComponent as NSString).lastPathComponent }).sorted().joined(separator: ", "))`: the same 83 cases at EP \(ranks)
+                `\(Set(wider.map(\.sitting)).sorted().joined(separator: ", "))`: the same 83 cases at EP \(ranks)
                 (\(wider.count) per-rank rows), compared with the `h200` preset fitted on two GPUs; every row is
                 held out. Each rank now has \(wider.map { $0.ranks - 1 }.max() ?? 0) NVLink peers where the fit saw one.
 
