@@ -11,7 +11,7 @@ struct PortNetworkTests {
 
     /// Posts `flows` at their start times and runs the model dry; returns arrival per flow index (in `operation`).
     static func carry(_ flows: [(Flow, SimTime, SimTime)], config: NetworkConfig = config, ranks: Int = 16) -> [Int32: SimTime] {
-        var net = PortNetwork(config: config, ranks: ranks)
+        var net = PortNetwork(config: config, topology: Topology(cluster: Cluster(ranks: ranks), network: config))
         var deliveries: [Delivery] = []
         var pending = flows.sorted { $0.1 < $1.1 }
         var arrivals: [Int32: SimTime] = [:]

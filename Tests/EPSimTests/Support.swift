@@ -31,6 +31,8 @@ struct ScenarioText {
     var rdmaLatency = 4.0
     var nvlinkForLL = true
     var fence = false
+    var network = "ideal"
+    var nicsPerNode: Int? = nil
 
     static func list(_ xs: [Double]) -> String { xs.count == 1 ? "\(xs[0])" : "[\(xs.map { "\($0)" }.joined(separator: ", "))]" }
 
@@ -43,7 +45,7 @@ struct ScenarioText {
         schedule: \(schedule)
         steps: \(steps)
         network:
-          model: ideal
+          model: \(network)\(nicsPerNode.map { "\n  nics_per_node: \($0)" } ?? "")
           nvlink: {bandwidth_gbps: \(nvlinkGBps), latency_us: \(nvlinkLatency)}
           rdma: {bandwidth_gbps: \(rdmaGBps), latency_us: \(rdmaLatency)}
           nvlink_for_ll: \(nvlinkForLL)

@@ -1,6 +1,6 @@
 import EventCore
 
-extension Engine {
+extension Engine where Net: ~Copyable {
     // MARK: Blame
 
     /// Why the slot's last flow came late, and how much of `wait` its sender caused.
@@ -14,21 +14,10 @@ extension Engine {
     /// transfer time, which every flow has).
     func blame(_ slot: RecvSlot, receiver r: Int, wait: SimTime) -> (BlameReason, SimTime) {
         let own = ownSends[r * Self.ringSize + Int(slot.operation) % Self.ringSize]
-        let config = scenario.network
-        let link = config.link(slot.blockerPath)
+        let link = scenario.network.link(slot.blockerPath)
         let transfer = SimTime.transfer(bytes: slot.blockerBytes, gigabytesPerSecond: link.bandwidthGBps)
         // When the flow would have arrived alone on its links.
-        var alone: SimTime
-        if Net.movesNVLinkInSendKernel && slot.blockerPath == .nvlink {
-            alone = slot.blockerPosted + link.latency
-        } else if config.rdmaDataDuringSend && slot.blockerPath == .rdma {
-            var done = slot.blockerStarted + transfer
-            if config.fenceControlMessages && slot.blockerBytes > 0 { done += link.latency + link.latency }
-            alone = max(slot.blockerPosted, done) + link.latency
-        } else {
-            alone = slot.blockerPosted + link.latency + transfer
-            if config.fenceControlMessages && slot.blockerPath == .rdma && slot.blockerBytes > 0 { alone += link.latency + link.latency }
-        }
+        let alone = net.uncontendedArrival(bytes: slot.blockerBytes, path: slot.blockerPath, started: slot.blockerStarted, posted: slot.blockerPosted)
         let busyPort = max(.zero, slot.lastArrival - alone)
         let meanTransfer = SimTime.transfer(bytes: slot.bytesIn / Int64(max(n, 1)), gigabytesPerSecond: link.bandwidthGBps)
         let moreBytes = Net.movesNVLinkInSendKernel && slot.blockerPath == .nvlink ? .zero : max(.zero, transfer - meanTransfer)

@@ -1,6 +1,6 @@
 import EventCore
 
-extension Engine {
+extension Engine where Net: ~Copyable {
     // MARK: Compute and SM sharing
 
     /// Starts a compute kernel of `duration` at full SMs: it needs `duration x S` SM-ps of

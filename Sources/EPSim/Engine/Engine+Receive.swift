@@ -1,6 +1,6 @@
 import EventCore
 
-extension Engine {
+extension Engine where Net: ~Copyable {
     // MARK: Receiving
 
     /// The slot of `operation` at rank `r`, claimed for it if the slot's previous

@@ -98,7 +98,7 @@ struct CachedRouting {
 /// synchronisation, and they are messages too).
 ///
 /// Generic over the network model so that the model is specialised into the loop.
-struct Engine<Net: NetworkModel> {
+struct Engine<Net: NetworkModel & ~Copyable>: ~Copyable {
     static var ringSize: Int { 4 }
 
     let scenario: Scenario
@@ -146,7 +146,7 @@ struct Engine<Net: NetworkModel> {
     var messageCount: Int64 = 0
     var eventCount = 0
 
-    init(scenario: Scenario, network: Net, options: SimulationOptions) throws {
+    init(scenario: Scenario, network: consuming Net, options: SimulationOptions) throws {
         self.scenario = scenario
         self.options = options
         n = scenario.cluster.ranks
@@ -164,11 +164,10 @@ struct Engine<Net: NetworkModel> {
         combineBytes = scenario.model.combineMessageBytes
         totalSMs = Int64(scenario.cluster.smsPerGPU)
         commSMs = Int64(program.commSMs)
+        let topology = network.topology
         net = network
-        let cluster = scenario.cluster
-        let config = scenario.network
         let rankCount = n
-        paths = (0..<(n * n)).map { config.path(from: $0 / rankCount, to: $0 % rankCount, in: cluster) }
+        paths = (0..<(n * n)).map { topology.path(from: $0 / rankCount, to: $0 % rankCount) }
         pairLimited = !normalMode && (scenario.costs.dispatchRecv.pairGBps.isFinite || scenario.costs.combineSend.pairGBps.isFinite)
         launchGap = scenario.costs.launchGap
         queue = EventQueue(reservingCapacity: 4 * n)
@@ -366,8 +365,8 @@ struct Engine<Net: NetworkModel> {
         // A low-latency combine SEND gives each (peer, local expert) pair one warp group.
         let pairBytes = dispatch || !pairLimited ? 0 : Int64(mbRoutingMaxSourceSlot(lane: lane, routing: routing)) * bytesPerMessage
         let duration = cost.sendDuration(
-            dispatch: dispatch, rank: r, messages: Int(messages), nvlinkBytes: peerBytes, nvlinkGBps: scenario.network.nvlink.bandwidthGBps,
-            selfBytes: selfBytes, selfGBps: scenario.network.selfCopyGBps, pairBytes: pairBytes)
+            dispatch: dispatch, rank: r, messages: Int(messages), stores: net.sendStoreTime(peerBytes: peerBytes, selfBytes: selfBytes),
+            pairBytes: pairBytes)
         let end = now + duration
         let operation = Int32(step * opsPerStep + Int(instr.commOp))
         ownSends[r * Self.ringSize + Int(operation) % Self.ringSize] = (operation, now, end)

@@ -37,13 +37,13 @@ public enum Simulation {
     /// print(result.stepLatency.micros)
     /// ```
     public static func run(_ scenario: Scenario, options: SimulationOptions = .init()) throws -> RunResult {
+        let topology = Topology(cluster: scenario.cluster, network: scenario.network)
         switch scenario.network.kind {
         case .ideal:
-            var engine = try Engine(scenario: scenario, network: IdealNetwork(config: scenario.network), options: options)
+            var engine = try Engine(scenario: scenario, network: IdealNetwork(config: scenario.network, topology: topology), options: options)
             return try engine.run()
         case .ports:
-            let network = PortNetwork(config: scenario.network, ranks: scenario.cluster.ranks)
-            var engine = try Engine(scenario: scenario, network: network, options: options)
+            var engine = try Engine(scenario: scenario, network: PortNetwork(config: scenario.network, topology: topology), options: options)
             return try engine.run()
         }
     }

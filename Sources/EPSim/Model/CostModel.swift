@@ -174,21 +174,13 @@ public struct CostModel: Sendable {
     }
 
     /// Duration of a SEND (or the SEND part of a fused kernel) posting `messages` data messages:
-    /// `fixed + max(per_message x messages + nvlinkBytes / nvlinkGBps + selfBytes / selfGBps,
-    /// pairBytes / pair_gbps)`. `nvlinkBytes` and `selfBytes` are the payload the
-    /// kernel's own SM stores write to NVLink peers and to its own memory (zero on a network
-    /// that carries them as flows); `pairBytes` is the largest (peer, local expert) pair of a
+    /// `fixed + max(per_message x messages + stores, pairBytes / pair_gbps)`. `stores` is the
+    /// time the kernel's own SMs spend writing payload to NVLink peers and its own memory,
+    /// which the network model decides (``NetworkModel/sendStoreTime(peerBytes:selfBytes:)``:
+    /// zero on a network that carries it as flows); `pairBytes` is the largest (peer, local expert) pair of a
     /// low-latency combine SEND, which one warp group sends alone (zero elsewhere).
-    public func sendDuration(
-        dispatch: Bool, rank: Int, messages: Int, nvlinkBytes: Int64 = 0, nvlinkGBps: Double = .infinity, selfBytes: Int64 = 0,
-        selfGBps: Double = .infinity, pairBytes: Int64 = 0
-    ) -> SimTime {
+    public func sendDuration(dispatch: Bool, rank: Int, messages: Int, stores: SimTime = .zero, pairBytes: Int64 = 0) -> SimTime {
         let c = dispatch ? costs.dispatchSend : costs.combineSend
-        // The SM stores to peers and to itself, rounded up once (one rate: exactly as one transfer).
-        let stores =
-            nvlinkGBps == selfGBps
-            ? SimTime.transfer(bytes: nvlinkBytes + selfBytes, gigabytesPerSecond: nvlinkGBps)
-            : SimTime(picos: Int64((Double(nvlinkBytes) * 1000 / nvlinkGBps + Double(selfBytes) * 1000 / selfGBps).rounded(.up)))
         let bulk = SimTime(picos: c.perMessage.picos * Int64(messages)) + stores
         return c.fixed[rank] + max(bulk, SimTime.transfer(bytes: pairBytes, gigabytesPerSecond: c.pairGBps))
     }

@@ -40,17 +40,44 @@ public struct Delivery: Sendable, Equatable {
 /// The interface every network model implements; the engine is generic over it, so the
 /// model is specialised into the event loop with no existential boxing.
 ///
+/// A model owns the network's physics: which transport joins two ranks and which NIC a rank
+/// uses (its ``topology``), what a SEND kernel pays to move payload itself
+/// (``sendStoreTime(peerBytes:selfBytes:)``), when a flow arrives alone on its links
+/// (``uncontendedArrival(bytes:path:started:posted:)``, which blame compares real arrivals
+/// with) and when it arrives among the others (``post(_:dataFrom:controlAt:deliveries:)``).
+/// The engine asks; it never re-derives any of these.
+///
 /// A SEND posts its flows when it starts: data may move from `dataFrom` on, and the
 /// control messages (counts or flags) are released at `controlAt`, the end of the SEND,
 /// after every data message was issued. A model may deliver a flow at once (when its
 /// arrival is already known, as in the ideal network) or later from `advance(to:)` (a
-/// contended model whose rates change as flows come and go). A delivery's arrival is never
-/// earlier than `controlAt`.
-public protocol NetworkModel {
-    /// True when NVLink payload is written by the SEND kernel's own SMs (DeepEP's
-    /// NVLink-in-low-latency mode): the engine then lengthens the SEND by those bytes over
-    /// the NVLink bandwidth, and the model carries only the control message.
+/// contended model whose rates change as flows come and go). Every posted flow is
+/// delivered exactly once, and a delivery's arrival is never earlier than `controlAt` nor
+/// than its uncontended arrival. The shared property suite (`NetworkModelProperties` in the
+/// tests) checks these rules on every conforming model.
+///
+/// Models may own unmanaged memory, so the protocol allows non-copyable conformers: a
+/// network is one value, owned by one engine.
+///
+/// Adding a model: a conformer in `Sources/EPSim/Network/`, a ``NetworkKind`` case, and its
+/// line in ``Simulation/run(_:options:)`` (see docs/architecture.md).
+public protocol NetworkModel: ~Copyable {
+    /// Builds the model for a scenario's network section and its topology.
+    init(config: NetworkConfig, topology: Topology)
+    /// `rdma_data` when the scenario leaves it out.
+    static var rdmaDataDuringSendByDefault: Bool { get }
+    /// True when NVLink payload (to same-node peers and to the rank itself) is written by the
+    /// SEND kernel's own SMs (DeepEP's NVLink-in-low-latency mode): the SEND then lasts
+    /// ``sendStoreTime(peerBytes:selfBytes:)`` longer and the model carries only the control
+    /// message over NVLink.
     static var movesNVLinkInSendKernel: Bool { get }
+    var topology: Topology { get }
+    /// Time a SEND kernel's SMs spend storing `peerBytes` to NVLink peers and `selfBytes` to
+    /// its own rank (zero when the model carries NVLink payload itself).
+    func sendStoreTime(peerBytes: Int64, selfBytes: Int64) -> SimTime
+    /// When a flow of `bytes` over `path`, whose SEND ran from `started` to `posted`, would
+    /// arrive alone on its links.
+    func uncontendedArrival(bytes: Int64, path: Path, started: SimTime, posted: SimTime) -> SimTime
     mutating func post(_ flow: Flow, dataFrom start: SimTime, controlAt release: SimTime, deliveries: inout [Delivery])
     /// The next time the model must be advanced to, if it has internal events.
     mutating func nextEventTime() -> SimTime?
@@ -58,6 +85,18 @@ public protocol NetworkModel {
     mutating func advance(to time: SimTime, deliveries: inout [Delivery])
     /// Internal events processed so far (port departures), for the benchmark.
     var eventCount: Int { get }
+}
+
+extension NetworkConfig {
+    /// Arrival of an RDMA flow alone on its links, shared by the models that move RDMA data
+    /// themselves: the data leaves at `started` (`rdma_data: during-send`) or at `posted`,
+    /// takes `bytes / bandwidth`, waits the fence (``fenceDelay(path:bytes:)``), and the
+    /// control message, released at `posted`, arrives one latency after both.
+    @inline(__always) func aloneRDMAArrival(bytes: Int64, started: SimTime, posted: SimTime) -> SimTime {
+        let dataStart = rdmaDataDuringSend ? started : posted
+        let dataDone = dataStart + SimTime.transfer(bytes: bytes, gigabytesPerSecond: rdma.bandwidthGBps) + fenceDelay(path: .rdma, bytes: bytes)
+        return max(posted, dataDone) + rdma.latency
+    }
 }
 
 /// Each flow alone on its path: arrival = control release + latency + bytes / bandwidth
@@ -69,29 +108,36 @@ public protocol NetworkModel {
 /// RDMA data moves from the start of the SEND as in ``PortNetwork``).
 public struct IdealNetwork: NetworkModel {
     public let config: NetworkConfig
+    public let topology: Topology
 
-    public init(config: NetworkConfig) { self.config = config }
+    public init(config: NetworkConfig, topology: Topology) {
+        self.config = config
+        self.topology = topology
+    }
 
+    /// The contract's closed form counts flights from the end of the SEND (§9).
+    public static var rdmaDataDuringSendByDefault: Bool { false }
     public static var movesNVLinkInSendKernel: Bool { false }
 
-    /// The flight time of `bytes` over `path`.
+    public func sendStoreTime(peerBytes: Int64, selfBytes: Int64) -> SimTime { .zero }
+
+    /// The flight time of `bytes` over `path` from the end of the SEND.
     public func flightTime(bytes: Int64, path: Path) -> SimTime {
         let link = config.link(path)
-        var t = link.latency + SimTime.transfer(bytes: bytes, gigabytesPerSecond: link.bandwidthGBps)
-        if config.fenceControlMessages && path == .rdma && bytes > 0 { t += link.latency + link.latency }
-        return t
+        return link.latency + SimTime.transfer(bytes: bytes, gigabytesPerSecond: link.bandwidthGBps) + config.fenceDelay(path: path, bytes: bytes)
+    }
+
+    public func uncontendedArrival(bytes: Int64, path: Path, started: SimTime, posted: SimTime) -> SimTime {
+        if config.rdmaDataDuringSend && path == .rdma {
+            // The data left from the start of the SEND; the counts follow it, and leave no
+            // earlier than the end of the SEND.
+            return config.aloneRDMAArrival(bytes: bytes, started: started, posted: posted)
+        }
+        return posted + flightTime(bytes: bytes, path: path)
     }
 
     public mutating func post(_ flow: Flow, dataFrom start: SimTime, controlAt release: SimTime, deliveries: inout [Delivery]) {
-        var arrival = release + flightTime(bytes: flow.bytes, path: flow.path)
-        if config.rdmaDataDuringSend && flow.path == .rdma {
-            // The data left from the start of the SEND; the counts follow it, and leave no
-            // earlier than the end of the SEND.
-            let link = config.link(.rdma)
-            var dataDone = start + SimTime.transfer(bytes: flow.bytes, gigabytesPerSecond: link.bandwidthGBps)
-            if config.fenceControlMessages && flow.bytes > 0 { dataDone += link.latency + link.latency }
-            arrival = max(release, dataDone) + link.latency
-        }
+        let arrival = uncontendedArrival(bytes: flow.bytes, path: flow.path, started: start, posted: release)
         deliveries.append(Delivery(flow: flow, posted: release, arrival: arrival, started: start))
     }
 

@@ -1,7 +1,9 @@
 import EventCore
 
-/// The contended network (`ports`, the default): every rank has an RDMA egress and an
-/// RDMA ingress port (its NIC), and flows that share a port share its bandwidth.
+/// The contended network (`ports`, the default): every NIC has an RDMA egress and an RDMA
+/// ingress port, and flows that share a port share its bandwidth. A rank's RDMA flows use
+/// its NIC (``Topology/nic(of:)``: one per GPU unless `nics_per_node` says fewer), so the
+/// ranks sharing a NIC share its ports.
 ///
 /// **Discipline.** Each port serves its active flows in processor sharing: with `n` flows
 /// active, each progresses at `bandwidth / n`. A flow's bytes must be served by both its
@@ -28,7 +30,12 @@ import EventCore
 /// Each port keeps a virtual clock `V` (bytes served to each active flow so far) and a
 /// min-heap of its flows' finishing values of `V`, so a flow costs O(log n) per port; the
 /// ports' next departures sit in an indexed heap, one entry per busy port.
-public struct PortNetwork: NetworkModel {
+///
+/// Non-copyable: it owns the heaps' memory and frees it in `deinit`, so no copy can share
+/// (and corrupt) another's heaps.
+public struct PortNetwork: NetworkModel, ~Copyable {
+    /// DeepEP issues each token's RDMA writes as the kernel processes it.
+    public static var rdmaDataDuringSendByDefault: Bool { true }
     public static var movesNVLinkInSendKernel: Bool { true }
 
     struct Port {
@@ -55,61 +62,72 @@ public struct PortNetwork: NetworkModel {
     }
 
     let config: NetworkConfig
+    public let topology: Topology
+    /// `nicOfRank[r]`: the NIC of rank `r` (``Topology/nic(of:)``, tabulated).
+    let nicOfRank: [Int32]
     let bandwidthGBps: Double
     /// Bytes per picosecond.
     let rate: Double
-    /// `ports[2 * rank]` egress, `ports[2 * rank + 1]` ingress.
+    /// `ports[2 * nic]` egress, `ports[2 * nic + 1]` ingress.
     var ports: [Port]
     /// Each port's heap lives in its own fixed-capacity region of two allocations (the
     /// finishing virtual times, and the flows), so no per-port array and no copy-on-write
     /// check sits in the hot path and the keys compared together share cache lines. The
-    /// engine owns the network and never copies it; `owner` frees the allocations.
+    /// network is non-copyable and frees them in `deinit`.
     var keys: UnsafeMutablePointer<Double>
     var slots: UnsafeMutablePointer<Int32>
     var capacity: Int
-    var owner: StorageOwner
     var pending: [PendingFlow] = []
     var freeSlots: [Int32] = []
     /// Busy ports ordered by their next departure (ties: lower port first).
     var departures: [Int32] = []
     public private(set) var eventCount = 0
 
-    public init(config: NetworkConfig, ranks: Int) {
+    public init(config: NetworkConfig, topology: Topology) {
         self.config = config
+        self.topology = topology
+        nicOfRank = (0..<topology.ranks).map { Int32(topology.nic(of: $0)) }
         bandwidthGBps = config.rdma.bandwidthGBps
         rate = config.rdma.bandwidthGBps / 1000
-        ports = Array(repeating: Port(), count: 2 * ranks)
+        let portCount = 2 * topology.nicCount
+        ports = Array(repeating: Port(), count: portCount)
         // A port holds at most the flows of the few operations in flight (DeepEP's double
-        // buffering bounds them); start with room for four operations and grow if needed.
-        capacity = max(4 * ranks, 16)
-        keys = .allocate(capacity: capacity * 2 * ranks)
-        slots = .allocate(capacity: capacity * 2 * ranks)
-        owner = StorageOwner(keys, slots)
-        departures.reserveCapacity(2 * ranks)
+        // buffering bounds them) from the ranks it serves; start with room for four
+        // operations and grow if needed.
+        let ranksPerNIC = topology.gpusPerNode / topology.nicsPerNode
+        capacity = max(4 * topology.ranks * ranksPerNIC, 16)
+        keys = .allocate(capacity: capacity * portCount)
+        slots = .allocate(capacity: capacity * portCount)
+        departures.reserveCapacity(portCount)
     }
 
-    /// Frees the heap allocations when the last copy of the network goes away.
-    final class StorageOwner {
-        let keys: UnsafeMutablePointer<Double>
-        let slots: UnsafeMutablePointer<Int32>
-        init(_ keys: UnsafeMutablePointer<Double>, _ slots: UnsafeMutablePointer<Int32>) {
-            self.keys = keys
-            self.slots = slots
-        }
-        deinit {
-            keys.deallocate()
-            slots.deallocate()
-        }
+    deinit {
+        keys.deallocate()
+        slots.deallocate()
+    }
+
+    /// The SEND's SMs store NVLink peers' and its own payload: one rounding when the two
+    /// rates are equal (exactly one transfer), else the sum of both rates' times rounded up.
+    public func sendStoreTime(peerBytes: Int64, selfBytes: Int64) -> SimTime {
+        let nvlinkGBps = config.nvlink.bandwidthGBps
+        let selfGBps = config.selfCopyGBps
+        if nvlinkGBps == selfGBps { return SimTime.transfer(bytes: peerBytes + selfBytes, gigabytesPerSecond: nvlinkGBps) }
+        return SimTime(picos: Int64((Double(peerBytes) * 1000 / nvlinkGBps + Double(selfBytes) * 1000 / selfGBps).rounded(.up)))
+    }
+
+    /// NVLink: the control message alone, one latency after the SEND (its payload was
+    /// stored by the SEND). RDMA: see ``NetworkConfig/aloneRDMAArrival(bytes:started:posted:)``;
+    /// a flow without data, or on an infinitely fast NIC, arrives one latency (plus the
+    /// fence) after the SEND.
+    public func uncontendedArrival(bytes: Int64, path: Path, started: SimTime, posted: SimTime) -> SimTime {
+        if path == .nvlink { return posted + config.nvlink.latency }
+        if bytes == 0 || bandwidthGBps.isInfinite { return posted + config.rdma.latency + config.fenceDelay(path: .rdma, bytes: bytes) }
+        return config.aloneRDMAArrival(bytes: bytes, started: started, posted: posted)
     }
 
     public mutating func post(_ flow: Flow, dataFrom start: SimTime, controlAt release: SimTime, deliveries: inout [Delivery]) {
-        if flow.path == .nvlink {
-            deliveries.append(Delivery(flow: flow, posted: release, arrival: release + config.nvlink.latency, started: start))
-            return
-        }
-        if flow.bytes == 0 || bandwidthGBps.isInfinite {
-            var arrival = release + config.rdma.latency
-            if flow.bytes > 0 && config.fenceControlMessages { arrival += config.rdma.latency + config.rdma.latency }
+        if flow.path == .nvlink || flow.bytes == 0 || bandwidthGBps.isInfinite {
+            let arrival = uncontendedArrival(bytes: flow.bytes, path: flow.path, started: start, posted: release)
             deliveries.append(Delivery(flow: flow, posted: release, arrival: arrival, started: start))
             return
         }
@@ -123,8 +141,8 @@ public struct PortNetwork: NetworkModel {
             slot = Int32(pending.count)
             pending.append(entry)
         }
-        add(slot, bytes: flow.bytes, to: 2 * Int(flow.source), at: dataStart)
-        add(slot, bytes: flow.bytes, to: 2 * Int(flow.destination) + 1, at: dataStart)
+        add(slot, bytes: flow.bytes, to: 2 * Int(nicOfRank[Int(flow.source)]), at: dataStart)
+        add(slot, bytes: flow.bytes, to: 2 * Int(nicOfRank[Int(flow.destination)]) + 1, at: dataStart)
     }
 
     public mutating func nextEventTime() -> SimTime? {
@@ -189,8 +207,7 @@ public struct PortNetwork: NetworkModel {
             pending[slot].dataDone = max(pending[slot].dataDone, time)
             if pending[slot].portsLeft == 0 {
                 let f = pending[slot]
-                var ready = f.dataDone
-                if config.fenceControlMessages { ready += config.rdma.latency + config.rdma.latency }
+                let ready = f.dataDone + config.fenceDelay(path: .rdma, bytes: f.flow.bytes)
                 deliveries.append(
                     Delivery(flow: f.flow, posted: f.controlAt, arrival: max(f.controlAt, ready) + config.rdma.latency, started: f.started))
                 freeSlots.append(Int32(slot))
@@ -271,9 +288,10 @@ public struct PortNetwork: NetworkModel {
             (newKeys + p * bigger).moveInitialize(from: keys + p * capacity, count: ports[p].active)
             (newSlots + p * bigger).moveInitialize(from: slots + p * capacity, count: ports[p].active)
         }
+        keys.deallocate()
+        slots.deallocate()
         keys = newKeys
         slots = newSlots
-        owner = StorageOwner(newKeys, newSlots)
         capacity = bigger
     }
 

@@ -185,6 +185,15 @@ public enum NetworkKind: String, Sendable, CaseIterable {
     case ports
     /// Each flow alone on its links: `latency + bytes / bandwidth` (the contract's closed form).
     case ideal
+
+    /// `rdma_data` when the file leaves it out: the model's own default
+    /// (``NetworkModel/rdmaDataDuringSendByDefault``).
+    public var rdmaDataDuringSendByDefault: Bool {
+        switch self {
+        case .ports: PortNetwork.rdmaDataDuringSendByDefault
+        case .ideal: IdealNetwork.rdmaDataDuringSendByDefault
+        }
+    }
 }
 
 public struct NetworkConfig: Sendable, Equatable {
@@ -205,28 +214,31 @@ public struct NetworkConfig: Sendable, Equatable {
     /// GB/s of a rank's copy to itself inside its SEND kernel (`ports` network, where the
     /// SEND's SMs write NVLink and self payload); default: the NVLink bandwidth.
     public var selfCopyGBps: Double
+    /// NICs per node, shared evenly by the node's GPUs (``Topology``); nil: one per GPU.
+    public var nicsPerNode: Int?
 
     public init(
         kind: NetworkKind, nvlink: LinkConfig, rdma: LinkConfig, nvlinkForLowLatency: Bool, fenceControlMessages: Bool,
-        rdmaDataDuringSend: Bool? = nil, selfCopyGBps: Double? = nil
+        rdmaDataDuringSend: Bool? = nil, selfCopyGBps: Double? = nil, nicsPerNode: Int? = nil
     ) {
         self.kind = kind
         self.nvlink = nvlink
         self.rdma = rdma
         self.nvlinkForLowLatency = nvlinkForLowLatency
         self.fenceControlMessages = fenceControlMessages
-        self.rdmaDataDuringSend = rdmaDataDuringSend ?? (kind == .ports)
+        self.rdmaDataDuringSend = rdmaDataDuringSend ?? kind.rdmaDataDuringSendByDefault
         self.selfCopyGBps = selfCopyGBps ?? nvlink.bandwidthGBps
-    }
-
-    /// The path from `source` to `destination`.
-    public func path(from source: Int, to destination: Int, in cluster: Cluster) -> Path {
-        if source == destination { return .nvlink }
-        if nvlinkForLowLatency && cluster.node(of: source) == cluster.node(of: destination) { return .nvlink }
-        return .rdma
+        self.nicsPerNode = nicsPerNode
     }
 
     public func link(_ path: Path) -> LinkConfig { path == .nvlink ? nvlink : rdma }
+
+    /// The fence rule, in one place: the extra time before a flow's control message may
+    /// leave after its data, one round trip (2 x RDMA latency) when `fence` is on and an
+    /// RDMA flow carried data, zero otherwise.
+    @inline(__always) public func fenceDelay(path: Path, bytes: Int64) -> SimTime {
+        fenceControlMessages && path == .rdma && bytes > 0 ? rdma.latency + rdma.latency : .zero
+    }
 }
 
 /// Cost of a SEND kernel: a fixed part plus a part per data message posted.

@@ -12,7 +12,7 @@ extension ScenarioDecoder {
         return LinkConfig(bandwidthGBps: bw, latency: SimTime(micros: lat))
     }
 
-    func decodeNetwork(_ map: YAMLMapping?, hardware: Hardware?) throws -> NetworkConfig {
+    func decodeNetwork(_ map: YAMLMapping?, hardware: Hardware?, cluster: Cluster) throws -> NetworkConfig {
         let kind = try map?.optional("model").map { NetworkKind(rawValue: try $0.choice(NetworkKind.allCases.map(\.rawValue)))! } ?? .ports
         let nvlink = try decodeLink(map?.optional("nvlink"), defaultGBps: hardware?.nvlinkGBps ?? 160, defaultLatencyMicros: hardware?.nvlinkLatencyMicros ?? 2)
         let rdma = try decodeLink(map?.optional("rdma"), defaultGBps: hardware?.rdmaGBps ?? 50, defaultLatencyMicros: hardware?.rdmaLatencyMicros ?? 4)
@@ -20,10 +20,18 @@ extension ScenarioDecoder {
         let fence = try map?.optional("fence")?.bool() ?? false
         let during = try map?.optional("rdma_data").map { try $0.choice(["during-send", "after-send"]) == "during-send" }
         let selfCopy = try map?.optional("self_copy_gbps")?.bandwidth() ?? hardware?.selfCopyGBps
+        var nics: Int?
+        if let v = map?.optional("nics_per_node") {
+            let count = try v.int(in: 1...cluster.gpusPerNode, what: "a NIC count per node (1 to gpus_per_node)")
+            guard cluster.gpusPerNode % count == 0 else {
+                throw v.error(.inconsistent, "nics_per_node \(count) must divide gpus_per_node \(cluster.gpusPerNode): each NIC serves the same number of GPUs")
+            }
+            nics = count
+        }
         try map?.finish()
         return NetworkConfig(
             kind: kind, nvlink: nvlink, rdma: rdma, nvlinkForLowLatency: nvlinkForLL, fenceControlMessages: fence,
-            rdmaDataDuringSend: during, selfCopyGBps: selfCopy)
+            rdmaDataDuringSend: during, selfCopyGBps: selfCopy, nicsPerNode: nics)
     }
 
     func micros(_ map: YAMLMapping?, _ key: String, ranks: Int, default value: Double) throws -> [SimTime] {

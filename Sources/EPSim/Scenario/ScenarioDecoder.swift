@@ -31,7 +31,7 @@ struct ScenarioDecoder {
         } catch {
             throw (scheduleValue ?? rootValue).error(.invalidSchedule, "invalid schedule \"\(schedule.name)\": \(error.message)")
         }
-        let network = try decodeNetwork(root.optional("network")?.mapping(), hardware: hardware)
+        let network = try decodeNetwork(root.optional("network")?.mapping(), hardware: hardware, cluster: cluster)
         let costs = try decodeCosts(root.optional("costs")?.mapping(), ranks: cluster.ranks, hardware: hardware)
         try root.finish()
 
