@@ -61,7 +61,7 @@ extension Engine where Net: ~Copyable {
             lanes[lane].tokens = slot.messagesIn
         } else {
             // The low-latency combine RECV reduces T * top_k rows of 2H bytes.
-            let tokens = scenario.workload.tokenRange(rank: r, step: Int(ranks[r].step), microBatch: instr.microBatch, of: microBatches).count
+            let tokens = plans[Int(ranks[r].step)]!.plan.tokenRange(rank: r, microBatch: instr.microBatch, of: microBatches).count
             let rows = Int64(tokens * scenario.model.topK)
             workBytes = rows * combineBytes
             lanes[lane].tokens = rows

@@ -125,6 +125,10 @@ struct Engine<Net: NetworkModel & ~Copyable>: ~Copyable {
     let launchGap: SimTime
 
     var net: Net
+    /// Where each step's batches come from (``StepSource``).
+    var source: any StepSource
+    /// The plans of the steps some rank is in, and how many ranks have ended each.
+    var plans: [Int: (plan: StepPlan, ranksDone: Int)] = [:]
     var queue: EventQueue<EngineEvent>
     var deliveries: [Delivery] = []
     /// `drainDeliveries` is running (a nested call leaves the new deliveries to it).
@@ -146,7 +150,7 @@ struct Engine<Net: NetworkModel & ~Copyable>: ~Copyable {
     var messageCount: Int64 = 0
     var eventCount = 0
 
-    init(scenario: Scenario, network: consuming Net, options: SimulationOptions) throws {
+    init(scenario: Scenario, network: consuming Net, source: any StepSource, options: SimulationOptions) throws {
         self.scenario = scenario
         self.options = options
         n = scenario.cluster.ranks
@@ -166,6 +170,7 @@ struct Engine<Net: NetworkModel & ~Copyable>: ~Copyable {
         commSMs = Int64(program.commSMs)
         let topology = network.topology
         net = network
+        self.source = source
         let rankCount = n
         paths = (0..<(n * n)).map { topology.path(from: $0 / rankCount, to: $0 % rankCount) }
         pairLimited = !normalMode && (scenario.costs.dispatchRecv.pairGBps.isFinite || scenario.costs.combineSend.pairGBps.isFinite)
@@ -217,8 +222,21 @@ struct Engine<Net: NetworkModel & ~Copyable>: ~Copyable {
 
     mutating func startStep(_ r: Int, at now: SimTime) throws {
         let step = Int(ranks[r].step)
+        if plans[step] == nil {
+            let plan = source.plan(step: step, at: now)
+            let range = 0...ScenarioLimits.maxTokensPerRank
+            guard plan.tokens.count == n, plan.kvLength.count == n, plan.microBatchATokens.map({ $0.count == n }) ?? true,
+                plan.tokens.allSatisfy(range.contains), plan.kvLength.allSatisfy({ $0 >= 0 }),
+                plan.microBatchATokens?.allSatisfy({ $0 >= 0 }) ?? true
+            else {
+                throw SimulationError(
+                    code: .badPlan,
+                    message: "the step source's plan of step \(step) must give one entry per rank (\(n) ranks), tokens in \(range), no negative KV length or micro-batch A size")
+            }
+            plans[step] = (plan, 0)
+        }
         rankSteps[step * n + r].start = now
-        rankSteps[step * n + r].tokens = scenario.workload.tokens(step: step, rank: r)
+        rankSteps[step * n + r].tokens = plans[step]!.plan.tokens[r]
         for s in 0..<2 { lanes[r * 2 + s].pc = 0 }
         for s in 0..<2 { try tryStart(lane: r * 2 + s, at: now) }
     }
@@ -242,7 +260,6 @@ struct Engine<Net: NetworkModel & ~Copyable>: ~Copyable {
         let instr = instructions[i]
         let step = Int(ranks[r].step)
         let mb = instr.microBatch
-        let workload = scenario.workload
         var work = ComputeWork()
         if instr.kind == .mlp {
             let routing = routingFor(step: step, moeLayer: Int(instr.moeLayer)).routing
@@ -256,10 +273,11 @@ struct Engine<Net: NetworkModel & ~Copyable>: ~Copyable {
             work.expertTokens = localExperts[r].map { routing.microBatches[Int(mb.rawValue)].expertLoad[$0] }
         } else {
             work.wholeBatch = instr.moeLayer < 0
-            work.tokensTotal = workload.tokens(step: step, rank: r)
-            work.tokensA = workload.tokenRange(rank: r, step: step, microBatch: .a, of: microBatches).count
-            work.tokens = workload.tokenRange(rank: r, step: step, microBatch: mb, of: microBatches).count
-            work.kvLength = workload.kvLength[r]
+            let plan = plans[step]!.plan
+            work.tokensTotal = plan.tokens[r]
+            work.tokensA = plan.tokenRange(rank: r, microBatch: .a, of: microBatches).count
+            work.tokens = plan.tokenRange(rank: r, microBatch: mb, of: microBatches).count
+            work.kvLength = plan.kvLength[r]
         }
         return (work, cost.computeDuration(instr.kind, rank: r, microBatch: mb, microBatches: microBatches, work: work))
     }
@@ -448,6 +466,10 @@ struct Engine<Net: NetworkModel & ~Copyable>: ~Copyable {
         }
         if stepDone {
             rankSteps[idx].end = now
+            let step = Int(ranks[r].step)
+            source.rankFinished(rank: r, step: step, at: now)
+            plans[step]!.ranksDone += 1
+            if plans[step]!.ranksDone == n { plans[step] = nil }
             ranks[r].step += 1
             if Int(ranks[r].step) == scenario.steps {
                 ranks[r].done = true
@@ -465,7 +487,7 @@ struct Engine<Net: NetworkModel & ~Copyable>: ~Copyable {
         let key = step * scenario.model.moeLayers + moeLayer
         if let cached = routingCache[key] { return cached }
         let fresh = CachedRouting(
-            routing: router.route(step: step, layer: moeLayer, microBatches: microBatches, uniquePairs: normalMode, pairMaxima: pairLimited),
+            routing: router.route(plan: plans[step]!.plan, layer: moeLayer, microBatches: microBatches, uniquePairs: normalMode, pairMaxima: pairLimited),
             remainingCombineSends: n * microBatches)
         routingCache[key] = fresh
         return fresh

@@ -21,6 +21,8 @@ public struct SimulationError: Error, Sendable, CustomStringConvertible {
         case bufferOverrun = "buffer-overrun"
         /// The event list ran dry while some rank still waited for arrivals.
         case deadlock
+        /// A ``StepSource`` gave a plan without one entry per rank.
+        case badPlan = "bad-plan"
     }
     public var code: Code
     public var message: String
@@ -37,13 +39,22 @@ public enum Simulation {
     /// print(result.stepLatency.micros)
     /// ```
     public static func run(_ scenario: Scenario, options: SimulationOptions = .init()) throws -> RunResult {
+        try run(scenario, source: StaticWorkloadSource(workload: scenario.workload), options: options)
+    }
+
+    /// Simulates `scenario` with its batches taken from `source` instead of its `workload`
+    /// section's tokens (routing, KV length and the rest of `workload` still apply).
+    /// Throws ``SimulationError`` (`bad-plan`) when a plan does not give one entry per rank.
+    public static func run(_ scenario: Scenario, source: any StepSource, options: SimulationOptions = .init()) throws -> RunResult {
         let topology = Topology(cluster: scenario.cluster, network: scenario.network)
         switch scenario.network.kind {
         case .ideal:
-            var engine = try Engine(scenario: scenario, network: IdealNetwork(config: scenario.network, topology: topology), options: options)
+            let network = IdealNetwork(config: scenario.network, topology: topology)
+            var engine = try Engine(scenario: scenario, network: network, source: source, options: options)
             return try engine.run()
         case .ports:
-            var engine = try Engine(scenario: scenario, network: PortNetwork(config: scenario.network, topology: topology), options: options)
+            let network = PortNetwork(config: scenario.network, topology: topology)
+            var engine = try Engine(scenario: scenario, network: network, source: source, options: options)
             return try engine.run()
         }
     }

@@ -82,15 +82,15 @@ public struct RoutingGenerator: Sendable {
     /// Calls `body(token, logical expert)` for every selection of `rank` in (step, layer),
     /// tokens in order, each token's `k` experts together.
     public func forEachLogicalSelection(rank: Int, step: Int, layer: Int, _ body: (Int, Int) -> Void) {
-        var base = 0
-        if workload.routing == .balanced { for r in 0..<rank { base += workload.tokens(step: step, rank: r) } }
-        forEachLogicalSelection(rank: rank, step: step, layer: layer, globalOffset: base, body)
+        let plan = workload.plan(step: step)
+        let base = workload.routing == .balanced ? plan.tokens[..<rank].reduce(0, +) : 0
+        forEachLogicalSelection(rank: rank, step: step, tokens: plan.tokens[rank], layer: layer, globalOffset: base, body)
     }
 
-    /// The same, with the rank's first global token number (`T_0 + ... + T_(r-1)`) given by a
-    /// caller that walks the ranks in order, so a layer's routing stays linear in ranks.
-    func forEachLogicalSelection(rank: Int, step: Int, layer: Int, globalOffset base: Int, _ body: (Int, Int) -> Void) {
-        let count = workload.tokens(step: step, rank: rank)
+    /// The same for a rank with `count` tokens, with its first global token number
+    /// (`T_0 + ... + T_(r-1)`) given by a caller that walks the ranks in order, so a
+    /// layer's routing stays linear in ranks.
+    func forEachLogicalSelection(rank: Int, step: Int, tokens count: Int, layer: Int, globalOffset base: Int, _ body: (Int, Int) -> Void) {
         switch workload.routing {
         case .balanced:
             for t in 0..<count {
@@ -132,7 +132,14 @@ public struct RoutingGenerator: Sendable {
     /// `uniquePairs`, also the per-(token, rank) counts of normal-mode kernels; with
     /// `pairMaxima`, the largest (source, slot) pair of each destination.
     public func route(step: Int, layer: Int, microBatches: Int, uniquePairs: Bool = false, pairMaxima: Bool = false) -> LayerRouting {
-        let n = workload.tokensPerRank.count
+        route(plan: workload.plan(step: step), layer: layer, microBatches: microBatches, uniquePairs: uniquePairs, pairMaxima: pairMaxima)
+    }
+
+    /// The routing of one layer of the step `plan` describes (its tokens per rank and
+    /// micro-batch split), as ``route(step:layer:microBatches:uniquePairs:pairMaxima:)``.
+    public func route(plan: StepPlan, layer: Int, microBatches: Int, uniquePairs: Bool = false, pairMaxima: Bool = false) -> LayerRouting {
+        let step = plan.step
+        let n = plan.ranks
         let slots = placement.slotExpert.count
         var result: [LayerRouting.MicroBatchRouting] = (0..<microBatches).map { _ in
             .init(
@@ -152,14 +159,14 @@ public struct RoutingGenerator: Sendable {
         var lastToken = [Int](repeating: -1, count: uniquePairs ? n : 0)
         var globalToken = 0
         for s in 0..<n {
-            let splitAt = workload.tokenRange(rank: s, step: step, microBatch: .a, of: microBatches).upperBound
+            let splitAt = plan.tokenRange(rank: s, microBatch: .a, of: microBatches).upperBound
             for m in 0..<microBatches {
-                result[m].tokens[s] = Int32(workload.tokenRange(rank: s, step: step, microBatch: MicroBatch(rawValue: UInt8(m))!, of: microBatches).count)
+                result[m].tokens[s] = Int32(plan.tokenRange(rank: s, microBatch: MicroBatch(rawValue: UInt8(m))!, of: microBatches).count)
             }
             if replicated && workload.replicaPolicy == .roundRobin { for e in 0..<experts { cursor[e] = s } }
             let row = s * n
             let base = globalToken
-            forEachLogicalSelection(rank: s, step: step, layer: layer, globalOffset: base) { t, e in
+            forEachLogicalSelection(rank: s, step: step, tokens: plan.tokens[s], layer: layer, globalOffset: base) { t, e in
                 let m = t < splitAt ? 0 : 1
                 var slot = e
                 if replicated {
@@ -190,7 +197,7 @@ public struct RoutingGenerator: Sendable {
             }
             for i in touched { sourceSlot[i] = 0 }
             touched.removeAll(keepingCapacity: true)
-            globalToken += workload.tokens(step: step, rank: s)
+            globalToken += plan.tokens[s]
         }
         return LayerRouting(microBatches: result)
     }

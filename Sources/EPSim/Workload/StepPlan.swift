@@ -1,0 +1,72 @@
+import EventCore
+
+/// What every rank works on in one step: its DP-attention batch, how the batch splits into
+/// micro-batches, and its requests' KV-cache length. Computed once per step by a
+/// ``StepSource``; the engine, the routing and the cost model read it instead of
+/// re-evaluating the workload per kernel.
+public struct StepPlan: Sendable, Equatable {
+    public let step: Int
+    /// `T_r`: tokens of each rank in this step.
+    public var tokens: [Int]
+    /// Tokens of micro-batch A on each rank in a two-micro-batch schedule; nil: `ceil(T_r / 2)`.
+    /// A value above `T_r` is clamped to it (micro-batch B is then empty).
+    public var microBatchATokens: [Int]?
+    /// KV-cache tokens per request on each rank, for the attention cost.
+    public var kvLength: [Int]
+
+    public init(step: Int, tokens: [Int], microBatchATokens: [Int]? = nil, kvLength: [Int]) {
+        self.step = step
+        self.tokens = tokens
+        self.microBatchATokens = microBatchATokens
+        self.kvLength = kvLength
+    }
+
+    public var ranks: Int { tokens.count }
+
+    /// The tokens of `rank` in micro-batch `mb` when the batch is split into `microBatches`:
+    /// A is the first `microBatchATokens[rank]` (default `ceil(T/2)`) tokens, B the rest.
+    @inline(__always) public func tokenRange(rank: Int, microBatch mb: MicroBatch, of microBatches: Int) -> Range<Int> {
+        let t = tokens[rank]
+        guard microBatches == 2 else { return 0..<t }
+        let a = min(microBatchATokens?[rank] ?? (t + 1) / 2, t)
+        return mb == .a ? 0..<a : a..<t
+    }
+}
+
+/// Where the engine's step plans come from. The engine asks for step `s`'s plan once,
+/// when the first rank begins step `s` (every rank's batch must be known then: the routing
+/// of each layer of the step covers all ranks), and tells the source when each rank ends
+/// each step, so that a source that schedules requests (a serving loop, host launch gating)
+/// can decide later steps from what it has seen.
+///
+/// Adding a source: a conformer in `Sources/EPSim/Workload/` and an entry point that hands
+/// it to the engine (see docs/architecture.md).
+public protocol StepSource {
+    /// The plan of `step`, asked once, at `time` (when the first rank begins it). Its
+    /// `tokens`, `kvLength` and `microBatchATokens` must have one entry per rank.
+    mutating func plan(step: Int, at time: SimTime) -> StepPlan
+    /// `rank` ended `step` at `time`.
+    mutating func rankFinished(rank: Int, step: Int, at time: SimTime)
+}
+
+/// The scenario's `workload` section as a step source: fixed batches, or batches drawn
+/// anew each step from `tokens_per_rank`'s distribution (`redraw_tokens`), each rank's draw
+/// computed once per step.
+public struct StaticWorkloadSource: StepSource {
+    public let workload: Workload
+
+    public init(workload: Workload) { self.workload = workload }
+
+    public func plan(step: Int, at time: SimTime = .zero) -> StepPlan {
+        StepPlan(
+            step: step, tokens: (0..<workload.tokensPerRank.count).map { workload.tokens(step: step, rank: $0) },
+            microBatchATokens: workload.microBatchATokens, kvLength: workload.kvLength)
+    }
+
+    public func rankFinished(rank: Int, step: Int, at time: SimTime) {}
+}
+
+extension Workload {
+    /// This workload's plan of `step` (``StaticWorkloadSource``).
+    public func plan(step: Int) -> StepPlan { StaticWorkloadSource(workload: self).plan(step: step) }
+}
