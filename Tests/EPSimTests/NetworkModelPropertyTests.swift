@@ -30,7 +30,7 @@ struct NetworkModelPropertyTests {
             let end = start + .us(Double(g.next(below: 2000)) / 100)
             let messages = g.next(below: 4) == 0 ? 0 : 1 + g.next(below: 200)
             let flow = Flow(
-                source: Int32(s), destination: Int32(d), operation: Int32(i), path: topology.path(from: s, to: d),
+                source: Int32(s), destination: Int32(d), operation: Int32(i), path: topology.path(from: RankID(s), to: RankID(d)),
                 messages: Int32(messages), bytes: Int64(messages) * 7424)
             return (flow, start, end)
         }
@@ -119,7 +119,7 @@ struct NetworkModelPropertyTests {
         #expect(arrivals(nics: 1) == [.us(44), .us(44)], "both 1 MB through one egress and one ingress: 2 MB / 50 GB/s")
         #expect(arrivals(nics: 2) == [.us(44), .us(44)], "ranks 0 and 1 share NIC 0 of their node; 4 and 5 NIC 0 of theirs")
         let t = Topology(cluster: Cluster(ranks: 8, gpusPerNode: 4), network: { var c = base; c.nicsPerNode = 2; return c }())
-        #expect((0..<8).map { t.nic(of: $0) } == [0, 0, 1, 1, 2, 2, 3, 3])
+        #expect((0..<8).map { t.nic(of: RankID($0)) } == [0, 0, 1, 1, 2, 2, 3, 3])
         #expect(t.nicCount == 4)
     }
 }

@@ -207,7 +207,7 @@ struct PrefillScheduleTests {
             work.tokensA = w.tokenRange(rank: r, microBatch: .a, of: 2).count
             work.tokensTotal = w.tokensPerRank[r]
         }
-        return cost.computeDuration(k.kind, rank: r, microBatch: k.microBatch, microBatches: 2, work: work)
+        return cost.computeDuration(k.kind, rank: RankID(r), microBatch: k.microBatch, microBatches: 2, work: work)
     }
 
     @Test("normal-mode dispatch opens with a count exchange: no rank sends before every rank has started")

@@ -13,7 +13,7 @@ final class RecordingSource: StepSource {
         asked.append(step)
         return StepPlan(step: step, tokens: batches[step], kvLength: Array(repeating: 4096, count: batches[step].count))
     }
-    func rankFinished(rank: Int, step: Int, at time: SimTime) { finished.append((rank, step, time)) }
+    func rankFinished(rank: RankID, step: Int, at time: SimTime) { finished.append((rank.index, step, time)) }
 }
 
 @Suite("Step sources")

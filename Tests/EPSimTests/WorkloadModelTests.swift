@@ -188,7 +188,7 @@ struct CostModelTests {
         let params: Double = qa + qb + kva + absorbed
         let bytes: Double = params + 8 * 7168 * 2
         let expected: Double = 3 + bytes / (3350e9 * 0.8) * 1e6
-        let d = CostModel(costs: s.costs, model: s.model).computeDuration(.attn0, rank: 0, microBatch: .a, microBatches: 1, work: w)
+        let d = CostModel(costs: s.costs, model: s.model).computeDuration(.attn0, rank: RankID(0), microBatch: .a, microBatches: 1, work: w)
         #expect(d == SimTime(micros: expected))
         let computeSeconds: Double = 2 * 8 * params / (1979e12 * 0.6)
         #expect(computeSeconds < bytes / (3350e9 * 0.8), "memory-bound indeed")
@@ -203,7 +203,7 @@ struct CostModelTests {
         // 500 pads to 512; an idle expert costs nothing.
         let flops: Double = 2.0 * 1024 * 3 * 7168 * 2048
         let expected: Double = 3 + flops / (1979e12 * 0.6) * 1e6
-        let d = CostModel(costs: s.costs, model: s.model).computeDuration(.mlp, rank: 0, microBatch: .a, microBatches: 1, work: w)
+        let d = CostModel(costs: s.costs, model: s.model).computeDuration(.mlp, rank: RankID(0), microBatch: .a, microBatches: 1, work: w)
         #expect(d == SimTime(micros: expected))
         let bytes: Double = 2 * 3.0 * 7168 * 2048 + 1012 * 7168 * 3
         let computeSeconds: Double = flops / (1979e12 * 0.6)
@@ -220,7 +220,7 @@ struct CostModelTests {
         let flops: Double = 2.0 * (1024 + 64) * 3 * 7168 * 2048
         let bytes: Double = 3 * 3.0 * 7168 * 2048 + 1015 * 7168 * 3
         let expected = h.expertFFNFixedMicros + max(flops / (h.expertFFNTFLOPS * 1e6), bytes / (h.expertFFNStreamGBps * 1e3))
-        let d = CostModel(costs: s.costs, model: s.model).computeDuration(.mlp, rank: 0, microBatch: .a, microBatches: 1, work: w)
+        let d = CostModel(costs: s.costs, model: s.model).computeDuration(.mlp, rank: RankID(0), microBatch: .a, microBatches: 1, work: w)
         #expect(d == SimTime(micros: expected))
         #expect(h.expertFFNStreamGBps == (Hardware.h200.expertFFNStreamGBps * 3350 / 4800).rounded(), "h800 scales h200's stream rate by HBM")
     }
@@ -256,7 +256,7 @@ struct CostModelTests {
         #expect(s.model.moeLayers == 94 && s.model.experts == 128 && s.model.hidden == 4096)
         var w = ComputeWork()
         w.tokens = 64
-        #expect(CostModel(costs: s.costs, model: s.model).computeDuration(.shared, rank: 0, microBatch: .a, microBatches: 1, work: w) == .zero)
+        #expect(CostModel(costs: s.costs, model: s.model).computeDuration(.shared, rank: RankID(0), microBatch: .a, microBatches: 1, work: w) == .zero)
     }
 }
 

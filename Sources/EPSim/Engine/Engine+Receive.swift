@@ -32,6 +32,7 @@ extension Engine where Net: ~Copyable {
         let r = lane >> 1
         let slot = slots[i]
         let ready = max(slot.recvStart, slot.lastArrival)
+        assert(Int(slot.arrived) == n, "a receive completed before every sender's flow arrived")
         let wait = ready - slot.recvStart
         slots[i].waitingLane = -1
         slots[i].consumed = true
@@ -74,7 +75,7 @@ extension Engine where Net: ~Copyable {
             let routing = routingFor(step: Int(ranks[r].step), moeLayer: Int(instr.moeLayer)).routing
             pairBytes = Int64(mbRoutingMaxSourceSlot(lane: lane, routing: routing)) * dispatchBytes
         }
-        let end = ready + cost.recvDuration(dispatch: dispatch, rank: r, bytes: workBytes, pairBytes: pairBytes)
+        let end = ready + cost.recvDuration(dispatch: dispatch, rank: RankID(r), bytes: workBytes, pairBytes: pairBytes)
         queue.push(EngineEvent(lane: Int32(lane), kind: .kernelEnd, version: lanes[lane].version), at: end)
     }
 
@@ -100,6 +101,8 @@ extension Engine where Net: ~Copyable {
         let d = Int(flow.destination)
         let i = try slotIndex(rank: d, operation: flow.operation)
         slots[i].arrived += 1
+        assert(Int(slots[i].arrived) <= n, "rank \(d), operation \(flow.operation): more arrivals than senders")
+        assert(delivery.arrival >= delivery.posted, "a flow arrived before its control message left")
         slots[i].bytesIn += flow.bytes
         slots[i].messagesIn += Int64(flow.messages)
         if slots[i].blocker < 0 || delivery.arrival > slots[i].lastArrival

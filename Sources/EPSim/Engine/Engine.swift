@@ -57,6 +57,8 @@ struct LaneState {
     var workLeft: Int64 = 0
     var sms: Int64 = 0
     var lastUpdate: SimTime = .zero
+    /// End of the lane's previous kernel (debug check: kernels on a stream never overlap).
+    var previousEnd: SimTime = .zero
 }
 
 struct RankState {
@@ -149,6 +151,8 @@ struct Engine<Net: NetworkModel & ~Copyable>: ~Copyable {
     var flowCount = 0
     var messageCount: Int64 = 0
     var eventCount = 0
+    /// The time of the last event processed (debug check: time never goes backwards).
+    var clock: SimTime = .zero
 
     init(scenario: Scenario, network: consuming Net, source: any StepSource, options: SimulationOptions) throws {
         self.scenario = scenario
@@ -172,7 +176,7 @@ struct Engine<Net: NetworkModel & ~Copyable>: ~Copyable {
         net = network
         self.source = source
         let rankCount = n
-        paths = (0..<(n * n)).map { topology.path(from: $0 / rankCount, to: $0 % rankCount) }
+        paths = (0..<(n * n)).map { topology.path(from: RankID($0 / rankCount), to: RankID($0 % rankCount)) }
         pairLimited = !normalMode && (scenario.costs.dispatchRecv.pairGBps.isFinite || scenario.costs.combineSend.pairGBps.isFinite)
         launchGap = scenario.costs.launchGap
         queue = EventQueue(reservingCapacity: 4 * n)
@@ -190,11 +194,15 @@ struct Engine<Net: NetworkModel & ~Copyable>: ~Copyable {
         for r in 0..<n { try startStep(r, at: .zero) }
         while true {
             if let tn = net.nextEventTime(), queue.nextTime.map({ tn <= $0 }) ?? true {
+                assert(tn >= clock, "time went backwards: network event at \(tn) after \(clock)")
+                clock = tn
                 net.advance(to: tn, deliveries: &deliveries)
                 try drainDeliveries()
                 continue
             }
             guard let (now, event) = queue.pop() else { break }
+            assert(now >= clock, "time went backwards: engine event at \(now) after \(clock)")
+            clock = now
             let lane = Int(event.lane)
             guard event.version == lanes[lane].version else { continue }
             eventCount += 1
@@ -279,7 +287,7 @@ struct Engine<Net: NetworkModel & ~Copyable>: ~Copyable {
             work.tokens = plan.tokenRange(rank: r, microBatch: mb, of: microBatches).count
             work.kvLength = plan.kvLength[r]
         }
-        return (work, cost.computeDuration(instr.kind, rank: r, microBatch: mb, microBatches: microBatches, work: work))
+        return (work, cost.computeDuration(instr.kind, rank: RankID(r), microBatch: mb, microBatches: microBatches, work: work))
     }
 
     /// Starts kernel `i` on the lane now, or (`launched` false, a launch gap set) after the
@@ -296,6 +304,7 @@ struct Engine<Net: NetworkModel & ~Copyable>: ~Copyable {
             return
         }
         let step = Int(ranks[r].step)
+        assert(now >= lanes[lane].previousEnd, "rank \(r): a kernel starts at \(now) before the stream's previous one ended")
         lanes[lane].instruction = i
         lanes[lane].kernelStart = now
         lanes[lane].bytesOut = 0
@@ -383,7 +392,7 @@ struct Engine<Net: NetworkModel & ~Copyable>: ~Copyable {
         // A low-latency combine SEND gives each (peer, local expert) pair one warp group.
         let pairBytes = dispatch || !pairLimited ? 0 : Int64(mbRoutingMaxSourceSlot(lane: lane, routing: routing)) * bytesPerMessage
         let duration = cost.sendDuration(
-            dispatch: dispatch, rank: r, messages: Int(messages), stores: net.sendStoreTime(peerBytes: peerBytes, selfBytes: selfBytes),
+            dispatch: dispatch, rank: RankID(r), messages: Int(messages), stores: net.sendStoreTime(peerBytes: peerBytes, selfBytes: selfBytes),
             pairBytes: pairBytes)
         let end = now + duration
         let operation = Int32(step * opsPerStep + Int(instr.commOp))
@@ -455,6 +464,7 @@ struct Engine<Net: NetworkModel & ~Copyable>: ~Copyable {
                     sendEnd: state.sendEnd, blameReason: state.blameReason, blockerLag: state.blockerLag))
         }
         completedInStep[r * instructions.count + i] = ranks[r].step + 1
+        lanes[lane].previousEnd = now
         lanes[lane].phase = .idle
         lanes[lane].instruction = -1
         lanes[lane].pc += 1
@@ -467,7 +477,7 @@ struct Engine<Net: NetworkModel & ~Copyable>: ~Copyable {
         if stepDone {
             rankSteps[idx].end = now
             let step = Int(ranks[r].step)
-            source.rankFinished(rank: r, step: step, at: now)
+            source.rankFinished(rank: RankID(r), step: step, at: now)
             plans[step]!.ranksDone += 1
             if plans[step]!.ranksDone == n { plans[step] = nil }
             ranks[r].step += 1

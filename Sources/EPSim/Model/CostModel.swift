@@ -55,7 +55,8 @@ public struct CostModel: Sendable {
     }
 
     /// Duration of a compute kernel (`ATTN0`, `ATTN1`, `SHARED`, `MLP`, `DENSE`).
-    public func computeDuration(_ kind: KernelKind, rank: Int, microBatch: MicroBatch, microBatches: Int, work: ComputeWork) -> SimTime {
+    public func computeDuration(_ kind: KernelKind, rank id: RankID, microBatch: MicroBatch, microBatches: Int, work: ComputeWork) -> SimTime {
+        let rank = id.index
         let cost: ComputeCost
         switch kind {
         case .attn0: cost = costs.attn0
@@ -179,19 +180,19 @@ public struct CostModel: Sendable {
     /// which the network model decides (``NetworkModel/sendStoreTime(peerBytes:selfBytes:)``:
     /// zero on a network that carries it as flows); `pairBytes` is the largest (peer, local expert) pair of a
     /// low-latency combine SEND, which one warp group sends alone (zero elsewhere).
-    public func sendDuration(dispatch: Bool, rank: Int, messages: Int, stores: SimTime = .zero, pairBytes: Int64 = 0) -> SimTime {
+    public func sendDuration(dispatch: Bool, rank: RankID, messages: Int, stores: SimTime = .zero, pairBytes: Int64 = 0) -> SimTime {
         let c = dispatch ? costs.dispatchSend : costs.combineSend
         let bulk = SimTime(picos: c.perMessage.picos * Int64(messages)) + stores
-        return c.fixed[rank] + max(bulk, SimTime.transfer(bytes: pairBytes, gigabytesPerSecond: c.pairGBps))
+        return c.fixed[rank.index] + max(bulk, SimTime.transfer(bytes: pairBytes, gigabytesPerSecond: c.pairGBps))
     }
 
     /// Time a RECV needs after its last arrival: `fixed + max(bytes / copy_gbps, pairBytes /
     /// pair_gbps)`, copying the received bytes (dispatch) or reducing the combine rows
     /// (combine); `pairBytes` is the largest (source, local expert) pair of a low-latency
     /// dispatch RECV, copied by one warp group alone (zero elsewhere).
-    public func recvDuration(dispatch: Bool, rank: Int, bytes: Int64, pairBytes: Int64 = 0) -> SimTime {
+    public func recvDuration(dispatch: Bool, rank: RankID, bytes: Int64, pairBytes: Int64 = 0) -> SimTime {
         let c = dispatch ? costs.dispatchRecv : costs.combineRecv
-        return c.fixed[rank]
+        return c.fixed[rank.index]
             + max(
                 SimTime.transfer(bytes: bytes, gigabytesPerSecond: c.copyGBps),
                 SimTime.transfer(bytes: pairBytes, gigabytesPerSecond: c.pairGBps))

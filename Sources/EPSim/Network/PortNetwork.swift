@@ -86,7 +86,7 @@ public struct PortNetwork: NetworkModel, ~Copyable {
     public init(config: NetworkConfig, topology: Topology) {
         self.config = config
         self.topology = topology
-        nicOfRank = (0..<topology.ranks).map { Int32(topology.nic(of: $0)) }
+        nicOfRank = (0..<topology.ranks).map { Int32(topology.nic(of: RankID($0))) }
         bandwidthGBps = config.rdma.bandwidthGBps
         rate = config.rdma.bandwidthGBps / 1000
         let portCount = 2 * topology.nicCount

@@ -22,20 +22,20 @@ public struct Topology: Sendable, Equatable {
         precondition(nicsPerNode >= 1 && gpusPerNode % nicsPerNode == 0, "nics_per_node must divide gpus_per_node")
     }
 
-    public func node(of rank: Int) -> Int { rank / gpusPerNode }
+    public func node(of rank: RankID) -> Int { rank.index / gpusPerNode }
 
     /// The NIC (global index) that carries `rank`'s RDMA traffic.
-    @inline(__always) public func nic(of rank: Int) -> Int {
-        node(of: rank) * nicsPerNode + (rank % gpusPerNode) / (gpusPerNode / nicsPerNode)
+    @inline(__always) public func nic(of rank: RankID) -> Int {
+        node(of: rank) * nicsPerNode + (rank.index % gpusPerNode) / (gpusPerNode / nicsPerNode)
     }
 
     /// NICs in the cluster (the last node may be partly filled: it still counts its NICs up
     /// to the last one a rank uses).
-    public var nicCount: Int { ranks == 0 ? 0 : nic(of: ranks - 1) + 1 }
+    public var nicCount: Int { ranks == 0 ? 0 : nic(of: RankID(ranks - 1)) + 1 }
 
     /// The transport from `source` to `destination`: NVLink to itself and, with
     /// `nvlinkForLowLatency`, to a peer of the same node; RDMA otherwise.
-    @inline(__always) public func path(from source: Int, to destination: Int) -> Path {
+    @inline(__always) public func path(from source: RankID, to destination: RankID) -> Path {
         if source == destination { return .nvlink }
         if nvlinkForLowLatency && node(of: source) == node(of: destination) { return .nvlink }
         return .rdma

@@ -46,7 +46,7 @@ public protocol StepSource {
     /// `tokens`, `kvLength` and `microBatchATokens` must have one entry per rank.
     mutating func plan(step: Int, at time: SimTime) -> StepPlan
     /// `rank` ended `step` at `time`.
-    mutating func rankFinished(rank: Int, step: Int, at time: SimTime)
+    mutating func rankFinished(rank: RankID, step: Int, at time: SimTime)
 }
 
 /// The scenario's `workload` section as a step source: fixed batches, or batches drawn
@@ -63,7 +63,7 @@ public struct StaticWorkloadSource: StepSource {
             microBatchATokens: workload.microBatchATokens, kvLength: workload.kvLength)
     }
 
-    public func rankFinished(rank: Int, step: Int, at time: SimTime) {}
+    public func rankFinished(rank: RankID, step: Int, at time: SimTime) {}
 }
 
 extension Workload {
