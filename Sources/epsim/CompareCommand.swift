@@ -27,6 +27,8 @@ struct CompareCommand: ParsableCommand {
 
     @OptionGroup var database: DatabaseOptions
 
+    @OptionGroup var limits: BudgetOptions
+
     @Option(help: "Output format: table, csv, json or markdown.")
     var format: ComparisonFormat = .table
 
@@ -43,7 +45,7 @@ struct CompareCommand: ParsableCommand {
             }
             for name in names {
                 let s = try loadScenario(path, schedule: name)
-                let (result, _) = try simulate(s, options: SimulationOptions(timeline: .summary))
+                let (result, _) = try simulate(s, options: limits.options(timeline: .summary))
                 columns.append(.init(label: "\(s.name) [\(s.schedule.name)]", summary: RunSummary(result: result)))
             }
         }

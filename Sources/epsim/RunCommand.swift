@@ -42,10 +42,12 @@ struct RunCommand: ParsableCommand {
 
     @OptionGroup var database: DatabaseOptions
 
+    @OptionGroup var limits: BudgetOptions
+
     func run() throws {
         let s = try loadScenario(scenario, schedule: schedule)
         let keepKernels = timeline == .full || csv != nil || trace != nil
-        let (result, wall) = try simulate(s, options: SimulationOptions(timeline: keepKernels ? .full : .summary))
+        let (result, wall) = try simulate(s, options: limits.options(timeline: keepKernels ? .full : .summary))
         var runID: Int64?
         if !noStore {
             let store = try database.open()

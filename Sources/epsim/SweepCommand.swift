@@ -37,6 +37,8 @@ struct SweepCommand: ParsableCommand {
 
     @OptionGroup var database: DatabaseOptions
 
+    @OptionGroup var limits: BudgetOptions
+
     enum SweepFormat: String, ExpressibleByArgument { case table, csv }
 
     func validate() throws {
@@ -83,7 +85,7 @@ struct SweepCommand: ParsableCommand {
         let progress = Progress(total: indices.count)
         let interrupt = SweepState.catchInterrupt(state)
         let started = ContinuousClock.now
-        let options = SimulationOptions(timeline: timeline == .full ? .full : .summary)
+        let options = limits.options(timeline: timeline == .full ? .full : .summary)
         let timeline = self.timeline
         let path = scenario
         DispatchQueue.concurrentPerform(iterations: min(jobs, max(indices.count, 1))) { _ in

@@ -1,11 +1,13 @@
 import ArgumentParser
 import EPSim
 
-/// `epsim validate FILE`: checks a scenario without running it.
+/// `epsim validate FILE`: checks a scenario without running it: everything `run` would
+/// refuse before simulating, the memory budget of a run with the same `--timeline`
+/// included (exit 65 for a bad file, 70 for a run over its budget).
 ///
 /// ```
 /// $ epsim validate Scenarios/batch-imbalance.yaml
-/// Scenarios/batch-imbalance.yaml: ok (2 ranks, 2 experts, 1 MoE layers, schedule none)
+/// Scenarios/batch-imbalance.yaml: ok (2 ranks, 2 experts, 1 MoE layers, schedule none; keeps 0.00 GB ...)
 /// ```
 struct ValidateCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "validate", abstract: "Check a scenario file without running it.")
@@ -13,10 +15,24 @@ struct ValidateCommand: ParsableCommand {
     @Argument(help: "Scenario YAML file(s).")
     var scenarios: [String]
 
+    @Option(help: "The timeline a run would keep (as `run --timeline`): none, summary or full.")
+    var timeline: TimelineDetail = .full
+
+    @OptionGroup var limits: BudgetOptions
+
     func run() throws {
         for path in scenarios {
             let s = try loadScenario(path)
-            print("\(path): ok (\(s.cluster.ranks) ranks, \(s.model.experts) experts, \(s.model.moeLayers) MoE layers, schedule \(s.schedule.name))")
+            let options = limits.options(timeline: timeline == .full ? .full : .summary)
+            do {
+                try Simulation.checkBudget(s, options: options)
+            } catch let error as SimulationError {
+                printError("error: \(path): \(error)")
+                throw ExitCode(70)
+            }
+            print(
+                "\(path): ok (\(s.cluster.ranks) ranks, \(s.model.experts) experts, \(s.model.moeLayers) MoE layers, schedule \(s.schedule.name); keeps \(Simulation.residentBytes(s, options: options)))"
+            )
         }
     }
 }

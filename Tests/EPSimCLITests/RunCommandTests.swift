@@ -146,3 +146,23 @@ struct AnswersPageTests {
         }
     }
 }
+
+@Suite("run budgets, end to end")
+struct BudgetCommandTests {
+    @Test("validate refuses what run would refuse for memory, and names the remedy; a summary timeline fits")
+    func validateBudget() throws {
+        let path = try CLI.temporaryFile(
+            "hardware: h800\ncluster: {ranks: 256, gpus_per_node: 8}\nmodel: {preset: deepseek-v3}\nschedule: deepseek-decode\nsteps: 5000\n")
+        for command in [["validate", path], ["run", path, "--no-store"]] {
+            let out = try CLI.run(command)
+            #expect(out.status == 70, "\(command[0]): \(out.stderr)")
+            #expect(out.stderr.contains("over its memory budget of 8.59 GB") && out.stderr.contains("--timeline summary"), "\(out.stderr)")
+            #expect(!out.stderr.contains("Fatal error"))
+        }
+        let ok = try CLI.run(["validate", path, "--timeline", "summary"])
+        #expect(ok.status == 0, "\(ok.stderr)")
+        #expect(ok.stdout.contains("\(path): ok"))
+        let bad = try CLI.run(["run", path, "--max-memory-gb", "-1"])
+        #expect(bad.status == 64 && bad.stderr.contains("--max-memory-gb"))
+    }
+}

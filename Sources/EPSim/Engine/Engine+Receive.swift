@@ -115,7 +115,11 @@ extension Engine where Net: ~Copyable {
             slots[i].blockerStarted = delivery.started
             slots[i].blockerPosted = delivery.posted
         }
-        if options.recordFlows { flows.append(FlowRecord(flow: flow, posted: delivery.posted, arrival: delivery.arrival)) }
+        if options.recordFlows {
+            let record = FlowRecord(flow: flow, posted: delivery.posted, arrival: delivery.arrival)
+            flows.append(record)
+            observer?.flowDelivered(record)
+        }
         if Int(slots[i].arrived) == n && slots[i].waitingLane >= 0 { try completeReceive(slot: i) }
     }
 }

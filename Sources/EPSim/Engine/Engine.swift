@@ -129,6 +129,10 @@ struct Engine<Net: NetworkModel & ~Copyable>: ~Copyable {
     var net: Net
     /// Where each step's batches come from (``StepSource``).
     var source: any StepSource
+    /// Receives kernels, flows and rank steps as they are produced.
+    let observer: (any RunObserver)?
+    /// When the run started, for the time budget.
+    let wallStart = ContinuousClock.now
     /// The plans of the steps some rank is in, and how many ranks have ended each.
     var plans: [Int: (plan: StepPlan, ranksDone: Int)] = [:]
     var queue: EventQueue<EngineEvent>
@@ -154,7 +158,7 @@ struct Engine<Net: NetworkModel & ~Copyable>: ~Copyable {
     /// The time of the last event processed (debug check: time never goes backwards).
     var clock: SimTime = .zero
 
-    init(scenario: Scenario, network: consuming Net, source: any StepSource, options: SimulationOptions) throws {
+    init(scenario: Scenario, network: consuming Net, source: any StepSource, observer: (any RunObserver)?, options: SimulationOptions) throws {
         self.scenario = scenario
         self.options = options
         n = scenario.cluster.ranks
@@ -175,6 +179,7 @@ struct Engine<Net: NetworkModel & ~Copyable>: ~Copyable {
         let topology = network.topology
         net = network
         self.source = source
+        self.observer = observer
         let rankCount = n
         paths = (0..<(n * n)).map { topology.path(from: RankID($0 / rankCount), to: RankID($0 % rankCount)) }
         pairLimited = !normalMode && (scenario.costs.dispatchRecv.pairGBps.isFinite || scenario.costs.combineSend.pairGBps.isFinite)
@@ -206,6 +211,14 @@ struct Engine<Net: NetworkModel & ~Copyable>: ~Copyable {
             let lane = Int(event.lane)
             guard event.version == lanes[lane].version else { continue }
             eventCount += 1
+            if eventCount & 0xFFFF == 0, let limit = options.budget.wallSeconds {
+                let elapsed = ContinuousClock.now - wallStart
+                if elapsed > .milliseconds(Int64((limit * 1000).rounded(.up))) {
+                    throw SimulationError(
+                        code: .budgetExceeded,
+                        message: "the run passed its time budget of \(limit) s at simulated time \(now) (\(eventCount) events)")
+                }
+            }
             switch event.kind {
             case .sendDone: try sendDone(lane, at: now)
             case .kernelEnd: try finishKernel(lane, at: now)
@@ -455,13 +468,15 @@ struct Engine<Net: NetworkModel & ~Copyable>: ~Copyable {
             rankSteps[idx].barrier += duration
         }
         if instr.kind.isCompute && instr.stream == .compute { rankSteps[idx].computeOnComputeStream += duration }
-        if options.timeline == .full {
-            kernelsByRank[r].append(
+        if options.timeline == .full || observer != nil {
+            let record =
                 KernelRecord(
                     rank: Int32(r), step: ranks[r].step, layer: instr.layer, microBatch: instr.microBatch, kind: instr.kind,
                     stream: instr.stream, start: state.kernelStart, end: now, wait: state.wait, bytesOut: state.bytesOut,
                     bytesIn: state.bytesIn, tokens: state.tokens, blocker: state.blocker, lastArrival: state.lastArrival,
-                    sendEnd: state.sendEnd, blameReason: state.blameReason, blockerLag: state.blockerLag))
+                    sendEnd: state.sendEnd, blameReason: state.blameReason, blockerLag: state.blockerLag)
+            if options.timeline == .full { kernelsByRank[r].append(record) }
+            observer?.kernelEnded(record)
         }
         completedInStep[r * instructions.count + i] = ranks[r].step + 1
         lanes[lane].previousEnd = now
@@ -478,6 +493,7 @@ struct Engine<Net: NetworkModel & ~Copyable>: ~Copyable {
             rankSteps[idx].end = now
             let step = Int(ranks[r].step)
             source.rankFinished(rank: RankID(r), step: step, at: now)
+            observer?.rankStepEnded(rankSteps[idx])
             plans[step]!.ranksDone += 1
             if plans[step]!.ranksDone == n { plans[step] = nil }
             ranks[r].step += 1

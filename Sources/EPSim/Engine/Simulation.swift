@@ -6,10 +6,13 @@ public struct SimulationOptions: Sendable {
     public var timeline: TimelineDetail
     /// Keep every flow with its post and arrival time (for checks and traces).
     public var recordFlows: Bool
+    /// What the run may spend (memory it keeps, wall time); see ``RunBudget``.
+    public var budget: RunBudget
 
-    public init(timeline: TimelineDetail = .full, recordFlows: Bool = false) {
+    public init(timeline: TimelineDetail = .full, recordFlows: Bool = false, budget: RunBudget = .standard) {
         self.timeline = timeline
         self.recordFlows = recordFlows
+        self.budget = budget
     }
 }
 
@@ -23,6 +26,8 @@ public struct SimulationError: Error, Sendable, CustomStringConvertible {
         case deadlock
         /// A ``StepSource`` gave a plan without one entry per rank.
         case badPlan = "bad-plan"
+        /// The run would keep more memory than its ``RunBudget`` allows, or ran past its time.
+        case budgetExceeded = "budget-exceeded"
     }
     public var code: Code
     public var message: String
@@ -42,19 +47,63 @@ public enum Simulation {
         try run(scenario, source: StaticWorkloadSource(workload: scenario.workload), options: options)
     }
 
+    /// What a run of `scenario` with `options` keeps resident, by part (see ``ResidentEstimate``).
+    public static func residentBytes(_ scenario: Scenario, options: SimulationOptions) -> ResidentEstimate {
+        let n = Double(scenario.cluster.ranks)
+        let steps = Double(scenario.steps)
+        let program = try? Program(spec: scenario.schedule, denseLayers: scenario.model.denseLayers, moeLayers: scenario.model.moeLayers)
+        let instructions = Double(program?.instructions.count ?? 0)
+        let ops = Double(program?.commOpsPerStep ?? 0)
+        let topology = Topology(cluster: scenario.cluster, network: scenario.network)
+        let network: Double
+        switch scenario.network.kind {
+        case .ideal: network = Double(IdealNetwork.residentBytes(topology: topology))
+        case .ports: network = Double(PortNetwork.residentBytes(topology: topology))
+        }
+        // Saturating: an absurd scenario gives Int64.max, never a trap.
+        func bytes(_ x: Double) -> Int64 { x >= 9e18 ? .max : Int64(x) }
+        return ResidentEstimate(
+            rankSteps: bytes(steps * n * Double(MemoryLayout<RankStepResult>.stride)),
+            kernels: options.timeline == .full ? bytes(steps * n * instructions * Double(MemoryLayout<KernelRecord>.stride)) : 0,
+            flows: options.recordFlows ? bytes(steps * ops * n * n * Double(MemoryLayout<FlowRecord>.stride)) : 0,
+            engine: bytes(n * n * Double(MemoryLayout<Path>.stride) + n * instructions * 4 + network))
+    }
+
+    /// Throws ``SimulationError`` (`budget-exceeded`) when a run of `scenario` with `options`
+    /// would keep more than its memory budget; says which part and what to change.
+    public static func checkBudget(_ scenario: Scenario, options: SimulationOptions) throws {
+        guard let limit = options.budget.memoryBytes else { return }
+        let estimate = residentBytes(scenario, options: options)
+        guard estimate.total > limit else { return }
+        var advice = "reduce steps, layers or ranks"
+        if estimate.kernels > 0 && estimate.total - estimate.kernels <= limit {
+            advice = "keep per-rank figures only (--timeline summary) and stream kernels to an observer"
+        } else if estimate.flows > 0 && estimate.total - estimate.flows <= limit {
+            advice = "do not record every flow"
+        }
+        throw SimulationError(
+            code: .budgetExceeded,
+            message: "the run would keep \(estimate), over its memory budget of \(String(format: "%.2f GB", Double(limit) / 1e9)): \(advice)")
+    }
+
     /// Simulates `scenario` with its batches taken from `source` instead of its `workload`
-    /// section's tokens (routing, KV length and the rest of `workload` still apply).
-    /// Throws ``SimulationError`` (`bad-plan`) when a plan does not give one entry per rank.
-    public static func run(_ scenario: Scenario, source: any StepSource, options: SimulationOptions = .init()) throws -> RunResult {
+    /// section's tokens (routing, KV length and the rest of `workload` still apply), handing
+    /// every record to `observer` as it is produced. Throws ``SimulationError``: `bad-plan`
+    /// when a plan does not give one entry per rank, `budget-exceeded` when the run would
+    /// keep more memory than `options.budget` allows or runs past its time.
+    public static func run(
+        _ scenario: Scenario, source: any StepSource, observer: (any RunObserver)? = nil, options: SimulationOptions = .init()
+    ) throws -> RunResult {
+        try checkBudget(scenario, options: options)
         let topology = Topology(cluster: scenario.cluster, network: scenario.network)
         switch scenario.network.kind {
         case .ideal:
             let network = IdealNetwork(config: scenario.network, topology: topology)
-            var engine = try Engine(scenario: scenario, network: network, source: source, options: options)
+            var engine = try Engine(scenario: scenario, network: network, source: source, observer: observer, options: options)
             return try engine.run()
         case .ports:
             let network = PortNetwork(config: scenario.network, topology: topology)
-            var engine = try Engine(scenario: scenario, network: network, source: source, options: options)
+            var engine = try Engine(scenario: scenario, network: network, source: source, observer: observer, options: options)
             return try engine.run()
         }
     }

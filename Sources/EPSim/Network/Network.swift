@@ -72,6 +72,8 @@ public protocol NetworkModel: ~Copyable {
     /// message over NVLink.
     static var movesNVLinkInSendKernel: Bool { get }
     var topology: Topology { get }
+    /// Bytes the model keeps for a run on `topology` (for the run's memory budget).
+    static func residentBytes(topology: Topology) -> Int64
     /// Time a SEND kernel's SMs spend storing `peerBytes` to NVLink peers and `selfBytes` to
     /// its own rank (zero when the model carries NVLink payload itself).
     func sendStoreTime(peerBytes: Int64, selfBytes: Int64) -> SimTime
@@ -120,6 +122,9 @@ public struct IdealNetwork: NetworkModel {
     public static var movesNVLinkInSendKernel: Bool { false }
 
     public func sendStoreTime(peerBytes: Int64, selfBytes: Int64) -> SimTime { .zero }
+
+    /// Nothing beyond its configuration.
+    public static func residentBytes(topology: Topology) -> Int64 { 0 }
 
     /// The flight time of `bytes` over `path` from the end of the SEND.
     public func flightTime(bytes: Int64, path: Path) -> SimTime {

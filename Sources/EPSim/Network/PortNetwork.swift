@@ -94,11 +94,23 @@ public struct PortNetwork: NetworkModel, ~Copyable {
         // A port holds at most the flows of the few operations in flight (DeepEP's double
         // buffering bounds them) from the ranks it serves; start with room for four
         // operations and grow if needed.
-        let ranksPerNIC = topology.gpusPerNode / topology.nicsPerNode
-        capacity = max(4 * topology.ranks * ranksPerNIC, 16)
+        capacity = Self.initialCapacity(topology)
         keys = .allocate(capacity: capacity * portCount)
         slots = .allocate(capacity: capacity * portCount)
         departures.reserveCapacity(portCount)
+    }
+
+    /// The port heaps at their starting capacity (they grow only when more flows share a
+    /// port than four operations of every rank served by its NIC would bring).
+    public static func residentBytes(topology: Topology) -> Int64 {
+        let ports = Double(2 * topology.nicCount)
+        let capacity = Double(initialCapacity(topology))
+        let bytes = ports * capacity * Double(MemoryLayout<Double>.stride + MemoryLayout<Int32>.stride) + ports * Double(MemoryLayout<Port>.stride)
+        return bytes >= 9e18 ? .max : Int64(bytes)
+    }
+
+    static func initialCapacity(_ topology: Topology) -> Int {
+        max(4 * topology.ranks * (topology.gpusPerNode / topology.nicsPerNode), 16)
     }
 
     deinit {

@@ -11,8 +11,6 @@ public enum ScenarioLimits {
     public static let maxLayers = 1024
     public static let maxTokensPerRank = 1 << 20
     public static let maxSteps = 100_000
-    /// Upper bound on flows a run may carry (steps x layers x micro-batches x 2 x N^2).
-    public static let maxFlows: Double = 5e10
     /// Upper bound on selections of one layer (they are counted in 32-bit integers).
     public static let maxSelectionsPerLayer = Int(Int32.max)
     public static let maxMicros = 1e9

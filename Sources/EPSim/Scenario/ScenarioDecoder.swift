@@ -35,15 +35,6 @@ struct ScenarioDecoder {
         let costs = try decodeCosts(root.optional("costs")?.mapping(), ranks: cluster.ranks, hardware: hardware)
         try root.finish()
 
-        let ranks = Double(cluster.ranks)
-        let flows = Double(steps) * Double(model.model.moeLayers) * Double(schedule.microBatches) * 2 * ranks * ranks
-        if flows > ScenarioLimits.maxFlows {
-            throw ScenarioError(
-                .tooLarge, file: file, keyPath: "steps",
-                message:
-                    "the run would carry \(String(format: "%.3g", flows)) flows (steps x moe_layers x micro-batches x 2 x ranks^2); at most \(String(format: "%.0g", ScenarioLimits.maxFlows)) are allowed: reduce steps, layers or ranks"
-            )
-        }
         return Scenario(
             name: name, description: description, cluster: cluster, model: model.model, workload: workload,
             schedule: schedule, steps: steps, network: network, costs: costs)
