@@ -77,7 +77,7 @@ public enum Simulation {
         guard estimate.total > limit else { return }
         var advice = "reduce steps, layers or ranks"
         if estimate.kernels > 0 && estimate.total - estimate.kernels <= limit {
-            advice = "keep per-rank figures only (--timeline summary) and stream kernels to an observer"
+            advice = "keep per-rank figures only (--timeline summary; a library caller can stream kernels to a RunObserver)"
         } else if estimate.flows > 0 && estimate.total - estimate.flows <= limit {
             advice = "do not record every flow"
         }
