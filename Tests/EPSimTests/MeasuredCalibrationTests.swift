@@ -214,3 +214,36 @@ struct MeasuredCalibrationTests {
         #expect(page == stored, "regenerate it: swift run -c release epsim calibrate --markdown docs/validation.md")
     }
 }
+
+@Suite("One mapping of hardware parameters")
+struct HardwareParameterTests {
+    @Test("a fit's values applied as sweep overrides give back exactly the fitted hardware")
+    func overridesRoundTrip() throws {
+        var fitted = Hardware.h200
+        for (i, p) in (MeasuredCalibration.fitParameters + ComputeCalibration.fitParameters).enumerated() {
+            // A value inside the search range, at the fit's published precision.
+            let v = p.range.lowerBound + (p.range.upperBound - p.range.lowerBound) * Double(i + 1) / 23
+            fitted[keyPath: p.field] = MeasuredCalibration.significant(v)
+        }
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("hw-\(UUID().uuidString).yaml").path
+        try "hardware: h200\ncluster: {ranks: 2}\n".write(toFile: path, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let all = MeasuredCalibration.fitParameters + ComputeCalibration.fitParameters
+        let loaded = try Scenario.load(path: path, overrides: all.overrides(from: fitted)).costs.hardware
+        for p in all { #expect(loaded[keyPath: p.field] == fitted[keyPath: p.field], "\(p.name)") }
+        // And the YAML block the fit prints reads back the same.
+        let block = MeasuredCalibration.yamlBlock(fitted, preset: "h200")
+        let parsed = try Scenario.parse(yaml: block + "cluster: {ranks: 2}\n", file: "fit.yaml").costs.hardware
+        for p in MeasuredCalibration.fitParameters { #expect(parsed[keyPath: p.field] == fitted[keyPath: p.field], "\(p.name)") }
+    }
+
+    @Test("every hardware key a scenario accepts is in the one table, and nothing else is")
+    func tableIsComplete() throws {
+        for p in Hardware.parameters {
+            let yaml = "hardware: {preset: h800, \(p.key): \(p.range.upperBound)}\ncluster: {ranks: 2}\n"
+            #expect(try Scenario.parse(yaml: yaml, file: "t.yaml").costs.hardware[keyPath: p.field] == p.range.upperBound)
+        }
+        #expect(throws: ScenarioError.self) { try Scenario.parse(yaml: "hardware: {preset: h800, nvlink_gbs: 3}\ncluster: {ranks: 2}\n", file: "t.yaml") }
+        #expect(Set(Hardware.parameters.map(\.key)).count == Hardware.parameters.count)
+    }
+}

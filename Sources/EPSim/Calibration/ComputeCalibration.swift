@@ -73,9 +73,8 @@ public enum ComputeCalibration {
     }
 
     /// The fitted expert-FFN fields, with their ranges.
-    nonisolated(unsafe) public static let fitParameters: [(name: String, field: WritableKeyPath<Hardware, Double>, range: ClosedRange<Double>)] = [
-        ("expert_ffn_fixed_us", \.expertFFNFixedMicros, 0...500), ("expert_ffn_stream_gbps", \.expertFFNStreamGBps, 100...10000),
-        ("expert_ffn_tflops", \.expertFFNTFLOPS, 10...5000),
+    public static let fitParameters: [SearchedParameter] = [
+        .init("expert_ffn_fixed_us", 0...500), .init("expert_ffn_stream_gbps", 100...10000), .init("expert_ffn_tflops", 10...5000),
     ]
 
     /// Which rows the shipped fit uses: 1, 4 and 16 local experts (2, 8 and 32 are held out).
@@ -97,7 +96,7 @@ public enum ComputeCalibration {
         }
         var best = start
         if best.expertFFNStreamGBps == 0 { (best.expertFFNFixedMicros, best.expertFFNStreamGBps, best.expertFFNTFLOPS) = (10, 3000, 1000) }
-        best = CoordinateSearch.minimize(best, parameters: fitParameters.map { ($0.field, $0.range) }, rounds: rounds, score: score)
+        best = CoordinateSearch.minimize(best, parameters: fitParameters.searchSpace, rounds: rounds, score: score)
         for p in fitParameters { best[keyPath: p.field] = MeasuredCalibration.significant(best[keyPath: p.field]) }
         return best
     }

@@ -64,14 +64,14 @@ public enum DeepEPCalibration {
     public static func fit(directory: String, preset: Hardware = .h800, rounds: Int = 6) throws -> (Hardware, [Row]) {
         var start = preset
         (start.nvlinkGBps, start.nvlinkLatencyMicros, start.rdmaGBps, start.rdmaLatencyMicros) = (161.1, 2, 44.13, 6.6)
-        let fields: [(WritableKeyPath<Hardware, Double>, ClosedRange<Double>)] = [
-            (\.rdmaGBps, 20...50), (\.rdmaLatencyMicros, 0.5...20), (\.nvlinkGBps, 60...400), (\.nvlinkLatencyMicros, 0.1...5),
+        let fields: [SearchedParameter] = [
+            .init("rdma_gbps", 20...50), .init("rdma_latency_us", 0.5...20), .init("nvlink_gbps", 60...400), .init("nvlink_latency_us", 0.1...5),
         ]
         func score(_ h: Hardware) throws -> Double {
             try run(directory: directory, hardware: h).map { $0.dispatchError * $0.dispatchError + $0.combineError * $0.combineError }.reduce(0, +)
         }
-        var best = try CoordinateSearch.minimize(start, parameters: fields.map { ($0.0, $0.1) }, rounds: rounds, score: score)
-        for (field, _) in fields { best[keyPath: field] = MeasuredCalibration.significant(best[keyPath: field]) }
+        var best = try CoordinateSearch.minimize(start, parameters: fields.searchSpace, rounds: rounds, score: score)
+        for p in fields { best[keyPath: p.field] = MeasuredCalibration.significant(best[keyPath: p.field]) }
         return (best, try run(directory: directory, hardware: best))
     }
 

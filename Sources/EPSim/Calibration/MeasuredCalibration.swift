@@ -214,14 +214,14 @@ public enum MeasuredCalibration {
 
     /// The parameters the fit searches, with their ranges. RDMA is absent: NVLink-only
     /// measurements cannot see it.
-    nonisolated(unsafe) public static let fitParameters: [(name: String, field: WritableKeyPath<Hardware, Double>, range: ClosedRange<Double>)] = [
-        ("nvlink_gbps", \.nvlinkGBps, 20...2000), ("nvlink_latency_us", \.nvlinkLatencyMicros, 0.1...20),
-        ("self_copy_gbps", \.selfCopyGBps, 20...20000), ("launch_gap_us", \.launchGapMicros, 0.05...20),
-        ("dispatch_recv_pair_gbps", \.dispatchRecvPairGBps, 1...5000), ("combine_send_pair_gbps", \.combineSendPairGBps, 1...5000),
-        ("dispatch_send_fixed_us", \.dispatchSendFixedMicros, 0.1...60), ("dispatch_send_per_message_us", \.dispatchSendPerMessageMicros, 1e-5...0.2),
-        ("dispatch_recv_fixed_us", \.dispatchRecvFixedMicros, 0.1...60), ("dispatch_recv_copy_gbps", \.dispatchRecvCopyGBps, 20...20000),
-        ("combine_send_fixed_us", \.combineSendFixedMicros, 0.1...60), ("combine_send_per_message_us", \.combineSendPerMessageMicros, 1e-5...0.2),
-        ("combine_recv_fixed_us", \.combineRecvFixedMicros, 0.1...60), ("combine_recv_reduce_gbps", \.combineRecvReduceGBps, 20...20000),
+    public static let fitParameters: [SearchedParameter] = [
+        .init("nvlink_gbps", 20...2000), .init("nvlink_latency_us", 0.1...20),
+        .init("self_copy_gbps", 20...20000), .init("launch_gap_us", 0.05...20),
+        .init("dispatch_recv_pair_gbps", 1...5000), .init("combine_send_pair_gbps", 1...5000),
+        .init("dispatch_send_fixed_us", 0.1...60), .init("dispatch_send_per_message_us", 1e-5...0.2),
+        .init("dispatch_recv_fixed_us", 0.1...60), .init("dispatch_recv_copy_gbps", 20...20000),
+        .init("combine_send_fixed_us", 0.1...60), .init("combine_send_per_message_us", 1e-5...0.2),
+        .init("combine_recv_fixed_us", 0.1...60), .init("combine_recv_reduce_gbps", 20...20000),
     ]
 
     /// Where every fit starts, whatever the preset: `preset` with the searched fields set to
@@ -318,11 +318,9 @@ public enum MeasuredCalibration {
 
     /// The fitted parameters as a scenario's `hardware:` block (paste it into a scenario).
     public static func yamlBlock(_ h: Hardware, preset: String) -> String {
+        // The same overrides a sweep applies (`hardware.<key>=value`), written as YAML.
         var out = "hardware:\n  preset: \(preset)\n"
-        for p in fitParameters {
-            let v = h[keyPath: p.field]
-            out += "  \(p.name): \(v.isFinite ? String(format: "%g", v) : "infinite")\n"
-        }
+        for o in fitParameters.overrides(from: h) { out += "  \(o.keyPath.dropFirst("hardware.".count)): \(o.value)\n" }
         return out
     }
 }

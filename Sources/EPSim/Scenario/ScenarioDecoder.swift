@@ -46,36 +46,10 @@ struct ScenarioDecoder {
         }
         let map = try value.mapping()
         var h = try map.optional("preset").map { Hardware.preset(try $0.choice(Hardware.presetNames))! } ?? .h800
-        func number(_ key: String, _ range: ClosedRange<Double>, _ field: WritableKeyPath<Hardware, Double>) throws {
-            if let v = map.optional(key) { h[keyPath: field] = try v.double(in: range) }
+        for p in Hardware.parameters {
+            guard let v = map.optional(p.key) else { continue }
+            h[keyPath: p.field] = p.allowsInfinite ? try v.bandwidth() : try v.double(in: p.range)
         }
-        try number("peak_bf16_tflops", 1e-3...1e6, \.peakBF16TFLOPS)
-        try number("peak_fp8_tflops", 1e-3...1e6, \.peakFP8TFLOPS)
-        try number("hbm_gbps", 1e-3...1e7, \.hbmGBps)
-        try number("nvlink_gbps", 1e-3...1e7, \.nvlinkGBps)
-        try number("nvlink_latency_us", 0...1e6, \.nvlinkLatencyMicros)
-        try number("rdma_gbps", 1e-3...1e7, \.rdmaGBps)
-        try number("rdma_latency_us", 0...1e6, \.rdmaLatencyMicros)
-        try number("compute_efficiency", 1e-3...1, \.computeEfficiency)
-        try number("memory_efficiency", 1e-3...1, \.memoryEfficiency)
-        try number("kernel_overhead_us", 0...1e6, \.kernelOverheadMicros)
-        // The DeepEP kernel costs: what `epsim calibrate --fit` prints for a cluster.
-        try number("dispatch_send_fixed_us", 0...1e6, \.dispatchSendFixedMicros)
-        try number("dispatch_send_per_message_us", 0...1e3, \.dispatchSendPerMessageMicros)
-        try number("dispatch_recv_fixed_us", 0...1e6, \.dispatchRecvFixedMicros)
-        try number("dispatch_recv_copy_gbps", 1e-3...1e7, \.dispatchRecvCopyGBps)
-        try number("combine_send_fixed_us", 0...1e6, \.combineSendFixedMicros)
-        try number("combine_send_per_message_us", 0...1e3, \.combineSendPerMessageMicros)
-        try number("combine_recv_fixed_us", 0...1e6, \.combineRecvFixedMicros)
-        try number("combine_recv_reduce_gbps", 1e-3...1e7, \.combineRecvReduceGBps)
-        // As their twins under network: and costs: (`infinite` allowed; a duration's range).
-        if let v = map.optional("self_copy_gbps") { h.selfCopyGBps = try v.bandwidth() }
-        try number("launch_gap_us", 0...ScenarioLimits.maxMicros, \.launchGapMicros)
-        try number("expert_ffn_fixed_us", 0...1e6, \.expertFFNFixedMicros)
-        try number("expert_ffn_stream_gbps", 0...1e7, \.expertFFNStreamGBps)
-        try number("expert_ffn_tflops", 1e-3...1e6, \.expertFFNTFLOPS)
-        if let v = map.optional("dispatch_recv_pair_gbps") { h.dispatchRecvPairGBps = try v.bandwidth() }
-        if let v = map.optional("combine_send_pair_gbps") { h.combineSendPairGBps = try v.bandwidth() }
         if let v = map.optional("sms") { h.sms = try v.int(in: 1...1024) }
         try map.finish()
         return h
