@@ -60,104 +60,54 @@ struct SweepCommand: ParsableCommand {
         } catch let error as SweepError {
             throw ValidationError(error.description)
         }
-        let points = sweep.points
-        // Read every point first (in parallel): a bad value fails before anything runs.
-        let loading = LoadState()
-        let file = scenario
-        let order = indices
-        DispatchQueue.concurrentPerform(iterations: order.count) { k in
-            let i = order[k]
-            do {
-                loading.store(i, try Scenario.load(path: file, overrides: points[i]))
-            } catch {
-                loading.fail(i, error)
-            }
-        }
-        if let (_, error) = loading.firstFailure {
+        let runner = SweepRunner(scenarioPath: scenario, points: sweep.points, indices: indices)
+        let scenarios: [Int: Scenario]
+        do {
+            scenarios = try runner.load()
+        } catch {
             printError("error: \(error)")
             throw ExitCode(error is ScenarioError ? 65 : 70)
         }
-        let loaded = loading.scenarios
-        let scenarios = loaded
         let store = noStore ? nil : try database.open()
         let text = (try? String(contentsOfFile: scenario, encoding: .utf8)) ?? ""
-        let state = SweepState(indices: indices)
         let progress = Progress(total: indices.count)
-        let interrupt = SweepState.catchInterrupt(state)
+        let interrupt = Self.catchInterrupt(runner)
         let started = ContinuousClock.now
         let options = limits.options(timeline: timeline == .full ? .full : .summary)
         let timeline = self.timeline
         let path = scenario
-        DispatchQueue.concurrentPerform(iterations: min(jobs, max(indices.count, 1))) { _ in
-            while let i = state.take() {
-                let point = points[i]
-                do {
-                    let s = scenarios[i]!
-                    let clock = ContinuousClock.now
-                    let result = try Simulation.run(s, options: options)
-                    let wall = (ContinuousClock.now - clock).seconds
-                    var source = RunSource(scenarioPath: path, scenarioText: text)
-                    source.scenarioText += "\n# sweep point: " + point.map(\.description).joined(separator: " ") + "\n"
-                    let id = try store?.save(result, scenario: s, source: source, wallSeconds: wall, timeline: timeline)
-                    state.finish(i, row: SweepState.Row(point: point, summary: RunSummary(result: result), runID: id))
-                } catch {
-                    state.fail(i, "\(point.map(\.description).joined(separator: " ")): \(error)")
-                }
-                progress.update(done: state.completed, elapsed: (ContinuousClock.now - started).seconds, label: point.map(\.description).joined(separator: " "))
-            }
+        let points = sweep.points
+        let outcome = runner.run(
+            scenarios, jobs: jobs,
+            progress: { done, label in progress.update(done: done, elapsed: (ContinuousClock.now - started).seconds, label: label) }
+        ) { i, s in
+            let point = points[i]
+            let clock = ContinuousClock.now
+            let result = try Simulation.run(s, options: options)
+            let wall = (ContinuousClock.now - clock).seconds
+            var source = RunSource(scenarioPath: path, scenarioText: text)
+            source.scenarioText += "\n# sweep point: " + point.map(\.description).joined(separator: " ") + "\n"
+            let id = try store?.save(result, scenario: s, source: source, wallSeconds: wall, timeline: timeline)
+            return SweepReport.Row(point: point, summary: RunSummary(result: result), runID: id)
         }
         interrupt.cancel()
         progress.finish()
-        let rows = indices.compactMap { i in state.rows[i].map { (i, $0) } }
+        let rows = indices.compactMap { i in outcome.results[i].map { (i, $0) } }
         print(SweepReport.render(rows, axes: sweep.axes, format: format), terminator: "")
-        for failure in state.failures { printError("error: \(failure)") }
-        if state.stopped {
+        for failure in outcome.failures { printError("error: \(failure.message)") }
+        if outcome.stopped {
             printError("interrupted: \(rows.count) of \(indices.count) points completed\(store == nil ? "" : " and stored")")
             throw ExitCode(130)
         }
-        if !state.failures.isEmpty { throw ExitCode(70) }
+        if !outcome.failures.isEmpty { throw ExitCode(70) }
     }
-}
-
-/// Scenarios read in parallel before a sweep starts.
-final class LoadState: @unchecked Sendable {
-    private let lock = NSLock()
-    private(set) var scenarios: [Int: Scenario] = [:]
-    private var failures: [Int: Error] = [:]
-    func store(_ i: Int, _ s: Scenario) { lock.withLock { scenarios[i] = s } }
-    func fail(_ i: Int, _ e: Error) { lock.withLock { failures[i] = e } }
-    /// The failure of the lowest point, so the message does not depend on thread timing.
-    var firstFailure: (Int, Error)? { lock.withLock { failures.min { $0.key < $1.key }.map { ($0.key, $0.value) } } }
-}
-
-/// Shared state of the workers: the next point, the results, the stop flag.
-final class SweepState: @unchecked Sendable {
-    struct Row {
-        var point: [Override]
-        var summary: RunSummary
-        var runID: Int64?
-    }
-
-    private let lock = NSLock()
-    private var pending: [Int]
-    private(set) var rows: [Int: Row] = [:]
-    private(set) var failures: [String] = []
-    private(set) var stopped = false
-    var completed: Int { lock.withLock { rows.count + failures.count } }
-
-    init(indices: [Int]) { pending = indices.reversed() }
-
-    func take() -> Int? { lock.withLock { stopped ? nil : pending.popLast() } }
-    func finish(_ i: Int, row: Row) { lock.withLock { rows[i] = row } }
-    func fail(_ i: Int, _ message: String) { lock.withLock { failures.append(message) } }
-    func stop() { lock.withLock { stopped = true } }
 
     /// Ctrl-C stops handing out points; those running finish and are stored.
-    static func catchInterrupt(_ state: SweepState) -> DispatchSourceSignal {
+    static func catchInterrupt(_ runner: SweepRunner) -> DispatchSourceSignal {
         signal(SIGINT, SIG_IGN)
         let source = DispatchSource.makeSignalSource(signal: SIGINT, queue: .global())
         source.setEventHandler {
-            state.stop()
+            runner.stop()
             FileHandle.standardError.write(Data("\ninterrupting: finishing the points in flight...\n".utf8))
         }
         source.resume()
@@ -193,7 +143,14 @@ final class Progress: @unchecked Sendable {
 }
 
 enum SweepReport {
-    static func render(_ rows: [(Int, SweepState.Row)], axes: [Sweep.Axis], format: SweepCommand.SweepFormat) -> String {
+    /// One completed point: its overrides, figures and stored run id.
+    struct Row: Sendable {
+        var point: [Override]
+        var summary: RunSummary
+        var runID: Int64?
+    }
+
+    static func render(_ rows: [(Int, Row)], axes: [Sweep.Axis], format: SweepCommand.SweepFormat) -> String {
         let header =
             ["point"] + axes.map(\.keyPath) + ["step_latency_us", "rank_latency_mean_us", "dispatch_wait_us", "combine_wait_us", "exposed_comm_us", "run_id"]
         let body = rows.map { index, row in

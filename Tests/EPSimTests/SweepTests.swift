@@ -52,3 +52,45 @@ struct SweepTests {
         #expect(fewer.model.moeLayers == 2 && fewer.model.hidden == 7168)
     }
 }
+
+@Suite("The sweep runner")
+struct SweepRunnerTests {
+    static let path = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path + "/Scenarios/batch-imbalance.yaml"
+
+    @Test("every point runs once, in parallel, with results keyed by point whatever the timing")
+    func runsEveryPoint() throws {
+        let sweep = try Sweep(varying: ["workload.tokens_per_rank=[16,8],[32,8],[64,8],[128,8]", "schedule=none,deepseek-decode"])
+        let runner = SweepRunner(scenarioPath: Self.path, points: sweep.points)
+        let scenarios = try runner.load()
+        let outcome = runner.run(scenarios, jobs: 3) { _, s in try Simulation.run(s, options: .init(timeline: .summary)).stepLatency }
+        #expect(outcome.results.count == 8 && outcome.failures.isEmpty && !outcome.stopped)
+        for (i, latency) in outcome.results {
+            // The same point run alone, serially.
+            #expect(try Simulation.run(scenarios[i]!, options: .init(timeline: .summary)).stepLatency == latency)
+        }
+    }
+
+    @Test("a bad value fails the load at its lowest point; failing work is reported by point, in order")
+    func failures() throws {
+        let bad = SweepRunner(scenarioPath: Self.path, points: try Sweep(varying: ["cluster.ranks=2,0,-1"]).points)
+        #expect { _ = try bad.load() } throws: { ($0 as? ScenarioError)?.keyPath == "cluster.ranks" && "\($0)".contains("found 0") }
+        let runner = SweepRunner(scenarioPath: Self.path, points: try Sweep(varying: ["steps=1,2,3,4"]).points)
+        struct Odd: Error {}
+        let outcome = runner.run(try runner.load(), jobs: 2) { i, _ in
+            if i % 2 == 1 { throw Odd() }
+            return i
+        }
+        #expect(outcome.results == [0: 0, 2: 2])
+        #expect(outcome.failures.map(\.index) == [1, 3] && outcome.failures[0].message.hasPrefix("steps=2: "))
+    }
+
+    @Test("stop() hands out no more points")
+    func stop() throws {
+        let runner = SweepRunner(scenarioPath: Self.path, points: try Sweep(varying: ["steps=1,2,3,4,5,6"]).points)
+        let outcome = runner.run(try runner.load(), jobs: 1) { i, _ in
+            if i == 1 { runner.stop() }
+            return i
+        }
+        #expect(outcome.stopped && outcome.results.keys.sorted() == [0, 1])
+    }
+}
