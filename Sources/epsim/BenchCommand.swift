@@ -68,31 +68,12 @@ struct BenchCommand: ParsableCommand {
     }
 }
 
-/// Spawns `epsim` with `arguments`, waits, and returns its standard output, wall time and
-/// peak resident memory (from `wait4`'s rusage).
+/// Runs this `epsim` binary with `arguments` in a child process (``ChildProcess``).
 func spawnMeasured(_ arguments: [String]) throws -> (output: String, wallSeconds: Double, peakMB: Double) {
     let executable =
         CommandLine.arguments[0].hasPrefix("/") ? CommandLine.arguments[0] : FileManager.default.currentDirectoryPath + "/" + CommandLine.arguments[0]
-    var pipe: [Int32] = [0, 0]
-    guard Glibc.pipe(&pipe) == 0 else { throw SweepError("pipe failed") }
-    var actions = posix_spawn_file_actions_t()
-    posix_spawn_file_actions_init(&actions)
-    posix_spawn_file_actions_adddup2(&actions, pipe[1], 1)
-    posix_spawn_file_actions_addclose(&actions, pipe[0])
-    let argv = ([executable] + arguments).map { strdup($0) } + [nil]
-    defer { for a in argv { free(a) } }
-    var pid: pid_t = 0
-    let clock = ContinuousClock.now
-    guard posix_spawn(&pid, executable, &actions, nil, argv, environ) == 0 else { throw SweepError("cannot start \(executable)") }
-    posix_spawn_file_actions_destroy(&actions)
-    close(pipe[1])
-    let output = FileHandle(fileDescriptor: pipe[0], closeOnDealloc: true).readDataToEndOfFile()
-    var status: Int32 = 0
-    var usage = rusage()
-    wait4(pid, &status, 0, &usage)
-    let wall = (ContinuousClock.now - clock).seconds
-    guard status == 0 else { throw SweepError("\(arguments.joined(separator: " ")) failed with status \(status)") }
-    return (String(decoding: output, as: UTF8.self), wall, Double(usage.ru_maxrss) / 1024)
+    let r = try ChildProcess.run(executable, arguments)
+    return (r.output, r.wallSeconds, r.peakMB)
 }
 
 /// The benchmark's measurements and their renderings.

@@ -131,29 +131,9 @@ struct CalibrateCommand: ParsableCommand {
                          100 * errors.map(abs).reduce(0, +) / Double(errors.count), 100 * worst))
         }
         if fit {
-            print(String(format: "\nfitted (paste under hardware:):\n  expert_ffn_fixed_us: %g\n  expert_ffn_stream_gbps: %g\n  expert_ffn_tflops: %g",
-                         hardware.expertFFNFixedMicros, hardware.expertFFNStreamGBps, hardware.expertFFNTFLOPS))
+            print("\nfitted (paste into a scenario):\n")
+            print(ComputeCalibration.fitParameters.yamlBlock(hardware, preset: preset), terminator: "")
         }
-    }
-
-    /// A `--measurements` item: a path, and for a log optionally `:tokens=N,experts=N,...`.
-    func logSettings(_ spec: String, base: MeasurementReader.LogSettings) throws -> (String, MeasurementReader.LogSettings) {
-        guard let colon = spec.lastIndex(of: ":"), spec[spec.index(after: colon)...].contains("=") else { return (spec, base) }
-        var s = base
-        for item in spec[spec.index(after: colon)...].split(separator: ",") {
-            let kv = item.split(separator: "=", maxSplits: 1).map(String.init)
-            guard kv.count == 2, let v = Int(kv[1]) else { throw ValidationError("\(spec): expected key=integer settings after the path, found \"\(item)\"") }
-            switch kv[0] {
-            case "tokens" where (0...1_048_576).contains(v): s.tokens = v
-            case "experts" where (1...65536).contains(v): s.experts = v
-            case "hidden" where (128...65536).contains(v) && v % 128 == 0: s.hidden = v
-            case "top_k" where (1...64).contains(v): s.topK = v
-            case "gpus_per_node" where (1...1024).contains(v): s.gpusPerNode = v
-            default: throw ValidationError("\(spec): \(kv[0])=\(v) is not a log setting in range (tokens, experts, hidden, top_k, gpus_per_node)")
-            }
-        }
-        guard s.topK <= s.experts else { throw ValidationError("\(spec): top_k must be at most experts") }
-        return (String(spec[..<colon]), s)
     }
 
     func published() throws {
@@ -172,8 +152,7 @@ struct CalibrateCommand: ParsableCommand {
         print(String(format: "worst error: %.1f%%", 100 * DeepEPCalibration.worstError(rows)))
         if fit {
             print("\nfitted links (paste into a scenario):\n")
-            print(
-                "hardware:\n  preset: h800\n" + String(format: "  nvlink_gbps: %.3g\n  nvlink_latency_us: %.3g\n  rdma_gbps: %.3g\n  rdma_latency_us: %.3g", hardware.nvlinkGBps, hardware.nvlinkLatencyMicros, hardware.rdmaGBps, hardware.rdmaLatencyMicros))
+            print(DeepEPCalibration.fitParameters.yamlBlock(hardware, preset: "h800"), terminator: "")
         }
     }
 
@@ -187,7 +166,12 @@ struct CalibrateCommand: ParsableCommand {
         var all: [DeepEPMeasurement] = []
         var notes: [String] = []
         for spec in measurements {
-            let (path, own) = try logSettings(spec, base: settings)
+            let (path, own): (String, MeasurementReader.LogSettings)
+            do {
+                (path, own) = try settings.applying(spec)
+            } catch let error as MeasurementError {
+                throw ValidationError("\(error.file): \(error.message)")
+            }
             all += try MeasurementReader.read(path: path, log: own, notes: &notes)
         }
         guard Set(all.map { "\($0.caseKey)#\($0.rank)" }).count == all.count else {

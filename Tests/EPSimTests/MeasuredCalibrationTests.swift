@@ -247,3 +247,29 @@ struct HardwareParameterTests {
         #expect(Set(Hardware.parameters.map(\.key)).count == Hardware.parameters.count)
     }
 }
+
+@Suite("Measurement items")
+struct MeasurementItemTests {
+    @Test("a log's settings after its last colon; a plain path keeps the defaults; bad settings name the item")
+    func logSettings() throws {
+        let base = MeasurementReader.LogSettings()
+        let (plain, same) = try base.applying("C:/runs/ll.csv")
+        #expect(plain == "C:/runs/ll.csv" && same.tokens == base.tokens)
+        let (path, s) = try base.applying("logs/a:b.txt:tokens=32,experts=64,hidden=4096,top_k=6,gpus_per_node=2")
+        #expect(path == "logs/a:b.txt")
+        let values: [Int] = [s.tokens, s.experts, s.hidden, s.topK, s.gpusPerNode]
+        #expect(values == [32, 64, 4096, 6, 2])
+        for (item, message) in [
+            ("x.txt:tokens=abc", "key=integer"), ("x.txt:hidden=100", "hidden=100 is not a log setting"),
+            ("x.txt:experts=4,top_k=8", "top_k must be at most experts"), ("x.txt:warps=4", "warps=4"),
+        ] {
+            do {
+                _ = try base.applying(item)
+                Issue.record("accepted \(item)")
+            } catch let error as MeasurementError {
+                #expect(error.file == item)
+                #expect(error.message.contains(message), "\(error.message)")
+            }
+        }
+    }
+}

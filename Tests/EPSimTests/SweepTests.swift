@@ -94,3 +94,15 @@ struct SweepRunnerTests {
         #expect(outcome.stopped && outcome.results.keys.sorted() == [0, 1])
     }
 }
+
+@Suite("Child processes")
+struct ChildProcessTests {
+    @Test("output captured, peak memory measured, a failing or missing program reported")
+    func run() throws {
+        let r = try ChildProcess.run("/bin/sh", ["-c", "echo measured; head -c 30000000 /dev/zero | tail -c 1 > /dev/null"])
+        #expect(r.output == "measured\n")
+        #expect(r.peakMB > 0 && r.wallSeconds > 0)
+        #expect(throws: ChildProcess.Failure.self) { try ChildProcess.run("/bin/sh", ["-c", "exit 3"]) }
+        #expect(throws: ChildProcess.Failure.self) { try ChildProcess.run("/no/such/program", []) }
+    }
+}

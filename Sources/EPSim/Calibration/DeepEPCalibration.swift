@@ -61,12 +61,15 @@ public enum DeepEPCalibration {
     /// stay the measured ones (`h200`'s). It starts from the links EPSim had before any
     /// measurement (NVLink 161.1 GB/s and 2 us, RDMA 44.13 GB/s and 6.6 us), so that it
     /// reproduces exactly. Deterministic; a few hundred runs of the family.
+    /// The link parameters the fit searches, with their ranges.
+    public static let fitParameters: [SearchedParameter] = [
+        .init("rdma_gbps", 20...50), .init("rdma_latency_us", 0.5...20), .init("nvlink_gbps", 60...400), .init("nvlink_latency_us", 0.1...5),
+    ]
+
     public static func fit(directory: String, preset: Hardware = .h800, rounds: Int = 6) throws -> (Hardware, [Row]) {
         var start = preset
         (start.nvlinkGBps, start.nvlinkLatencyMicros, start.rdmaGBps, start.rdmaLatencyMicros) = (161.1, 2, 44.13, 6.6)
-        let fields: [SearchedParameter] = [
-            .init("rdma_gbps", 20...50), .init("rdma_latency_us", 0.5...20), .init("nvlink_gbps", 60...400), .init("nvlink_latency_us", 0.1...5),
-        ]
+        let fields = fitParameters
         func score(_ h: Hardware) throws -> Double {
             try run(directory: directory, hardware: h).map { $0.dispatchError * $0.dispatchError + $0.combineError * $0.combineError }.reduce(0, +)
         }

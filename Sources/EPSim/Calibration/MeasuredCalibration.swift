@@ -318,9 +318,6 @@ public enum MeasuredCalibration {
 
     /// The fitted parameters as a scenario's `hardware:` block (paste it into a scenario).
     public static func yamlBlock(_ h: Hardware, preset: String) -> String {
-        // The same overrides a sweep applies (`hardware.<key>=value`), written as YAML.
-        var out = "hardware:\n  preset: \(preset)\n"
-        for o in fitParameters.overrides(from: h) { out += "  \(o.keyPath.dropFirst("hardware.".count)): \(o.value)\n" }
-        return out
+        fitParameters.yamlBlock(h, preset: preset)
     }
 }

@@ -109,6 +109,34 @@ public enum MeasurementReader {
         public var topK = 8
         public var gpusPerNode = 8
         public init() {}
+
+        /// Splits a `--measurements` item into its path and, for a DeepEP log, the settings
+        /// after its last colon (`log.txt:tokens=32,experts=64`); keys `tokens` (0...2^20),
+        /// `experts` (1...65536), `hidden` (a multiple of 128 in 128...65536), `top_k`
+        /// (1...64, at most `experts`), `gpus_per_node` (1...1024). An item without `=` after
+        /// its last colon is a plain path with these settings. Throws
+        /// ``MeasurementError`` (file: the item) for a bad setting.
+        public func applying(_ item: String) throws -> (path: String, settings: LogSettings) {
+            guard let colon = item.lastIndex(of: ":"), item[item.index(after: colon)...].contains("=") else { return (item, self) }
+            var s = self
+            for pair in item[item.index(after: colon)...].split(separator: ",") {
+                let kv = pair.split(separator: "=", maxSplits: 1).map(String.init)
+                guard kv.count == 2, let v = Int(kv[1]) else {
+                    throw MeasurementError(file: item, message: "expected key=integer settings after the path, found \"\(pair)\"")
+                }
+                switch kv[0] {
+                case "tokens" where (0...1_048_576).contains(v): s.tokens = v
+                case "experts" where (1...65536).contains(v): s.experts = v
+                case "hidden" where (128...65536).contains(v) && v % 128 == 0: s.hidden = v
+                case "top_k" where (1...64).contains(v): s.topK = v
+                case "gpus_per_node" where (1...1024).contains(v): s.gpusPerNode = v
+                default:
+                    throw MeasurementError(file: item, message: "\(kv[0])=\(v) is not a log setting in range (tokens, experts, hidden, top_k, gpus_per_node)")
+                }
+            }
+            guard s.topK <= s.experts else { throw MeasurementError(file: item, message: "top_k must be at most experts") }
+            return (String(item[..<colon]), s)
+        }
     }
 
     /// Reads one file: a CSV whose header starts with `case,` or a DeepEP log. A case that

@@ -81,6 +81,14 @@ extension Array where Element == SearchedParameter {
     /// `hardware` to a scenario, exactly as `epsim sweep --vary` would.
     public func overrides(from hardware: Hardware) -> [Override] { map { $0.parameter.override(from: hardware) } }
 
+    /// The `hardware:` block that applies these parameters' values in `hardware` on top of
+    /// `preset` (the same values as ``overrides(from:)``), to paste into a scenario.
+    public func yamlBlock(_ hardware: Hardware, preset: String) -> String {
+        var out = "hardware:\n  preset: \(preset)\n"
+        for o in overrides(from: hardware) { out += "  \(o.keyPath.dropFirst("hardware.".count)): \(o.value)\n" }
+        return out
+    }
+
     /// `(field, range)` pairs for ``CoordinateSearch``.
     var searchSpace: [(WritableKeyPath<Hardware, Double>, ClosedRange<Double>)] { map { ($0.field, $0.range) } }
 }
