@@ -7,6 +7,7 @@ let package = Package(
     products: [
         .executable(name: "epsim", targets: ["epsim"]),
         .library(name: "EPSim", targets: ["EPSim"]),
+        .library(name: "EPSimStore", targets: ["EPSimStore"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
