@@ -15,8 +15,7 @@ extension RunStore {
         let ids = try sourceStore.read { db in try Int64.fetchAll(db, sql: "SELECT id FROM runs ORDER BY id") }
         let columns =
             "created_at, scenario_name, scenario_path, scenario_text, scenario_hash, seed, schedule, tool_version, ranks, steps, step_latency_us, rank_latency_mean_us, rank_latency_min_us, rank_latency_max_us, slowest_rank, kernel_count, flow_count, message_count, wall_time_s, timeline, summary_json"
-        let rankColumns =
-            "step, rank, tokens, start_us, end_us, e2e_us, busy_us, attention_us, shared_us, dense_us, dispatch_us, dispatch_wait_us, gemm_us, combine_us, combine_wait_us, exposed_comm_us"
+        let rankColumns = "step, rank, " + Self.rankStepMetrics.map(\.storedName).joined(separator: ", ")
         let kernelColumns =
             "step, rank, layer, micro_batch, kind, stream, start_us, end_us, wait_us, bytes_out, bytes_in, tokens, blocker_rank, last_arrival_us, send_end_us, blame, blocker_lag_us"
         do {

@@ -62,13 +62,10 @@ extension RunStore {
                 throw StoreError(.unknownRun, path: path, message: "has no run \(id); `epsim runs list` shows the stored runs")
             }
             var summary = try JSONDecoder().decode(RunSummary.self, from: Data((row["summary_json"] as String).utf8))
-            summary.per_rank = try Row.fetchAll(db, sql: "SELECT * FROM rank_steps WHERE run_id = ? ORDER BY step, rank", arguments: [id]).map {
-                RunSummary.RankRow(
-                    rank: $0["rank"], step: $0["step"], tokens: $0["tokens"], start_us: $0["start_us"], end_us: $0["end_us"],
-                    e2e_us: $0["e2e_us"], busy_us: $0["busy_us"], attention_us: $0["attention_us"], shared_us: $0["shared_us"],
-                    dense_us: $0["dense_us"], dispatch_us: $0["dispatch_us"], dispatch_wait_us: $0["dispatch_wait_us"],
-                    gemm_us: $0["gemm_us"], combine_us: $0["combine_us"], combine_wait_us: $0["combine_wait_us"],
-                    exposed_comm_us: $0["exposed_comm_us"])
+            summary.per_rank = try Row.fetchAll(db, sql: "SELECT * FROM rank_steps WHERE run_id = ? ORDER BY step, rank", arguments: [id]).map { row in
+                var r = RunSummary.RankRow(RankStepResult(rank: row["rank"], step: row["step"]))
+                for m in Self.rankStepMetrics { r[m] = row[m.storedName] }
+                return r
             }
             let kernels = try Int.fetchOne(db, sql: "SELECT count(*) FROM kernels WHERE run_id = ?", arguments: [id]) ?? 0
             return StoredRun(
@@ -123,19 +120,8 @@ extension StoredRun {
     public func result(kernels: [KernelRecord]) -> RunResult {
         let rows = summary.per_rank.map { r -> RankStepResult in
             var s = RankStepResult(rank: Int32(r.rank), step: Int32(r.step))
-            s.tokens = r.tokens
-            s.start = SimTime(micros: r.start_us)
-            s.end = SimTime(micros: r.end_us)
-            s.busy = SimTime(micros: r.busy_us)
-            s.attention = SimTime(micros: r.attention_us)
-            s.shared = SimTime(micros: r.shared_us)
-            s.dense = SimTime(micros: r.dense_us)
-            s.gemm = SimTime(micros: r.gemm_us)
-            s.dispatch = SimTime(micros: r.dispatch_us)
-            s.dispatchWait = SimTime(micros: r.dispatch_wait_us)
-            s.combine = SimTime(micros: r.combine_us)
-            s.combineWait = SimTime(micros: r.combine_wait_us)
-            s.computeOnComputeStream = s.end - s.start - SimTime(micros: r.exposed_comm_us)
+            for m in RunStore.rankStepMetrics { m.assign(m.unit == .count ? Int64(r.tokens) : SimTime(micros: r[m]).picos, to: &s) }
+            s.computeOnComputeStream = s.end - s.start - SimTime(micros: r[.exposedComm])
             return s
         }
         return RunResult(

@@ -57,17 +57,14 @@ extension RunStore {
                 ])
             let runID = db.lastInsertedRowID
             if timeline != .none {
+                let metrics = Self.rankStepMetrics
                 let insert = try db.makeStatement(
-                    sql: """
-                        INSERT INTO rank_steps (run_id, step, rank, tokens, start_us, end_us, e2e_us, busy_us, attention_us, shared_us,
-                            dense_us, dispatch_us, dispatch_wait_us, gemm_us, combine_us, combine_wait_us, exposed_comm_us)
-                        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                        """)
+                    sql:
+                        "INSERT INTO rank_steps (run_id, step, rank, \(metrics.map(\.storedName).joined(separator: ", "))) VALUES (?, ?, ?\(String(repeating: ", ?", count: metrics.count)))"
+                )
                 for r in rows {
-                    insert.setUncheckedArguments([
-                        runID, r.step, r.rank, r.tokens, r.start_us, r.end_us, r.e2e_us, r.busy_us, r.attention_us, r.shared_us,
-                        r.dense_us, r.dispatch_us, r.dispatch_wait_us, r.gemm_us, r.combine_us, r.combine_wait_us, r.exposed_comm_us,
-                    ])
+                    insert.setUncheckedArguments(
+                        StatementArguments([runID, r.step, r.rank] + metrics.map { m -> DatabaseValueConvertible in m.unit == .count ? r.tokens : r[m] }))
                     try insert.execute()
                 }
             }

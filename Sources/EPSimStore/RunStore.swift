@@ -147,6 +147,10 @@ public final class RunStore: Sendable {
         return m
     }
 
+    /// The per-rank figures `rank_steps` keeps (schema version 3: no barrier, launch gaps or
+    /// compute; times in REAL microseconds, named as shown).
+    static let rankStepMetrics = RankMetric.allCases.filter { $0.shown.contains(.row) && $0 != .barrier && $0 != .launchGaps }
+
     /// The schema versions applied to this database, oldest first.
     public func schemaVersions() throws -> [String] {
         try read { db in try Self.migrator.appliedMigrations(db) }
@@ -159,4 +163,9 @@ public final class RunStore: Sendable {
     func write<T>(_ body: (Database) throws -> T) throws -> T {
         do { return try pool.write(body) } catch { throw StoreError.wrap(error, path: path, doing: "write the database") }
     }
+}
+
+extension RankMetric {
+    /// The column of `rank_steps` (schema version 3): the shown name.
+    var storedName: String { name }
 }
