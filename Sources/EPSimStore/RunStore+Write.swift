@@ -85,21 +85,3 @@ extension RunStore {
         }
     }
 }
-
-extension Scenario {
-    /// A hash of the resolved scenario (every default filled in, name and description left
-    /// out): two files that differ only in comments, key order, spelling of numbers or
-    /// defaults written out hash the same. FNV-1a, 64 bits, as 16 hex digits.
-    public var contentHash: String {
-        var canonical = self
-        canonical.name = ""
-        canonical.description = ""
-        var h: UInt64 = 0xcbf2_9ce4_8422_2325
-        for byte in String(reflecting: canonical).utf8 {
-            h ^= UInt64(byte)
-            h = h &* 0x100_0000_01b3
-        }
-        let hex = String(h, radix: 16)
-        return String(repeating: "0", count: 16 - hex.count) + hex
-    }
-}
