@@ -13,6 +13,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+        // SHA-256 for the scenario content hash (Foundation has none on Linux).
+        .package(url: "https://github.com/apple/swift-crypto", "3.12.3"..<"5.0.0"),
     ],
     targets: [
         // Domain-free discrete-event core: time, a deterministic future-event list.
@@ -25,7 +27,9 @@ let package = Package(
         // Storage (SQLite through GRDB) and timeline exports (CSV, Chrome trace JSON).
         .target(
             name: "EPSimStore",
-            dependencies: ["EPSim", "EventCore", .product(name: "GRDB", package: "GRDB.swift")]
+            dependencies: [
+                "EPSim", "EventCore", .product(name: "GRDB", package: "GRDB.swift"), .product(name: "Crypto", package: "swift-crypto"),
+            ]
         ),
         // The command-line tool: parses, calls, prints.
         .executableTarget(

@@ -11,8 +11,12 @@ public struct RunListing: Sendable, Equatable {
     public var schedule: String
     public var ranks: Int
     public var steps: Int
-    public var stepLatencyMicros: Double
+    /// Maximum over steps of the step latency, exact.
+    public var stepLatency: SimTime
     public var timeline: String
+
+    /// ``stepLatency`` in microseconds.
+    public var stepLatencyMicros: Double { stepLatency.micros }
 }
 
 /// A stored run as read back.
@@ -26,6 +30,9 @@ public struct StoredRun: Sendable {
     public var wallSeconds: Double
     /// The run's figures; `per_rank` is filled when the run kept per-rank rows.
     public var summary: RunSummary
+    /// The per-rank results exactly as the run computed them (empty when the run kept no
+    /// per-rank rows), ordered by step, then rank.
+    public var rankSteps: [RankStepResult]
     public var storedKernels: Int
 }
 
@@ -33,7 +40,7 @@ extension RunStore {
     /// Runs, newest first, optionally only those of one scenario.
     public func list(scenario: String? = nil, limit: Int? = nil) throws -> [RunListing] {
         try read { db in
-            var sql = "SELECT id, created_at, scenario_name, schedule, ranks, steps, step_latency_us, timeline FROM runs"
+            var sql = "SELECT id, created_at, scenario_name, schedule, ranks, steps, step_latency_ps, timeline FROM runs"
             var arguments: StatementArguments = []
             if let scenario {
                 sql += " WHERE scenario_name = ?"
@@ -48,10 +55,12 @@ extension RunStore {
         }
     }
 
-    static func listing(_ row: Row) -> RunListing {
+    static func listing(_ row: Row) throws -> RunListing {
         RunListing(
-            id: row["id"], createdAt: row["created_at"], scenarioName: row["scenario_name"], schedule: row["schedule"],
-            ranks: row["ranks"], steps: row["steps"], stepLatencyMicros: row["step_latency_us"], timeline: row["timeline"])
+            id: try row.decode(forColumn: "id"), createdAt: try row.decode(forColumn: "created_at"),
+            scenarioName: try row.decode(forColumn: "scenario_name"), schedule: try row.decode(forColumn: "schedule"),
+            ranks: try row.decode(forColumn: "ranks"), steps: try row.decode(forColumn: "steps"),
+            stepLatency: SimTime(picos: try row.decode(forColumn: "step_latency_ps")), timeline: try row.decode(forColumn: "timeline"))
     }
 
     /// The run with `id`.
@@ -61,20 +70,23 @@ extension RunStore {
             guard let row = try Row.fetchOne(db, sql: "SELECT * FROM runs WHERE id = ?", arguments: [id]) else {
                 throw StoreError(.unknownRun, path: path, message: "has no run \(id); `epsim runs list` shows the stored runs")
             }
-            var summary = try JSONDecoder().decode(RunSummary.self, from: Data((row["summary_json"] as String).utf8))
-            summary.per_rank = try Row.fetchAll(db, sql: "SELECT * FROM rank_steps WHERE run_id = ? ORDER BY step, rank", arguments: [id]).map {
-                RunSummary.RankRow(
-                    rank: $0["rank"], step: $0["step"], tokens: $0["tokens"], start_us: $0["start_us"], end_us: $0["end_us"],
-                    e2e_us: $0["e2e_us"], busy_us: $0["busy_us"], attention_us: $0["attention_us"], shared_us: $0["shared_us"],
-                    dense_us: $0["dense_us"], dispatch_us: $0["dispatch_us"], dispatch_wait_us: $0["dispatch_wait_us"],
-                    gemm_us: $0["gemm_us"], combine_us: $0["combine_us"], combine_wait_us: $0["combine_wait_us"],
-                    exposed_comm_us: $0["exposed_comm_us"])
+            var summary = try JSONDecoder().decode(RunSummary.self, from: Data((try row.decode(String.self, forColumn: "summary_json")).utf8))
+            let rankSteps = try Row.fetchAll(db, sql: "SELECT * FROM rank_steps WHERE run_id = ? ORDER BY step, rank", arguments: [id]).map { row in
+                var r = RankStepResult(rank: try row.decode(forColumn: "rank"), step: try row.decode(forColumn: "step"))
+                for m in RankMetric.allCases where !m.isDerived {
+                    guard m.assign(try row.decode(Int64.self, forColumn: m.column), to: &r) else {
+                        throw StoreError(.badValue, path: path, message: "run \(id) has \(m.column) out of range; the database was edited or damaged")
+                    }
+                }
+                return r
             }
+            summary.per_rank = rankSteps.map(RunSummary.RankRow.init)
             let kernels = try Int.fetchOne(db, sql: "SELECT count(*) FROM kernels WHERE run_id = ?", arguments: [id]) ?? 0
             return StoredRun(
-                listing: Self.listing(row), scenarioPath: row["scenario_path"], scenarioText: row["scenario_text"],
-                scenarioHash: row["scenario_hash"], seed: UInt64(bitPattern: row["seed"]), toolVersion: row["tool_version"],
-                wallSeconds: row["wall_time_s"], summary: summary, storedKernels: kernels)
+                listing: try Self.listing(row), scenarioPath: try row.decode(forColumn: "scenario_path"),
+                scenarioText: try row.decode(forColumn: "scenario_text"), scenarioHash: try row.decode(forColumn: "scenario_hash"),
+                seed: UInt64(bitPattern: try row.decode(forColumn: "seed")), toolVersion: try row.decode(forColumn: "tool_version"),
+                wallSeconds: try row.decode(forColumn: "wall_time_s"), summary: summary, rankSteps: rankSteps, storedKernels: kernels)
         }
     }
 
@@ -90,18 +102,22 @@ extension RunStore {
             }
             sql += " ORDER BY rowid"
             return try Row.fetchAll(db, sql: sql, arguments: arguments).map { row in
-                KernelRecord(
-                    rank: row["rank"], step: row["step"], layer: row["layer"],
-                    microBatch: (row["micro_batch"] as String) == "B" ? .b : .a,
-                    kind: KernelKind(name: row["kind"]) ?? .attn0,
-                    stream: (row["stream"] as String) == "comm" ? .comm : .compute,
-                    start: SimTime(micros: row["start_us"]), end: SimTime(micros: row["end_us"]), wait: SimTime(micros: row["wait_us"]),
-                    bytesOut: row["bytes_out"], bytesIn: row["bytes_in"], tokens: row["tokens"],
-                    blocker: (row["blocker_rank"] as Int32?) ?? -1,
-                    lastArrival: (row["last_arrival_us"] as Double?).map { SimTime(micros: $0) },
-                    sendEnd: (row["send_end_us"] as Double?).map { SimTime(micros: $0) },
-                    blameReason: (row["blame"] as String?).flatMap(BlameReason.init(name:)) ?? .none,
-                    blockerLag: (row["blocker_lag_us"] as Double?).map { SimTime(micros: $0) } ?? .zero)
+                func time(_ column: String) throws -> SimTime { SimTime(picos: try row.decode(forColumn: column)) }
+                func optionalTime(_ column: String) throws -> SimTime? { (try row.decode(Int64?.self, forColumn: column)).map(SimTime.init(picos:)) }
+                let kindName: String = try row.decode(forColumn: "kind")
+                guard let kind = KernelKind(name: kindName) else {
+                    throw StoreError(.badValue, path: path, message: "run \(id) has a kernel of unknown kind '\(kindName)'; the database was edited or damaged")
+                }
+                return KernelRecord(
+                    rank: try row.decode(forColumn: "rank"), step: try row.decode(forColumn: "step"), layer: try row.decode(forColumn: "layer"),
+                    microBatch: (try row.decode(String.self, forColumn: "micro_batch")) == "B" ? .b : .a, kind: kind,
+                    stream: (try row.decode(String.self, forColumn: "stream")) == "comm" ? .comm : .compute,
+                    start: try time("start_ps"), end: try time("end_ps"), wait: try time("wait_ps"),
+                    bytesOut: try row.decode(forColumn: "bytes_out"), bytesIn: try row.decode(forColumn: "bytes_in"),
+                    tokens: try row.decode(forColumn: "tokens"), blocker: (try row.decode(Int32?.self, forColumn: "blocker_rank")) ?? -1,
+                    lastArrival: try optionalTime("last_arrival_ps"), sendEnd: try optionalTime("send_end_ps"),
+                    blameReason: (try row.decode(String?.self, forColumn: "blame")).flatMap(BlameReason.init(name:)) ?? .none,
+                    blockerLag: try optionalTime("blocker_lag_ps") ?? .zero)
             }
         }
     }
@@ -118,29 +134,12 @@ extension RunStore {
 }
 
 extension StoredRun {
-    /// The run as a ``RunResult`` again (per-rank figures from the stored rows, `kernels` as
-    /// read with ``RunStore/kernels(_:rank:)``), for analyses that take a result.
+    /// The run as a ``RunResult`` again (per-rank figures from the stored rows, exact; `kernels`
+    /// as read with ``RunStore/kernels(_:rank:)``), for analyses that take a result.
     public func result(kernels: [KernelRecord]) -> RunResult {
-        let rows = summary.per_rank.map { r -> RankStepResult in
-            var s = RankStepResult(rank: Int32(r.rank), step: Int32(r.step))
-            s.tokens = r.tokens
-            s.start = SimTime(micros: r.start_us)
-            s.end = SimTime(micros: r.end_us)
-            s.busy = SimTime(micros: r.busy_us)
-            s.attention = SimTime(micros: r.attention_us)
-            s.shared = SimTime(micros: r.shared_us)
-            s.dense = SimTime(micros: r.dense_us)
-            s.gemm = SimTime(micros: r.gemm_us)
-            s.dispatch = SimTime(micros: r.dispatch_us)
-            s.dispatchWait = SimTime(micros: r.dispatch_wait_us)
-            s.combine = SimTime(micros: r.combine_us)
-            s.combineWait = SimTime(micros: r.combine_wait_us)
-            s.computeOnComputeStream = s.end - s.start - SimTime(micros: r.exposed_comm_us)
-            return s
-        }
         return RunResult(
-            scenarioName: listing.scenarioName, schedule: listing.schedule, ranks: listing.ranks, steps: listing.steps, rankSteps: rows,
+            scenarioName: listing.scenarioName, schedule: listing.schedule, ranks: listing.ranks, steps: listing.steps, rankSteps: rankSteps,
             kernels: kernels, flows: [], kernelCount: summary.kernels, flowCount: summary.flows, messageCount: summary.messages,
-            eventCount: 0, blockedWait: summary.blocked_wait_us.map { SimTime(micros: $0) })
+            eventCount: 0, blockedWait: summary.blocked_wait_us.map { SimTime(picos: Schema.picos(micros: $0) ?? 0) })
     }
 }

@@ -34,56 +34,48 @@ extension RunStore {
         createdAt: Date, beforeCommit: (() throws -> Void)?
     ) throws -> Int64 {
         var summary = RunSummary(result: result)
-        let rows = summary.per_rank
         summary.per_rank = []
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         let summaryJSON = String(decoding: try encoder.encode(summary), as: UTF8.self)
         let created = ISO8601DateFormatter().string(from: createdAt)
+        let latencies = result.rankSteps.map(\.latency)
+        let run: [String: DatabaseValueConvertible?] = [
+            "created_at": created, "scenario_name": scenario.name, "scenario_path": source.scenarioPath,
+            "scenario_text": source.scenarioText, "scenario_hash": scenario.contentHash, "seed": Int64(bitPattern: scenario.workload.seed),
+            "schedule": scenario.schedule.name, "tool_version": Self.toolVersion, "ranks": result.ranks, "steps": result.steps,
+            "step_latency_ps": result.stepLatency.picos,
+            "rank_latency_mean_ps": Schema.picos(micros: summary.rank_latency_mean_us) ?? (latencies.max() ?? .zero).picos,
+            "rank_latency_min_ps": (latencies.min() ?? .zero).picos, "rank_latency_max_ps": (latencies.max() ?? .zero).picos,
+            "slowest_rank": summary.slowest_rank, "kernel_count": result.kernelCount, "flow_count": result.flowCount,
+            "message_count": result.messageCount, "wall_time_s": wallSeconds, "timeline": timeline.rawValue, "summary_json": summaryJSON,
+        ]
         return try write { db in
+            let columns = Schema.runColumns.map(\.name)
             try db.execute(
-                sql: """
-                    INSERT INTO runs (created_at, scenario_name, scenario_path, scenario_text, scenario_hash, seed, schedule,
-                        tool_version, ranks, steps, step_latency_us, rank_latency_mean_us, rank_latency_min_us, rank_latency_max_us,
-                        slowest_rank, kernel_count, flow_count, message_count, wall_time_s, timeline, summary_json)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                    """,
-                arguments: [
-                    created, scenario.name, source.scenarioPath, source.scenarioText, scenario.contentHash,
-                    Int64(bitPattern: scenario.workload.seed), scenario.schedule.name, Self.toolVersion, result.ranks, result.steps,
-                    summary.step_latency_us, summary.rank_latency_mean_us, summary.rank_latency_min_us, summary.rank_latency_max_us,
-                    summary.slowest_rank, result.kernelCount, result.flowCount, result.messageCount, wallSeconds,
-                    timeline.rawValue, summaryJSON,
-                ])
+                sql: "INSERT INTO runs (\(columns.joined(separator: ", "))) VALUES (\(Schema.placeholders(columns.count)))",
+                arguments: StatementArguments(columns.map { run[$0] ?? nil }))
             let runID = db.lastInsertedRowID
             if timeline != .none {
                 let insert = try db.makeStatement(
-                    sql: """
-                        INSERT INTO rank_steps (run_id, step, rank, tokens, start_us, end_us, e2e_us, busy_us, attention_us, shared_us,
-                            dense_us, dispatch_us, dispatch_wait_us, gemm_us, combine_us, combine_wait_us, exposed_comm_us)
-                        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                        """)
-                for r in rows {
-                    insert.setUncheckedArguments([
-                        runID, r.step, r.rank, r.tokens, r.start_us, r.end_us, r.e2e_us, r.busy_us, r.attention_us, r.shared_us,
-                        r.dense_us, r.dispatch_us, r.dispatch_wait_us, r.gemm_us, r.combine_us, r.combine_wait_us, r.exposed_comm_us,
-                    ])
+                    sql:
+                        "INSERT INTO rank_steps (run_id, \(Schema.names(Schema.rankStepColumns))) VALUES (?, ?, ?, \(Schema.placeholders(RankMetric.allCases.count)))"
+                )
+                for r in result.rankSteps {
+                    insert.setUncheckedArguments(StatementArguments([runID, Int64(r.step), Int64(r.rank)] + RankMetric.allCases.map { $0.exact(r) }))
                     try insert.execute()
                 }
             }
             if timeline == .full {
+                // Values in the order of Schema.kernelColumns.
                 let insert = try db.makeStatement(
-                    sql: """
-                        INSERT INTO kernels (run_id, step, rank, layer, micro_batch, kind, stream, start_us, end_us, wait_us,
-                            bytes_out, bytes_in, tokens, blocker_rank, last_arrival_us, send_end_us, blame, blocker_lag_us)
-                        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                        """)
+                    sql: "INSERT INTO kernels (run_id, \(Schema.names(Schema.kernelColumns))) VALUES (?, \(Schema.placeholders(Schema.kernelColumns.count)))")
                 for k in result.kernels {
                     insert.setUncheckedArguments([
                         runID, k.step, k.rank, k.layer, k.microBatch.description, k.kind.description, k.stream.description,
-                        k.start.micros, k.end.micros, k.wait.micros, k.bytesOut, k.bytesIn, k.tokens,
-                        k.blocker >= 0 ? k.blocker : nil, k.lastArrival?.micros, k.sendEnd?.micros,
-                        k.blameReason == .none ? nil : k.blameReason.description, k.wait > .zero ? k.blockerLag.micros : nil,
+                        k.start.picos, k.end.picos, k.wait.picos, k.bytesOut, k.bytesIn, k.tokens,
+                        k.blocker >= 0 ? k.blocker : nil, k.lastArrival?.picos, k.sendEnd?.picos,
+                        k.blameReason == .none ? nil : k.blameReason.description, k.wait > .zero ? k.blockerLag.picos : nil,
                     ])
                     try insert.execute()
                 }
@@ -91,23 +83,5 @@ extension RunStore {
             try beforeCommit?()
             return runID
         }
-    }
-}
-
-extension Scenario {
-    /// A hash of the resolved scenario (every default filled in, name and description left
-    /// out): two files that differ only in comments, key order, spelling of numbers or
-    /// defaults written out hash the same. FNV-1a, 64 bits, as 16 hex digits.
-    public var contentHash: String {
-        var canonical = self
-        canonical.name = ""
-        canonical.description = ""
-        var h: UInt64 = 0xcbf2_9ce4_8422_2325
-        for byte in String(reflecting: canonical).utf8 {
-            h ^= UInt64(byte)
-            h = h &* 0x100_0000_01b3
-        }
-        let hex = String(h, radix: 16)
-        return String(repeating: "0", count: 16 - hex.count) + hex
     }
 }

@@ -24,8 +24,11 @@ public final class RunStore: Sendable {
 
     /// Opens (creating it if needed) the database at `path`, migrating it to the current schema.
     ///
-    /// - Throws: ``StoreError``: the folder is missing or unwritable, the file is not an
-    ///   SQLite database, or it is an SQLite database that EPSim did not create (left untouched).
+    /// - Throws: ``StoreError``: the folder is missing or unwritable (`cannotOpen`), the file
+    ///   is not an SQLite database (`notADatabase`), it is an SQLite database that EPSim did
+    ///   not create (`foreignDatabase`) or one written by a newer EPSim (`newerSchema`), or
+    ///   an older one holds a value its migration cannot convert (`badValue`); in each case
+    ///   the file is left as it was.
     public init(path: String) throws {
         self.path = path
         let url = URL(fileURLWithPath: path)
@@ -38,24 +41,46 @@ public final class RunStore: Sendable {
         config.busyMode = .timeout(30)
         config.label = "epsim"
         do {
+            // Checked read-only first, so that a foreign or newer database is refused unchanged.
+            let size = (try? FileManager.default.attributesOfItem(atPath: path))?[.size] as? NSNumber
+            if let size, size.intValue > 0 {
+                var readOnly = config
+                readOnly.readonly = true
+                let queue = try DatabaseQueue(path: path, configuration: readOnly)
+                try queue.read { db in try Self.checkEPSimDatabase(db, path: path) }
+                try queue.close()
+            }
+            // Migrated through a queue: a migration that fails rolls back and leaves the file
+            // as it was (a pool would switch it to WAL first).
+            let queue = try DatabaseQueue(path: path, configuration: config)
+            try queue.write { db in try Self.checkEPSimDatabase(db, path: path) }
+            try Self.migrator.migrate(queue)
+            try queue.close()
             pool = try DatabasePool(path: path, configuration: config)
         } catch {
             throw StoreError.wrap(error, path: path, doing: "open the database")
         }
-        do {
-            try pool.write { db in
-                let tables = try String.fetchAll(db, sql: "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")
-                if !tables.isEmpty && !tables.contains("grdb_migrations") {
-                    throw StoreError(
-                        .foreignDatabase, path: path,
-                        message:
-                            "is an SQLite database that EPSim did not create (tables: \(tables.prefix(5).joined(separator: ", "))); it was left untouched: pass another --db path"
-                    )
-                }
-            }
-            try Self.migrator.migrate(pool)
-        } catch {
-            throw StoreError.wrap(error, path: path, doing: "prepare the database")
+    }
+
+    /// Refuses an SQLite database that EPSim did not create (tables but no
+    /// `grdb_migrations`) and one written by a newer EPSim (an unknown schema version), which
+    /// this build could damage.
+    static func checkEPSimDatabase(_ db: Database, path: String) throws {
+        let tables = try String.fetchAll(db, sql: "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")
+        if !tables.isEmpty && !tables.contains("grdb_migrations") {
+            throw StoreError(
+                .foreignDatabase, path: path,
+                message:
+                    "is an SQLite database that EPSim did not create (tables: \(tables.prefix(5).joined(separator: ", "))); it was left untouched: pass another --db path"
+            )
+        }
+        let unknown = try migrator.appliedIdentifiers(db).subtracting(Schema.versions)
+        if !unknown.isEmpty {
+            throw StoreError(
+                .newerSchema, path: path,
+                message:
+                    "has schema version \(unknown.sorted().joined(separator: ", ")), newer than this epsim knows (up to \(Schema.versions.last!)); it was left untouched: use a newer epsim"
+            )
         }
     }
 
@@ -63,8 +88,8 @@ public final class RunStore: Sendable {
     /// Version 2: the kernel's send time, and the index for "kernels of a run on a rank".
     /// Version 3: why a waiting RECV's last message came late (`blame`) and how much of
     /// its wait the blocker caused (`blocker_lag_us`).
-    /// Version 3: why a waiting RECV's last message came late (`blame`) and how much of
-    /// its wait the blocker caused (`blocker_lag_us`).
+    /// Version 4: every simulated time an INTEGER of picoseconds (`*_ps`), exact, with
+    /// `*_us` views; `rank_steps` also keeps barrier, launch gaps and compute (``Schema``).
     static var migrator: DatabaseMigrator {
         var m = DatabaseMigrator()
         m.registerMigration("v1") { db in
@@ -144,6 +169,7 @@ public final class RunStore: Sendable {
         m.registerMigration("v3") { db in
             try db.execute(sql: "ALTER TABLE kernels ADD COLUMN blame TEXT; ALTER TABLE kernels ADD COLUMN blocker_lag_us REAL")
         }
+        m.registerMigration("v4") { db in try Schema.migrateToVersion4(db) }
         return m
     }
 

@@ -11,6 +11,13 @@ public struct StoreError: Error, Sendable, CustomStringConvertible {
         case notADatabase = "not-a-database"
         /// An SQLite database that EPSim did not create: refused, so it is never altered.
         case foreignDatabase = "foreign-database"
+        /// A database written by a newer EPSim (an unknown schema version): refused, left untouched.
+        case newerSchema = "newer-schema"
+        /// A stored value that EPSim cannot have written (wrong type, a time out of range):
+        /// the database was edited or damaged.
+        case badValue = "bad-value"
+        /// `db merge` was given its target as a source.
+        case sameFile = "same-file"
         /// No stored run has that id.
         case unknownRun = "unknown-run"
         /// Any other SQLite failure.
@@ -42,6 +49,10 @@ public struct StoreError: Error, Sendable, CustomStringConvertible {
             case .SQLITE_NOTADB, .SQLITE_CORRUPT:
                 return StoreError(
                     .notADatabase, path: path, message: "is not an SQLite database, or is damaged; pass another --db path", sqliteCode: code.rawValue)
+            case .SQLITE_MISMATCH:
+                return StoreError(
+                    .badValue, path: path, message: "could not \(action): \(db.message ?? "a value of the wrong type"); the database was edited or damaged",
+                    sqliteCode: code.rawValue)
             case .SQLITE_CANTOPEN, .SQLITE_PERM, .SQLITE_READONLY, .SQLITE_AUTH:
                 return StoreError(
                     .cannotOpen, path: path,
@@ -50,6 +61,9 @@ public struct StoreError: Error, Sendable, CustomStringConvertible {
             default:
                 return StoreError(.sqlite, path: path, message: "could not \(action): \(db.message ?? "\(db)")", sqliteCode: code.rawValue)
             }
+        }
+        if error is DecodingError || error is RowDecodingError {
+            return StoreError(.badValue, path: path, message: "could not \(action): \(error); the database was edited or damaged")
         }
         return StoreError(.sqlite, path: path, message: "could not \(action): \(error)")
     }

@@ -5,6 +5,11 @@ import Foundation
 enum RunReport {
     static func us(_ x: Double) -> String { String(format: "%.3f", x) }
 
+    /// A per-rank figure as printed: a count as an integer, a time in µs with three decimals.
+    static func cell(_ m: RankMetric, _ value: Double) -> String {
+        m.unit == .count ? String(Int(exactly: value) ?? 0) : us(value)
+    }
+
     /// The per-rank table of the slowest step, then the step latency line(s).
     static func table(summary: RunSummary, scenario s: Scenario, wallSeconds: Double) -> String {
         var out = "scenario \(summary.scenario): \(s.cluster.ranks) ranks (\(s.cluster.gpusPerNode) per node), "
@@ -36,16 +41,9 @@ extension RunReport {
         let rows = summary.per_rank.filter { $0.step == slowestStep }
         if summary.steps > 1 { out += "per-rank figures of step \(slowestStep), the slowest\n" }
         if rows.isEmpty { return out + "(no per-rank rows stored)\n" }
-        let header = [
-            "rank", "tokens", "e2e_us", "attention_us", "shared_us", "dispatch_us", "dispatch_wait_us",
-            "gemm_us", "combine_us", "combine_wait_us", "exposed_comm_us",
-        ]
-        let body = rows.map { r in
-            [
-                String(r.rank), String(r.tokens), us(r.e2e_us), us(r.attention_us), us(r.shared_us), us(r.dispatch_us),
-                us(r.dispatch_wait_us), us(r.gemm_us), us(r.combine_us), us(r.combine_wait_us), us(r.exposed_comm_us),
-            ]
-        }
+        let metrics = RankMetric.shown(in: .table)
+        let header = ["rank"] + metrics.map(\.name)
+        let body = rows.map { r in [String(r.rank)] + metrics.map { cell($0, r[$0]) } }
         return out + TextTable.render(header: header, rows: body)
     }
 }

@@ -151,14 +151,11 @@ enum SweepReport {
     }
 
     static func render(_ rows: [(Int, Row)], axes: [Sweep.Axis], format: SweepCommand.SweepFormat) -> String {
-        let header =
-            ["point"] + axes.map(\.keyPath) + ["step_latency_us", "rank_latency_mean_us", "dispatch_wait_us", "combine_wait_us", "exposed_comm_us", "run_id"]
+        let metrics = RankMetric.shown(in: .sweep)
+        let header = ["point"] + axes.map(\.keyPath) + ["step_latency_us", "rank_latency_mean_us"] + metrics.map(\.name) + ["run_id"]
         let body = rows.map { index, row in
             [String(index)] + row.point.map(\.value)
-                + [
-                    row.summary.step_latency_us, row.summary.rank_latency_mean_us, row.summary.rank_mean.dispatch_wait_us,
-                    row.summary.rank_mean.combine_wait_us, row.summary.rank_mean.exposed_comm_us,
-                ].map(RunReport.us)
+                + ([row.summary.step_latency_us, row.summary.rank_latency_mean_us] + metrics.map { row.summary.rank_mean[$0] }).map(RunReport.us)
                 + [row.runID.map(String.init) ?? ""]
         }
         switch format {

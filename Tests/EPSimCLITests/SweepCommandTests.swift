@@ -35,6 +35,14 @@ struct SweepCommandTests {
             text.split(separator: "\n").dropFirst().compactMap { $0.split(separator: " ").dropLast().last.map(String.init) }.sorted()
         }
         #expect(latencies(list.stdout) == latencies(try CLI.run(["runs", "list", "--db", whole]).stdout))
+
+        // Sources that cannot be merged: exit 74 naming the file, nothing copied.
+        let garbage = try CLI.temporaryFile("not a database\n", name: "garbage.sqlite")
+        for bad in [garbage, target] {
+            let m = try CLI.run(["db", "merge", target, bad])
+            #expect(m.status == 74 && m.stderr.contains(bad), "\(m.stderr)")
+        }
+        #expect(try CLI.run(["runs", "list", "--db", target]).stdout.split(separator: "\n").count == 15)
     }
 
     @Test("Ctrl-C stops a sweep cleanly: exit 130, the completed points are stored and reported")

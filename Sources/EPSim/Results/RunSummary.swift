@@ -1,75 +1,92 @@
 /// The user-facing figures of a run in microseconds, ready to print or encode as JSON.
 public struct RunSummary: Codable, Sendable, Equatable {
+    /// One rank in one step: the ``RankMetric``s shown in a row, in µs for times.
+    ///
+    /// Encoded as `rank`, `step` and one key per metric shown in ``RankMetric/Places/row``
+    /// (`tokens`, `e2e_us`, `dispatch_wait_us`, ...).
     public struct RankRow: Codable, Sendable, Equatable {
         public var rank: Int
         public var step: Int
-        public var tokens: Int
-        public var start_us: Double
-        public var end_us: Double
-        public var e2e_us: Double
-        public var busy_us: Double
-        public var attention_us: Double
-        public var shared_us: Double
-        public var dense_us: Double
-        public var dispatch_us: Double
-        public var dispatch_wait_us: Double
-        public var gemm_us: Double
-        public var combine_us: Double
-        public var combine_wait_us: Double
-        public var exposed_comm_us: Double
+        /// `values[metric.rawValue]` (zero for a metric not shown in a row).
+        var values: [Double]
 
-        public init(
-            rank: Int, step: Int, tokens: Int, start_us: Double, end_us: Double, e2e_us: Double, busy_us: Double,
-            attention_us: Double, shared_us: Double, dense_us: Double, dispatch_us: Double, dispatch_wait_us: Double,
-            gemm_us: Double, combine_us: Double, combine_wait_us: Double, exposed_comm_us: Double
-        ) {
-            self.rank = rank
-            self.step = step
-            self.tokens = tokens
-            self.start_us = start_us
-            self.end_us = end_us
-            self.e2e_us = e2e_us
-            self.busy_us = busy_us
-            self.attention_us = attention_us
-            self.shared_us = shared_us
-            self.dense_us = dense_us
-            self.dispatch_us = dispatch_us
-            self.dispatch_wait_us = dispatch_wait_us
-            self.gemm_us = gemm_us
-            self.combine_us = combine_us
-            self.combine_wait_us = combine_wait_us
-            self.exposed_comm_us = exposed_comm_us
+        /// The rank's figures in `r` (those shown in ``RankMetric/Places/row``).
+        public init(_ r: RankStepResult) {
+            rank = Int(r.rank)
+            step = Int(r.step)
+            values = RankMetric.allCases.map { $0.shown.contains(.row) ? $0.value(r) : 0 }
+        }
+
+        /// A metric's value: microseconds for a time, the count for tokens.
+        public subscript(metric: RankMetric) -> Double {
+            get { values[metric.rawValue] }
+            set { values[metric.rawValue] = newValue }
+        }
+
+        /// The rank's tokens.
+        public var tokens: Int { Int(exactly: self[.tokens]) ?? 0 }
+
+        public init(from decoder: Decoder) throws {
+            let c = try decoder.container(keyedBy: MetricKey.self)
+            rank = try c.decode(Int.self, forKey: MetricKey("rank"))
+            step = try c.decode(Int.self, forKey: MetricKey("step"))
+            values = try RankMetric.allCases.map { m in try MetricKey.decode(m, from: c, if: .row) }
+        }
+
+        public func encode(to encoder: Encoder) throws {
+            var c = encoder.container(keyedBy: MetricKey.self)
+            try c.encode(rank, forKey: MetricKey("rank"))
+            try c.encode(step, forKey: MetricKey("step"))
+            for m in RankMetric.shown(in: .row) { try MetricKey.encode(m, self[m], in: &c) }
         }
     }
 
-    /// Means over ranks and steps of the per-rank figures.
+    /// Means over ranks and steps of the per-rank figures shown in ``RankMetric/Places/mean``.
     public struct RankMeans: Codable, Sendable, Equatable {
-        public var e2e_us: Double
-        public var busy_us: Double
-        public var attention_us: Double
-        public var shared_us: Double
-        public var dense_us: Double
-        public var dispatch_us: Double
-        public var dispatch_wait_us: Double
-        public var gemm_us: Double
-        public var combine_us: Double
-        public var combine_wait_us: Double
-        public var exposed_comm_us: Double
+        /// `values[metric.rawValue]` (zero for a metric not averaged).
+        var values: [Double]
 
         init(_ rows: [RankRow]) {
             let n = Double(max(rows.count, 1))
-            func mean(_ f: (RankRow) -> Double) -> Double { rows.map(f).reduce(0, +) / n }
-            e2e_us = mean(\.e2e_us)
-            busy_us = mean(\.busy_us)
-            attention_us = mean(\.attention_us)
-            shared_us = mean(\.shared_us)
-            dense_us = mean(\.dense_us)
-            dispatch_us = mean(\.dispatch_us)
-            dispatch_wait_us = mean(\.dispatch_wait_us)
-            gemm_us = mean(\.gemm_us)
-            combine_us = mean(\.combine_us)
-            combine_wait_us = mean(\.combine_wait_us)
-            exposed_comm_us = mean(\.exposed_comm_us)
+            values = RankMetric.allCases.map { m in
+                m.shown.contains(.mean) ? rows.map { $0[m] }.reduce(0, +) / n : 0
+            }
+        }
+
+        /// The mean of `metric` over ranks and steps.
+        public subscript(metric: RankMetric) -> Double { values[metric.rawValue] }
+
+        /// Figures added after a run was stored (`barrier_us`, `launch_gaps_us` before schema
+        /// version 4) read as 0.
+        public init(from decoder: Decoder) throws {
+            let c = try decoder.container(keyedBy: MetricKey.self)
+            values = try RankMetric.allCases.map { m in try MetricKey.decode(m, from: c, if: .mean) }
+        }
+
+        public func encode(to encoder: Encoder) throws {
+            var c = encoder.container(keyedBy: MetricKey.self)
+            for m in RankMetric.shown(in: .mean) { try MetricKey.encode(m, self[m], in: &c) }
+        }
+    }
+
+    /// JSON keys named by ``RankMetric/name``.
+    struct MetricKey: CodingKey {
+        var stringValue: String
+        var intValue: Int? { nil }
+        init(_ name: String) { stringValue = name }
+        init?(stringValue: String) { self.stringValue = stringValue }
+        init?(intValue: Int) { nil }
+
+        /// A metric shown in `place`, absent read as 0 (a count must be an integer); 0 for the others.
+        static func decode(_ m: RankMetric, from c: KeyedDecodingContainer<MetricKey>, if place: RankMetric.Places) throws -> Double {
+            guard m.shown.contains(place) else { return 0 }
+            if m.unit == .count { return Double(try c.decodeIfPresent(Int.self, forKey: MetricKey(m.name)) ?? 0) }
+            return try c.decodeIfPresent(Double.self, forKey: MetricKey(m.name)) ?? 0
+        }
+
+        /// A count as an integer, a time as a number of microseconds.
+        static func encode(_ m: RankMetric, _ value: Double, in c: inout KeyedEncodingContainer<MetricKey>) throws {
+            if m.unit == .count { try c.encode(Int64(exactly: value) ?? 0, forKey: MetricKey(m.name)) } else { try c.encode(value, forKey: MetricKey(m.name)) }
         }
     }
 
@@ -117,15 +134,7 @@ public struct RunSummary: Codable, Sendable, Equatable {
         kernels = result.kernelCount
         flows = result.flowCount
         messages = result.messageCount
-        per_rank = result.rankSteps.map { r in
-            RankRow(
-                rank: Int(r.rank), step: Int(r.step), tokens: r.tokens,
-                start_us: r.start.micros, end_us: r.end.micros, e2e_us: r.latency.micros, busy_us: r.busy.micros,
-                attention_us: r.attention.micros, shared_us: r.shared.micros, dense_us: r.dense.micros,
-                dispatch_us: r.dispatch.micros, dispatch_wait_us: r.dispatchWait.micros, gemm_us: r.gemm.micros,
-                combine_us: r.combine.micros, combine_wait_us: r.combineWait.micros,
-                exposed_comm_us: r.exposedCommunication.micros)
-        }
+        per_rank = result.rankSteps.map(RankRow.init)
         rank_mean = RankMeans(per_rank)
     }
 
