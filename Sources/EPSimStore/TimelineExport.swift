@@ -96,16 +96,6 @@ public enum TimelineExport {
         }
     }
 
-    static func escape(_ s: String) -> String {
-        var out = ""
-        for c in s.unicodeScalars {
-            switch c {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case _ where c.value < 0x20: out += String(format: "\\u%04x", c.value)
-            default: out.unicodeScalars.append(c)
-            }
-        }
-        return out
-    }
+    /// `s` escaped for the inside of a JSON string (`CanonicalJSON.string` without its quotes).
+    static func escape(_ s: String) -> String { String(CanonicalJSON.string(s).dropFirst().dropLast()) }
 }
