@@ -109,13 +109,38 @@ struct RoutingGeneratorTests {
 
     @Test("a malformed trace is refused naming file and line")
     func badTrace() throws {
-        #expect(throws: ScenarioError.self) { try RoutingTrace.parse(",0,0,1,1\n", file: "x.csv", ranks: 1, experts: 4, topK: 2) }
+        #expect(throws: ScenarioError.self) { try RoutingTrace.parse(",0,0,1,1\n", file: "x.csv", ranks: 1, experts: 4, topK: 2, moeLayers: 1) }
         do {
-            _ = try RoutingTrace.parse("layer,rank,token,e0\n,0,0,1\n,0,2,3\n", file: "x.csv", ranks: 1, experts: 4, topK: 1)
+            _ = try RoutingTrace.parse("layer,rank,token,e0\n,0,0,1\n,0,2,3\n", file: "x.csv", ranks: 1, experts: 4, topK: 1, moeLayers: 1)
             Issue.record("accepted")
         } catch let e as ScenarioError {
             #expect(e.line == 3 && e.description.contains("expected token 1"))
         }
+    }
+
+    @Test("a trace must cover every MoE layer and only those; CRLF lines read as LF")
+    func traceLayers() throws {
+        // Lines for layer 0 only, for a model of two MoE layers: refused when read (it used to
+        // pass validate and trap in run).
+        let onlyFirst = "layer,rank,token,e0,e1\n0,0,0,1,2\n0,1,0,3,4\n"
+        #expect {
+            _ = try RoutingTrace.parse(onlyFirst, file: "t.csv", ranks: 2, experts: 16, topK: 2, moeLayers: 2)
+        } throws: { "\($0)".contains("MoE layer 1 has no line") }
+        // Layers numbered as the model counts all layers (dense included): layer 3 of 2.
+        #expect {
+            _ = try RoutingTrace.parse("3,0,0,1,2\n", file: "t.csv", ranks: 1, experts: 16, topK: 2, moeLayers: 2)
+        } throws: { "\($0)".contains("layer 3 does not exist") && "\($0)".contains("dense layers are not counted") }
+        let lf = try RoutingTrace.parse("layer,rank,token,e0,e1\n0,0,0,1,2\n1,0,0,3,4\n", file: "t.csv", ranks: 1, experts: 16, topK: 2, moeLayers: 2)
+        let crlf = try RoutingTrace.parse("layer,rank,token,e0,e1\r\n0,0,0,1,2\r\n1,0,0,3,4\r\n", file: "t.csv", ranks: 1, experts: 16, topK: 2, moeLayers: 2)
+        #expect(lf == crlf)
+        // End to end: the scenario of the issue is refused by validate's reader, not trapped on.
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("trace-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        try onlyFirst.write(to: dir.appendingPathComponent("t.csv"), atomically: true, encoding: .utf8)
+        let yaml = "cluster: {ranks: 2}\nmodel: {experts: 16, top_k: 2, moe_layers: 2}\nworkload: {routing: {kind: trace, file: t.csv}}\n"
+        try yaml.write(to: dir.appendingPathComponent("s.yaml"), atomically: true, encoding: .utf8)
+        #expect(throws: ScenarioError.self) { try Scenario.load(path: dir.appendingPathComponent("s.yaml").path) }
     }
 }
 

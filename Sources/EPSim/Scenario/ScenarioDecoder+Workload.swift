@@ -161,6 +161,6 @@ extension ScenarioDecoder {
         guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
             throw fileValue.error(.unreadableFile, "cannot read the routing trace \(path)")
         }
-        return try RoutingTrace.parse(text, file: path, ranks: ranks, experts: model.experts, topK: model.topK)
+        return try RoutingTrace.parse(text, file: path, ranks: ranks, experts: model.experts, topK: model.topK, moeLayers: model.moeLayers)
     }
 }
