@@ -18,13 +18,35 @@ public struct SimTime: RawRepresentable, Hashable, Comparable, Sendable, CustomS
     @inlinable public init(picos: Int64) { self.rawValue = picos }
 
     /// A time given in microseconds, rounded to the nearest picosecond (ties away from zero).
+    /// A value beyond the representable range (or not finite) saturates to ``max`` (or its
+    /// negative), which the engine reports as passing its ``horizon``: never a trap.
     ///
     /// Every user-facing duration enters the engine through this rounding.
     @inlinable public init(micros: Double) {
-        self.rawValue = Int64((micros * 1_000_000).rounded(.toNearestOrAwayFromZero))
+        self = SimTime.saturating(picos: (micros * 1_000_000).rounded(.toNearestOrAwayFromZero))
+    }
+
+    /// `picos` (a whole number, as a `Double`) as a time, saturated to ``max`` when it does
+    /// not fit (NaN gives ``max``).
+    @inlinable public static func saturating(picos: Double) -> SimTime {
+        if picos >= 9.2e18 || picos.isNaN { return .max }
+        if picos <= -9.2e18 { return SimTime(picos: -Int64.max) }
+        return SimTime(picos: Int64(picos))
     }
 
     public static let zero = SimTime(picos: 0)
+    /// The largest time; sums saturate here instead of overflowing.
+    public static let max = SimTime(picos: .max)
+    /// Simulated time a run may reach: 2^62 ps, about 53 days. Every sum the engine forms of
+    /// two times below it fits, so a run that passes it stops with a clean error instead of
+    /// overflowing.
+    public static let horizon = SimTime(picos: 1 << 62)
+
+    /// `self` times `count`, saturated to ``max``.
+    @inlinable public func times(_ count: Int64) -> SimTime {
+        let (r, o) = rawValue.multipliedReportingOverflow(by: count)
+        return o ? (rawValue < 0) != (count < 0) ? SimTime(picos: -Int64.max) : .max : SimTime(picos: r)
+    }
 
     /// The time in microseconds, for printing and storing.
     @inlinable public var micros: Double { Double(rawValue) / 1_000_000 }
@@ -33,9 +55,17 @@ public struct SimTime: RawRepresentable, Hashable, Comparable, Sendable, CustomS
     @inlinable public var picos: Int64 { rawValue }
 
     @inlinable public static func < (lhs: SimTime, rhs: SimTime) -> Bool { lhs.rawValue < rhs.rawValue }
-    @inlinable public static func + (lhs: SimTime, rhs: SimTime) -> SimTime { SimTime(picos: lhs.rawValue + rhs.rawValue) }
-    @inlinable public static func - (lhs: SimTime, rhs: SimTime) -> SimTime { SimTime(picos: lhs.rawValue - rhs.rawValue) }
-    @inlinable public static func += (lhs: inout SimTime, rhs: SimTime) { lhs.rawValue += rhs.rawValue }
+    /// Saturating: a sum beyond ``max`` is ``max`` (never a trap; see ``horizon``).
+    @inlinable public static func + (lhs: SimTime, rhs: SimTime) -> SimTime {
+        let (r, o) = lhs.rawValue.addingReportingOverflow(rhs.rawValue)
+        return o ? (rhs.rawValue > 0 ? .max : SimTime(picos: -Int64.max)) : SimTime(picos: r)
+    }
+    /// Saturating, as ``+(_:_:)``.
+    @inlinable public static func - (lhs: SimTime, rhs: SimTime) -> SimTime {
+        let (r, o) = lhs.rawValue.subtractingReportingOverflow(rhs.rawValue)
+        return o ? (rhs.rawValue < 0 ? .max : SimTime(picos: -Int64.max)) : SimTime(picos: r)
+    }
+    @inlinable public static func += (lhs: inout SimTime, rhs: SimTime) { lhs = lhs + rhs }
 
     public var description: String { "\(micros) us" }
 
@@ -49,6 +79,6 @@ public struct SimTime: RawRepresentable, Hashable, Comparable, Sendable, CustomS
     /// - Precondition: `gigabytesPerSecond > 0`, `bytes >= 0`.
     @inlinable public static func transfer(bytes: Int64, gigabytesPerSecond: Double) -> SimTime {
         // bytes / (GB/s * 1e9) seconds = bytes * 1000 / GBps picoseconds.
-        SimTime(picos: Int64((Double(bytes) * 1000 / gigabytesPerSecond).rounded(.up)))
+        SimTime.saturating(picos: (Double(bytes) * 1000 / gigabytesPerSecond).rounded(.up))
     }
 }

@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 
 @testable import EPSim
@@ -89,5 +90,39 @@ struct ScenarioErrorTests {
         var bf16 = s.model
         bf16.dispatchPrecision = .bf16
         #expect(bf16.dispatchMessageBytes == 14352)
+    }
+}
+
+@Suite("Durations too large for simulated time")
+struct TimeOverflowTests {
+    @Test("durations inside the documented ranges that overflow time stop the run with time-overflow, never a trap")
+    func horizon() throws {
+        let s = try Scenario.parse(yaml: "cluster: {ranks: 2}\ncosts: {gemm_us: 1000000000}\nsteps: 10000\n", file: "big.yaml")
+        #expect {
+            _ = try Simulation.run(s, options: .init(timeline: .summary))
+        } throws: { error in
+            guard let e = error as? SimulationError else { return false }
+            return e.code == .timeOverflow && e.message.contains("53") && e.message.contains("rank")
+        }
+        // Every per-message cost times every message: saturates, then stops cleanly.
+        let perMessage = try Scenario.parse(
+            yaml: "cluster: {ranks: 2}\nworkload: {tokens_per_rank: 1048576}\nmodel: {experts: 64, top_k: 8}\ncosts: {dispatch_send: {per_message_us: 1000000000}}\n",
+            file: "pm.yaml")
+        #expect(throws: SimulationError.self) { _ = try Simulation.run(perMessage, options: .init(timeline: .summary)) }
+    }
+
+    @Test("a measured table row beyond the duration range is refused when read, naming file and line")
+    func tableRow() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("tab-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        try "kind,tokens,us\nMLP,0,1e15\n".write(to: dir.appendingPathComponent("t.csv"), atomically: true, encoding: .utf8)
+        try "cluster: {ranks: 2}\ncosts: {table: t.csv}\n".write(to: dir.appendingPathComponent("s.yaml"), atomically: true, encoding: .utf8)
+        #expect {
+            _ = try Scenario.load(path: dir.appendingPathComponent("s.yaml").path)
+        } throws: { error in
+            guard let e = error as? ScenarioError else { return false }
+            return e.line == 2 && e.message.contains("0...1000000000")
+        }
     }
 }

@@ -7,7 +7,7 @@ extension Engine where Net: ~Copyable {
     /// work and progresses at the SMs it has (all, or all but the comm kernel's).
     mutating func startCompute(lane: Int, duration: SimTime, at now: SimTime) {
         lanes[lane].phase = .compute
-        lanes[lane].workLeft = duration.picos * totalSMs
+        lanes[lane].workLeft = duration.times(totalSMs).picos
         lanes[lane].lastUpdate = now
         lanes[lane].sms = availableSMs(rank: lane >> 1, stream: lane & 1)
         scheduleComputeEnd(lane: lane, at: now)
@@ -20,7 +20,7 @@ extension Engine where Net: ~Copyable {
     mutating func scheduleComputeEnd(lane: Int, at now: SimTime) {
         let sms = lanes[lane].sms
         let left = lanes[lane].workLeft
-        let end = now + SimTime(picos: (left + sms - 1) / sms)
+        let end = now + SimTime(picos: left / sms + (left % sms == 0 ? 0 : 1))
         queue.push(EngineEvent(lane: Int32(lane), kind: .kernelEnd, version: lanes[lane].version), at: end)
     }
 
@@ -29,7 +29,7 @@ extension Engine where Net: ~Copyable {
         ranks[r].commResident = resident
         let lane = r * 2 + Int(StreamKind.compute.rawValue)
         guard lanes[lane].phase == .compute else { return }
-        let progressed = (now - lanes[lane].lastUpdate).picos * lanes[lane].sms
+        let progressed = (now - lanes[lane].lastUpdate).times(lanes[lane].sms).picos
         lanes[lane].workLeft = max(0, lanes[lane].workLeft - progressed)
         lanes[lane].lastUpdate = now
         lanes[lane].sms = availableSMs(rank: r, stream: Int(StreamKind.compute.rawValue))

@@ -200,6 +200,7 @@ struct Engine<Net: NetworkModel & ~Copyable>: ~Copyable {
         while true {
             if let tn = net.nextEventTime(), queue.nextTime.map({ tn <= $0 }) ?? true {
                 assert(tn >= clock, "time went backwards: network event at \(tn) after \(clock)")
+                if tn >= SimTime.horizon { throw horizonPassed(at: tn, lane: 0) }
                 clock = tn
                 net.advance(to: tn, deliveries: &deliveries)
                 try drainDeliveries()
@@ -207,6 +208,7 @@ struct Engine<Net: NetworkModel & ~Copyable>: ~Copyable {
             }
             guard let (now, event) = queue.pop() else { break }
             assert(now >= clock, "time went backwards: engine event at \(now) after \(clock)")
+            if now >= SimTime.horizon { throw horizonPassed(at: now, lane: Int(event.lane)) }
             clock = now
             let lane = Int(event.lane)
             guard event.version == lanes[lane].version else { continue }
@@ -237,6 +239,15 @@ struct Engine<Net: NetworkModel & ~Copyable>: ~Copyable {
             rankSteps: rankSteps, kernels: kernelsByRank.flatMap { $0 }, flows: flows,
             kernelCount: kernelCount, flowCount: flowCount, messageCount: messageCount, eventCount: eventCount + net.eventCount,
             blockedWait: blockedWait)
+    }
+
+    /// The run passed ``SimTime/horizon``: what to tell the user.
+    func horizonPassed(at now: SimTime, lane: Int) -> SimulationError {
+        let r = lane >> 1
+        let instr = lanes[lane].instruction >= 0 ? instructions[lanes[lane].instruction].label : "its next kernel"
+        return SimulationError(
+            code: .timeOverflow,
+            message: "simulated time passed \(SimTime.horizon.micros / 86_400e6) days (the most EPSim represents) at rank \(r), step \(ranks[r].step), \(instr): the scenario's durations or steps are too large (a cost in costs:, a measured table row, or steps x the step time)")
     }
 
     // MARK: Steps and lanes

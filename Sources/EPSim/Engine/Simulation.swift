@@ -28,6 +28,8 @@ public struct SimulationError: Error, Sendable, CustomStringConvertible {
         case badPlan = "bad-plan"
         /// The run would keep more memory than its ``RunBudget`` allows, or ran past its time.
         case budgetExceeded = "budget-exceeded"
+        /// Simulated time passed ``SimTime/horizon`` (about 53 days): durations too large.
+        case timeOverflow = "time-overflow"
     }
     public var code: Code
     public var message: String

@@ -182,7 +182,7 @@ public struct CostModel: Sendable {
     /// low-latency combine SEND, which one warp group sends alone (zero elsewhere).
     public func sendDuration(dispatch: Bool, rank: RankID, messages: Int, stores: SimTime = .zero, pairBytes: Int64 = 0) -> SimTime {
         let c = dispatch ? costs.dispatchSend : costs.combineSend
-        let bulk = SimTime(picos: c.perMessage.picos * Int64(messages)) + stores
+        let bulk = c.perMessage.times(Int64(messages)) + stores
         return c.fixed[rank.index] + max(bulk, SimTime.transfer(bytes: pairBytes, gigabytesPerSecond: c.pairGBps))
     }
 

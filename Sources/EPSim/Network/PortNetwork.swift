@@ -124,7 +124,7 @@ public struct PortNetwork: NetworkModel, ~Copyable {
         let nvlinkGBps = config.nvlink.bandwidthGBps
         let selfGBps = config.selfCopyGBps
         if nvlinkGBps == selfGBps { return SimTime.transfer(bytes: peerBytes + selfBytes, gigabytesPerSecond: nvlinkGBps) }
-        return SimTime(picos: Int64((Double(peerBytes) * 1000 / nvlinkGBps + Double(selfBytes) * 1000 / selfGBps).rounded(.up)))
+        return SimTime.saturating(picos: (Double(peerBytes) * 1000 / nvlinkGBps + Double(selfBytes) * 1000 / selfGBps).rounded(.up))
     }
 
     /// NVLink: the control message alone, one latency after the SEND (its payload was
@@ -200,7 +200,7 @@ public struct PortNetwork: NetworkModel, ~Copyable {
         } else {
             // Bytes the port must serve in all before the first flow is done.
             let work = max(0, keys[p * capacity] - ports[p].virtual) * Double(active)
-            ports[p].next = ports[p].lastUpdate.picos + Int64((work * 1000 / bandwidthGBps).rounded(.up))
+            ports[p].next = (ports[p].lastUpdate + SimTime.saturating(picos: (work * 1000 / bandwidthGBps).rounded(.up))).picos
         }
         updateDeparture(p)
     }

@@ -98,7 +98,9 @@ extension ScenarioDecoder {
                 throw fail("expected a compute kernel (ATTN0, ATTN1, SHARED, MLP, DENSE), found \"\(cells[0])\"")
             }
             guard let tokens = Double(cells[1]), tokens.isFinite, tokens >= 0 else { throw fail("expected a non-negative token count, found \"\(cells[1])\"") }
-            guard let us = Double(cells[2]), us.isFinite, us >= 0 else { throw fail("expected a non-negative time in us, found \"\(cells[2])\"") }
+            guard let us = Double(cells[2]), us.isFinite, (0...ScenarioLimits.maxMicros).contains(us) else {
+                throw fail("expected a time in us in 0...\(Int(ScenarioLimits.maxMicros)), found \"\(cells[2])\"")
+            }
             if table[kind]?.contains(where: { $0.tokens == tokens }) == true { throw fail("\(kind) at \(cells[1]) tokens is given twice") }
             table[kind, default: []].append(MeasuredPoint(tokens: tokens, micros: us))
         }
