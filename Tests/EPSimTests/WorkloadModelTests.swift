@@ -342,3 +342,30 @@ struct CalibrationTests {
         }
     }
 }
+
+@Suite("Expert placement without redundant experts")
+struct PlacementWithoutReplicasTests {
+    static func mlpTokens(_ placement: String) throws -> [Int64] {
+        let yaml = """
+            cluster: {ranks: 2}
+            model: {experts: 4, top_k: 1, \(placement)}
+            workload: {tokens_per_rank: 64, routing: {kind: hot, experts: [0, 1], factor: 8}}
+            """
+        let result = try Simulation.run(try Scenario.parse(yaml: yaml, file: "p.yaml"))
+        return (0..<2).map { r in result.kernels.first { $0.rank == Int32(r) && $0.kind == .mlp }!.tokens }
+    }
+
+    @Test("greedy and model.slots move experts even when there is no replica (an EPLB rearrangement)")
+    func rearrangement() throws {
+        let contiguous = try Self.mlpTokens("placement: contiguous")
+        let greedy = try Self.mlpTokens("placement: greedy")
+        let explicit = try Self.mlpTokens("placement: [0, 1, 0, 1]")
+        let slots = try Self.mlpTokens("slots: [0, 2, 1, 3]")
+        #expect(contiguous.reduce(0, +) == 128 && greedy.reduce(0, +) == 128)
+        #expect(contiguous[0] > 2 * contiguous[1], "both hot experts on rank 0")
+        // Greedy puts one hot expert on each rank: the same split as the explicit list.
+        #expect(greedy == explicit)
+        #expect(slots == explicit, "slots 0,1 (rank 0) hold experts 0 and 2; slots 2,3 (rank 1) hold 1 and 3")
+        #expect(abs(greedy[0] - greedy[1]) < contiguous[0] - contiguous[1])
+    }
+}

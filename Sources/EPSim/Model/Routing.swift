@@ -168,7 +168,9 @@ public struct RoutingGenerator: Sendable {
             let base = globalToken
             forEachLogicalSelection(rank: s, step: step, tokens: plan.tokens[s], layer: layer, globalOffset: base) { t, e in
                 let m = t < splitAt ? 0 : 1
-                var slot = e
+                // Without replicas an expert has one slot, wherever the placement put it
+                // (greedy or `model.slots` may move it off the contiguous layout).
+                var slot = replicated ? e : Int(placement.replicas[e][0])
                 if replicated {
                     let reps = placement.replicas[e]
                     switch workload.replicaPolicy {
