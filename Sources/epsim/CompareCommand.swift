@@ -57,7 +57,7 @@ struct CompareCommand: ParsableCommand {
 enum ComparisonReport {
     static func render(_ c: Comparison, format: ComparisonFormat) -> String {
         let values = c.values
-        let names = Comparison.metrics.map(\.name)
+        let names = c.metrics.map(\.name)
         func cell(_ m: Int, _ k: Int) -> String {
             let v = values[m][k]
             guard k > 0 else { return RunReport.us(v) }

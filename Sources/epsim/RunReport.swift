@@ -41,7 +41,7 @@ extension RunReport {
         let rows = summary.per_rank.filter { $0.step == slowestStep }
         if summary.steps > 1 { out += "per-rank figures of step \(slowestStep), the slowest\n" }
         if rows.isEmpty { return out + "(no per-rank rows stored)\n" }
-        let metrics = RankMetric.shown(in: .table)
+        let metrics = RankMetric.shown(in: .table, for: { m in rows.map { $0[m] } })
         let header = ["rank"] + metrics.map(\.name)
         let body = rows.map { r in [String(r.rank)] + metrics.map { cell($0, r[$0]) } }
         return out + TextTable.render(header: header, rows: body)

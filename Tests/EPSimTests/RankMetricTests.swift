@@ -52,11 +52,17 @@ struct RankMetricTests {
         for m in RankMetric.allCases where m.unit == .time {
             #expect(m.name.hasSuffix("_us") && m.column.hasSuffix("_ps") && m.name.dropLast(3) == m.column.dropLast(3))
         }
+        // The table's columns: the common ones always, dense, barrier and launch gaps only
+        // when some rank has them.
+        let common = [
+            "tokens", "e2e_us", "attention_us", "shared_us", "dispatch_us", "dispatch_wait_us", "gemm_us", "combine_us",
+            "combine_wait_us", "exposed_comm_us",
+        ]
+        #expect(RankMetric.shown(in: .table, for: { _ in [0, 0] }).map(\.name) == common)
         #expect(
-            RankMetric.shown(in: .table).map(\.name) == [
-                "tokens", "e2e_us", "attention_us", "shared_us", "dispatch_us", "dispatch_wait_us", "gemm_us", "combine_us",
-                "combine_wait_us", "exposed_comm_us",
-            ])
+            RankMetric.shown(in: .table, for: { $0 == .barrier ? [0, 2] : [0] }).map(\.name)
+                == common + ["barrier_us"])
+        #expect(Set(RankMetric.shown(in: .table).map(\.name)) == Set(common + ["dense_us", "barrier_us", "launch_gaps_us"]))
         // Assigning every stored figure's exact value rebuilds the result, derived ones included.
         for r in try Self.result().rankSteps {
             var back = RankStepResult(rank: r.rank, step: r.step)

@@ -45,6 +45,10 @@ public enum RankMetric: Int, CaseIterable, Sendable {
         public static let compare = Places(rawValue: 8)
         /// A column of `epsim sweep`'s table and CSV, as the mean.
         public static let sweep = Places(rawValue: 16)
+        /// In the table and the comparison only when some rank of some run has it nonzero
+        /// (dense layers, BARRIER kernels, launch gaps): present where they make up the e2e,
+        /// absent from the common runs that have none.
+        public static let whenUsed = Places(rawValue: 32)
     }
 
     /// How a figure is read from (and, unless derived, written back into) a ``RankStepResult``.
@@ -65,7 +69,7 @@ public enum RankMetric: Int, CaseIterable, Sendable {
         case .busy: ("busy", "kernel time minus wait: time the rank's SMs did work", [.row, .mean], .time(\.busy))
         case .attention: ("attention", "ATTN0 + ATTN1", [.row, .mean, .table, .compare], .time(\.attention))
         case .shared: ("shared", "shared experts (SHARED)", [.row, .mean, .table, .compare], .time(\.shared))
-        case .dense: ("dense", "dense layers' MLP (DENSE)", [.row, .mean], .time(\.dense))
+        case .dense: ("dense", "dense layers' MLP (DENSE)", [.row, .mean, .table, .compare, .whenUsed], .time(\.dense))
         case .dispatch:
             ("dispatch", "dispatch kernels (SEND-D, RECV-D or DISPATCH), wait included", [.row, .mean, .table, .compare], .time(\.dispatch))
         case .dispatchWait:
@@ -80,8 +84,10 @@ public enum RankMetric: Int, CaseIterable, Sendable {
                 "exposed_comm", "e2e minus compute and launch gaps on the compute stream: communication overlap did not hide",
                 [.row, .mean, .table, .compare, .sweep], .derived(\.exposedCommunication)
             )
-        case .barrier: ("barrier", "explicit BARRIER kernels (all of it waiting for every rank)", [.row, .mean], .time(\.barrier))
-        case .launchGaps: ("launch_gaps", "idle launch gaps before kernels on the compute stream", [.row, .mean], .time(\.launchGaps))
+        case .barrier:
+            ("barrier", "explicit BARRIER kernels (all of it waiting for every rank)", [.row, .mean, .table, .compare, .whenUsed], .time(\.barrier))
+        case .launchGaps:
+            ("launch_gaps", "idle launch gaps before kernels on the compute stream", [.row, .mean, .table, .compare, .whenUsed], .time(\.launchGaps))
         case .compute:
             ("compute", "compute kernels (attention, shared, GEMM, dense) on the compute stream", [], .time(\.computeOnComputeStream))
         }
@@ -89,6 +95,12 @@ public enum RankMetric: Int, CaseIterable, Sendable {
 
     /// The metrics shown in `place`, in order.
     public static func shown(in place: Places) -> [RankMetric] { allCases.filter { $0.shown.contains(place) } }
+
+    /// The metrics shown in `place` for these figures: those marked ``Places/whenUsed`` only
+    /// when `value` is nonzero for one of them.
+    public static func shown(in place: Places, for value: (RankMetric) -> [Double]) -> [RankMetric] {
+        shown(in: place).filter { !$0.shown.contains(.whenUsed) || value($0).contains { $0 != 0 } }
+    }
 
     public var unit: Unit {
         if case .count = definition.access { return .count }
