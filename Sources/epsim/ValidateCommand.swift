@@ -27,11 +27,11 @@ struct ValidateCommand: ParsableCommand {
             do {
                 try Simulation.checkBudget(s, options: options)
             } catch let error as SimulationError {
-                printError("error: \(path): \(error)")
+                printError("error: \(path): \(error.code.rawValue): \(error.message)")
                 throw ExitCode(70)
             }
             print(
-                "\(path): ok (\(s.cluster.ranks) ranks, \(s.model.experts) experts, \(s.model.moeLayers) MoE layers, schedule \(s.schedule.name); keeps \(Simulation.residentBytes(s, options: options)))"
+                "\(path): ok (\(s.cluster.ranks) ranks, \(s.model.experts) experts, \(s.model.moeLayers) MoE layer\(s.model.moeLayers == 1 ? "" : "s"), schedule \(s.schedule.name); keeps \(Simulation.residentBytes(s, options: options)))"
             )
         }
     }

@@ -122,4 +122,11 @@ struct NetworkModelPropertyTests {
         #expect((0..<8).map { t.nic(of: RankID($0)) } == [0, 0, 1, 1, 2, 2, 3, 3])
         #expect(t.nicCount == 4)
     }
+
+    @Test("nics_per_node equal to gpus_per_node is the default itself: the same scenario")
+    func explicitDefault() throws {
+        let plain = try Scenario.parse(yaml: "cluster: {ranks: 16, gpus_per_node: 8}\nnetwork: {model: ports}\n", file: "a.yaml")
+        let explicit = try Scenario.parse(yaml: "cluster: {ranks: 16, gpus_per_node: 8}\nnetwork: {model: ports, nics_per_node: 8}\n", file: "b.yaml")
+        #expect(plain.network == explicit.network)
+    }
 }

@@ -192,6 +192,9 @@ struct Engine<Net: NetworkModel & ~Copyable>: ~Copyable {
         ownSends = Array(repeating: (-1, .zero, .zero), count: n * Self.ringSize)
         rankSteps = (0..<scenario.steps).flatMap { s in (0..<rankCount).map { RankStepResult(rank: Int32($0), step: Int32(s)) } }
         kernelsByRank = Array(repeating: [], count: options.timeline == .full ? n : 0)
+        // Every rank runs every instruction of every step: reserve exactly that, so the
+        // timeline never holds the slack of a doubling array (``Simulation/residentBytes``).
+        for r in kernelsByRank.indices { kernelsByRank[r].reserveCapacity(scenario.steps * program.instructions.count) }
         blockedWait = Array(repeating: .zero, count: n)
     }
 
@@ -236,9 +239,21 @@ struct Engine<Net: NetworkModel & ~Copyable>: ~Copyable {
         }
         return RunResult(
             scenarioName: scenario.name, schedule: scenario.schedule.name, ranks: n, steps: scenario.steps,
-            rankSteps: rankSteps, kernels: kernelsByRank.flatMap { $0 }, flows: flows,
+            rankSteps: rankSteps, kernels: flattenKernels(), flows: flows,
             kernelCount: kernelCount, flowCount: flowCount, messageCount: messageCount, eventCount: eventCount + net.eventCount,
             blockedWait: blockedWait)
+    }
+
+    /// Every rank's kernels in rank order, each rank's array freed once copied, so the
+    /// timeline is held about once, not twice, at the end of a run.
+    mutating func flattenKernels() -> [KernelRecord] {
+        var all: [KernelRecord] = []
+        all.reserveCapacity(kernelsByRank.reduce(0) { $0 + $1.count })
+        for r in kernelsByRank.indices {
+            all.append(contentsOf: kernelsByRank[r])
+            kernelsByRank[r] = []
+        }
+        return all
     }
 
     /// The run passed ``SimTime/horizon``: what to tell the user.

@@ -64,11 +64,22 @@ public enum Simulation {
         }
         // Saturating: an absurd scenario gives Int64.max, never a trap.
         func bytes(_ x: Double) -> Int64 { x >= 9e18 ? .max : Int64(x) }
+        // A layer's routing: a count per (source, destination) per micro-batch (twice in
+        // normal mode), kept until every combine of it was sent: a few layers at a time.
+        let microBatches = Double(program?.microBatches ?? 1)
+        let normal = program?.mode == .normal
+        let routingTables = n * n * 4 * microBatches * (normal ? 2 : 1) * Double(min(scenario.model.moeLayers * scenario.steps, 4))
+        // One drain of deliveries can hold a flow to every rank from every rank (a normal-mode
+        // count exchange completing everywhere at once).
+        let deliveries = n * n * Double(MemoryLayout<Delivery>.stride)
+        // Each rank-step's figures are kept, and summarised once more for output.
+        let perRankStep = Double(MemoryLayout<RankStepResult>.stride + 32 + RankMetric.allCases.count * 8)
         return ResidentEstimate(
-            rankSteps: bytes(steps * n * Double(MemoryLayout<RankStepResult>.stride)),
+            rankSteps: bytes(steps * n * perRankStep),
             kernels: options.timeline == .full ? bytes(steps * n * instructions * Double(MemoryLayout<KernelRecord>.stride)) : 0,
             flows: options.recordFlows ? bytes(steps * ops * n * n * Double(MemoryLayout<FlowRecord>.stride)) : 0,
-            engine: bytes(n * n * Double(MemoryLayout<Path>.stride) + n * instructions * 4 + network))
+            engine: bytes(n * n * Double(MemoryLayout<Path>.stride) + n * instructions * 4 + network + routingTables + deliveries),
+            process: ResidentEstimate.processBaseline)
     }
 
     /// Throws ``SimulationError`` (`budget-exceeded`) when a run of `scenario` with `options`
@@ -85,7 +96,7 @@ public enum Simulation {
         }
         throw SimulationError(
             code: .budgetExceeded,
-            message: "the run would keep \(estimate), over its memory budget of \(String(format: "%.2f GB", Double(limit) / 1e9)): \(advice)")
+            message: "the run would keep \(estimate), over its memory budget of \(ResidentEstimate.format(limit)): \(advice)")
     }
 
     /// Simulates `scenario` with its batches taken from `source` instead of its `workload`

@@ -26,7 +26,8 @@ extension ScenarioDecoder {
             guard cluster.gpusPerNode % count == 0 else {
                 throw v.error(.inconsistent, "nics_per_node \(count) must divide gpus_per_node \(cluster.gpusPerNode): each NIC serves the same number of GPUs")
             }
-            nics = count
+            // The default written out is the default: one canonical scenario (and hash).
+            nics = count == cluster.gpusPerNode ? nil : count
         }
         try map?.finish()
         return NetworkConfig(
