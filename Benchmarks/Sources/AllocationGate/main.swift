@@ -44,7 +44,22 @@ func measure(_ c: GateCase, root: String) throws -> (allocations: Int, events: I
 let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
     .deletingLastPathComponent().path
 let thresholdsPath = root + "/Benchmarks/allocations.json"
-let update = CommandLine.arguments.contains("--update")
+let arguments = Array(CommandLine.arguments.dropFirst())
+if arguments.contains("--help") || arguments.contains("-h") {
+    print(
+        """
+        USAGE: epsim-allocations [--update]
+
+        Counts the heap allocations of fixed simulations and fails (exit 1) when one allocates
+        more than its count in Benchmarks/allocations.json plus 2%. --update records the counts.
+        """)
+    exit(0)
+}
+if let unknown = arguments.first(where: { $0 != "--update" }) {
+    FileHandle.standardError.write(Data("error: unknown argument \(unknown); usage: epsim-allocations [--update]\n".utf8))
+    exit(64)
+}
+let update = arguments.contains("--update")
 /// Headroom over a recorded count before the gate fails: allocation counts are
 /// deterministic for one toolchain, but a library's growth policy may move them slightly.
 let tolerance = 0.02
@@ -60,7 +75,7 @@ if let data = FileManager.default.contents(atPath: thresholdsPath) {
 }
 var measured: [String: Int] = [:]
 var failed = false
-print("case                          allocations   events   allocations/event   recorded   verdict")
+print("case                          allocations    events  allocations/event   recorded  verdict")
 for c in cases {
     do {
         // A warm-up run first: lazily built globals (the runtime's metadata caches,
@@ -89,7 +104,8 @@ for c in cases {
         }
         print(
             c.name.padding(toLength: 30, withPad: " ", startingAt: 0)
-                + String(format: "%11d %8d %19.4f %10@   ", count, first.events, Double(count) / Double(max(first.events, 1)), recorded[c.name].map(String.init) ?? "-")
+                + String(format: "%11d %9d %18.4f ", count, first.events, Double(count) / Double(max(first.events, 1)))
+                + (recorded[c.name].map(String.init) ?? "-").leftPadded(to: 10) + "  "
                 + verdict)
     } catch {
         FileHandle.standardError.write(Data("error: \(c.name): \(error)\n".utf8))
@@ -106,4 +122,8 @@ if update {
     exit(1)
 } else {
     print("allocation gate passed (tolerance \(Int(tolerance * 100))%)")
+}
+
+extension String {
+    func leftPadded(to width: Int) -> String { String(repeating: " ", count: max(0, width - count)) + self }
 }
