@@ -76,9 +76,41 @@ public struct SimTime: RawRepresentable, Hashable, Comparable, Sendable, CustomS
     /// form that uses the same function matches the engine exactly. Rounding up keeps the
     /// contract's bound "a message cannot finish before latency + bytes / bandwidth".
     ///
+    /// The bandwidth is read as the decimal number it was written as (33.3 is 333/10, not the
+    /// binary fraction nearest to it) and the ceiling is taken in integers, so a transfer
+    /// whose exact time is a whole number of picoseconds is that number: 3996 bytes at
+    /// 33.3 GB/s take 120000 ps (a `Double` ceiling gave 120001). A bandwidth with no exact
+    /// decimal of up to 12 fraction digits, or an integer product beyond 128 bits, falls back
+    /// to the `Double` ceiling; an infinite bandwidth takes no time.
+    ///
     /// - Precondition: `gigabytesPerSecond > 0`, `bytes >= 0`.
     @inlinable public static func transfer(bytes: Int64, gigabytesPerSecond: Double) -> SimTime {
+        if gigabytesPerSecond.isInfinite || bytes == 0 { return .zero }
+        if let (numerator, denominator) = decimalFraction(gigabytesPerSecond), bytes >= 0 {
+            // ps = ceil(bytes * 1000 * denominator / numerator), in 128 bits.
+            let (high, low) = bytes.multipliedFullWidth(by: 1000 * denominator)
+            if high < numerator {
+                let (q, r) = numerator.dividingFullWidth((high, low))
+                return SimTime(picos: r == 0 ? q : q + 1)
+            }
+        }
         // bytes / (GB/s * 1e9) seconds = bytes * 1000 / GBps picoseconds.
-        SimTime.saturating(picos: (Double(bytes) * 1000 / gigabytesPerSecond).rounded(.up))
+        return SimTime.saturating(picos: (Double(bytes) * 1000 / gigabytesPerSecond).rounded(.up))
+    }
+
+    /// `x` as `numerator / 10^k` for the smallest `k` in 0...12 at which `x * 10^k` is a
+    /// whole number to within 1e-9 of itself (the decimal `x` was written as); nil when none
+    /// is, or the numerator does not fit.
+    @usableFromInline static func decimalFraction(_ x: Double) -> (Int64, Int64)? {
+        guard x.isFinite, x > 0 else { return nil }
+        var scale: Int64 = 1
+        for _ in 0...12 {
+            let scaled = x * Double(scale)
+            guard scaled < 9e18 else { return nil }
+            let whole = scaled.rounded()
+            if whole >= 1, abs(scaled - whole) <= scaled * 1e-12 { return (Int64(whole), scale) }
+            scale *= 10
+        }
+        return nil
     }
 }

@@ -28,3 +28,28 @@ struct SimTimeSaturationTests {
         #expect(SimTime.horizon < .max && SimTime.horizon + SimTime.horizon > SimTime.horizon, "two times below the horizon add exactly")
     }
 }
+
+@Suite("Transfers round up exactly")
+struct TransferTests {
+    @Test("a whole number of picoseconds is that number; anything above rounds up one")
+    func exactCeiling() {
+        #expect(SimTime.transfer(bytes: 3996, gigabytesPerSecond: 33.3) == SimTime(picos: 120_000))
+        #expect(SimTime.transfer(bytes: 3997, gigabytesPerSecond: 33.3) == SimTime(picos: 120_031), "3997000/33.3 = 120030.03")
+        #expect(SimTime.transfer(bytes: 7168, gigabytesPerSecond: 160) == SimTime(picos: 44_800))
+        #expect(SimTime.transfer(bytes: 1, gigabytesPerSecond: 3) == SimTime(picos: 334))
+        #expect(SimTime.transfer(bytes: 0, gigabytesPerSecond: 0.001) == .zero)
+        #expect(SimTime.transfer(bytes: 123_456, gigabytesPerSecond: .infinity) == .zero)
+        // Against exact rational arithmetic on random decimal bandwidths.
+        var state: UInt64 = 12345
+        func next() -> UInt64 {
+            state = state &* 6364136223846793005 &+ 1442695040888963407
+            return state >> 33
+        }
+        for _ in 0..<2000 {
+            let tenths = Int64(1 + next() % 50_000)  // 0.1 ... 5000.0 GB/s
+            let bytes = Int64(next() % 50_000_000)
+            let exact = (bytes * 1000 * 10 + tenths - 1) / tenths
+            #expect(SimTime.transfer(bytes: bytes, gigabytesPerSecond: Double(tenths) / 10) == SimTime(picos: exact))
+        }
+    }
+}
