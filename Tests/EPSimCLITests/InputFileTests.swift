@@ -78,4 +78,17 @@ struct InputFileTests {
         let d = try CLI.run(["validate", bomb])
         #expect(d.status == 65 && d.stderr.contains("\(bomb): the file's aliases expand to more than 1000000 YAML nodes"), "\(d.stderr)")
     }
+
+    @Test("plot --csv reads its CSV as a scenario is read: a directory or a missing file is exit 65 naming it")
+    func plotCSV() throws {
+        let svg = FileManager.default.temporaryDirectory.appendingPathComponent("epsim-\(UUID().uuidString).svg").path
+        let folder = FileManager.default.temporaryDirectory.path
+        for (path, expected) in [(folder, "is a directory; expected a CSV file"), ("no-such.csv", "cannot read the file: it does not exist")] {
+            let out = try CLI.run(["plot", "--csv", path, "--x", "a", "--y", "b", "--svg", svg])
+            #expect(out.status == 65 && out.stderr.contains("error: \(path): \(expected)"), "\(out.stderr)")
+        }
+        let piped = try CLI.shell("\"$EPSIM\" plot --csv <(printf 'a,b\\n1,2\\n3,4\\n') --x a --y b --svg \(svg)")
+        #expect(piped.status == 0, "\(piped.stderr)")
+        #expect(FileManager.default.fileExists(atPath: svg))
+    }
 }

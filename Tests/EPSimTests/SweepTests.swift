@@ -18,6 +18,18 @@ struct SweepTests {
         #expect(throws: SweepError.self) { try Sweep(varying: ["a=1,,2"]) }
     }
 
+    @Test("a key varied twice, a key path with an empty part, or too many points is refused before any point is built")
+    func refused() throws {
+        #expect { try Sweep(varying: ["a=1", "b=2", "a=3"]) } throws: { "\($0)".contains("--vary a is given twice") }
+        #expect { try Sweep(varying: ["a..b=1"]) } throws: { "\($0)".contains("has an empty part") }
+        #expect { try Sweep(varying: [".a=1"]) } throws: { "\($0)".contains("has an empty part") }
+        let thousand = (1...1000).map(String.init).joined(separator: ",")
+        #expect(try Sweep(varying: ["a=" + thousand, "b=" + thousand]).axes.count == 2, "10^6 points is the limit, not over it")
+        #expect { try Sweep(varying: ["a=" + thousand, "b=" + thousand, "c=1,2"]) } throws: { "\($0)".contains("1000 x 1000 x 2 points") }
+        // 1000^7 overflows Int: still a message, not a trap.
+        #expect(throws: SweepError.self) { try Sweep(varying: (0..<7).map { "k\($0)=" + thousand }) }
+    }
+
     @Test("shards are disjoint and their union is the whole sweep", arguments: [(10, 3), (7, 7), (5, 8), (200, 4), (1, 1)])
     func shards(points: Int, count: Int) throws {
         var seen: [Int] = []
