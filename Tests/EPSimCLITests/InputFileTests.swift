@@ -23,7 +23,7 @@ struct InputFileTests {
     @Test("a directory, bytes that are not UTF-8, UTF-16, an empty or missing file: exit 65, the file named, what is wrong said")
     func unreadable() throws {
         for (path, expected) in try Self.refused() {
-            for command in [["validate", path], ["run", path, "--no-store"], ["explain", path]] {
+            for command in [["validate", path], ["run", path, "--no-store"], ["sweep", path, "--vary", "steps=1,2", "--no-store"], ["explain", path]] {
                 let out = try CLI.run(command)
                 #expect(out.status == 65, "\(command): \(out.stderr)")
                 #expect(out.stderr.hasPrefix("error: \(path)") && out.stderr.contains(expected), "\(command): \(out.stderr)")
@@ -33,7 +33,7 @@ struct InputFileTests {
         }
     }
 
-    @Test("a process substitution <(cat f) reads as the file")
+    @Test("a process substitution <(cat f) reads as the file, once for every point of a sweep")
     func processSubstitution() throws {
         let validate = try CLI.shell("\"$EPSIM\" validate <(cat Scenarios/balanced.yaml)")
         #expect(validate.status == 0, "\(validate.stderr)")
@@ -43,6 +43,9 @@ struct InputFileTests {
         #expect(piped.status == 0, "\(piped.stderr)")
         let latency = { (text: String) in (try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any])?["step_latency_us"] as? Double }
         #expect(latency(piped.stdout) != nil && latency(piped.stdout) == latency(direct.stdout))
+        let sweep = try CLI.shell("\"$EPSIM\" sweep <(cat Scenarios/balanced.yaml) --vary workload.tokens_per_rank=16,32,64 --no-store --format csv")
+        #expect(sweep.status == 0, "\(sweep.stderr)")
+        #expect(sweep.stdout.split(separator: "\n").count == 4, "every point read the text: \(sweep.stdout)")
     }
 
     @Test("YAML merge keys are resolved: the mapping's own keys win, then earlier merged mappings")

@@ -75,4 +75,45 @@ struct SweepCommandTests {
         #expect(rows.count > 0 && rows.count < 400)
         #expect(stored.count == rows.count, "every completed point is stored, nothing half-written")
     }
+
+    static let invalidSweep = [
+        "sweep", "Scenarios/balanced.yaml", "--vary", "workload.tokens_per_rank=4,-2,8", "--vary", "cluster.ranks=2,3", "--format", "csv",
+    ]
+
+    @Test("one invalid point refuses the sweep, named by its index and overrides, not by the override's text position")
+    func invalidPoint() throws {
+        let db = try Self.freshDatabase()
+        let out = try CLI.run(Self.invalidSweep + ["--db", db])
+        #expect(out.status == 65)
+        // Point 1 (ranks 3) is the lowest invalid one; its error is at model.experts in the file.
+        #expect(
+            out.stderr.contains(
+                "error: Scenarios/balanced.yaml:9:12: point 1 (workload.tokens_per_rank=4 cluster.ranks=3): model.experts: model.experts (16) must be divisible by cluster.ranks (3)"
+            ), "\(out.stderr)")
+        #expect(out.stderr.contains("--skip-invalid"))
+        #expect(out.stdout.isEmpty && !FileManager.default.fileExists(atPath: db))
+        let value = try CLI.run(["sweep", "Scenarios/balanced.yaml", "--vary", "workload.tokens_per_rank=4,-2", "--no-store"])
+        #expect(
+            value.stderr.contains(
+                "error: Scenarios/balanced.yaml: point 1 (workload.tokens_per_rank=-2): workload.tokens_per_rank: expected a non-negative number of tokens in 0...1048576, found -2"
+            ),
+            "\(value.stderr)")
+        #expect(!value.stderr.contains("]:1:1"))
+    }
+
+    @Test("--skip-invalid runs the valid points, stores them, and lists the others on standard error")
+    func skipInvalid() throws {
+        let db = try Self.freshDatabase()
+        let out = try CLI.run(Self.invalidSweep + ["--db", db, "--skip-invalid"])
+        #expect(out.status == 0, "\(out.stderr)")
+        let rows = out.stdout.split(separator: "\n").dropFirst().map { $0.split(separator: ",").map(String.init) }
+        #expect(rows.map { $0[0] } == ["0", "4"], "the valid points, by their index in the whole sweep")
+        for index in [1, 2, 3, 5] { #expect(out.stderr.contains("skipped: Scenarios/balanced.yaml") && out.stderr.contains("point \(index) (")) }
+        #expect(out.stderr.contains("point 2 (workload.tokens_per_rank=-2 cluster.ranks=2): workload.tokens_per_rank: expected"))
+        #expect(out.stderr.contains("skipped 4 invalid points of 6: 1, 2, 3, 5"))
+        #expect(try CLI.run(["runs", "list", "--db", db]).stdout.split(separator: "\n").count == 3)
+        // No valid point at all: nothing to run, exit 65.
+        let none = try CLI.run(["sweep", "Scenarios/balanced.yaml", "--vary", "cluster.ranks=3,5", "--skip-invalid", "--no-store"])
+        #expect(none.status == 65 && none.stderr.contains("error: no valid point among the 2 points of this sweep"), "\(none.stderr)")
+    }
 }
