@@ -13,7 +13,8 @@ import Foundation
 ///
 /// Every point is read before any runs: an invalid point refuses the whole sweep (exit 65)
 /// unless `--skip-invalid`, which runs the valid points and lists the others on standard
-/// error (exit 0 when every valid point ran, 65 when no point is valid).
+/// error (exit 0 when every valid point ran, 65 when no point is valid). SIGINT and SIGTERM
+/// stop it cleanly (``StopSignals``).
 struct SweepCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sweep", abstract: "Run a scenario over the cross product of varied keys, in parallel, storing every point.")
@@ -68,6 +69,9 @@ struct SweepCommand: ParsableCommand {
             indices = Sweep.shard(indices.count, index: i, of: n)
         }
         let runner = SweepRunner(scenarioPath: scenario, points: sweep.points, indices: indices)
+        // From here on SIGINT and SIGTERM stop the sweep cleanly (a signal during the load
+        // makes it run no point).
+        let signals = StopSignals(runner)
         let scenarios: [Int: Scenario]
         let invalid: [SweepPointError]
         do {
@@ -92,7 +96,6 @@ struct SweepCommand: ParsableCommand {
         let store = noStore ? nil : try database.open()
         let text = runner.scenarioText
         let progress = Progress(total: scenarios.count)
-        let interrupt = Self.catchInterrupt(runner)
         let started = ContinuousClock.now
         let options = limits.options(timeline: timeline == .full ? .full : .summary)
         let timeline = self.timeline
@@ -111,7 +114,7 @@ struct SweepCommand: ParsableCommand {
             let id = try store?.save(result, scenario: s, source: source, wallSeconds: wall, timeline: timeline)
             return SweepReport.Row(point: point, summary: RunSummary(result: result), runID: id)
         }
-        interrupt.cancel()
+        let signal = signals.cancel()
         progress.finish()
         let rows = indices.compactMap { i in outcome.results[i].map { (i, $0) } }
         print(SweepReport.render(rows, axes: sweep.axes, format: format), terminator: "")
@@ -122,22 +125,50 @@ struct SweepCommand: ParsableCommand {
             )
         }
         if outcome.stopped {
-            printError("interrupted: \(rows.count) of \(scenarios.count) points completed\(store == nil ? "" : " and stored")")
-            throw ExitCode(130)
+            let name = signal == SIGTERM ? "terminated (SIGTERM)" : "interrupted"
+            printError("\(name): \(rows.count) of \(scenarios.count) points completed\(store == nil ? "" : " and stored")")
+            throw ExitCode(128 + (signal ?? SIGINT))
         }
         if !outcome.failures.isEmpty { throw ExitCode(70) }
     }
+}
 
-    /// Ctrl-C stops handing out points; those running finish and are stored.
-    static func catchInterrupt(_ runner: SweepRunner) -> DispatchSourceSignal {
-        signal(SIGINT, SIG_IGN)
-        let source = DispatchSource.makeSignalSource(signal: SIGINT, queue: .global())
-        source.setEventHandler {
-            runner.stop()
-            FileHandle.standardError.write(Data("\ninterrupting: finishing the points in flight...\n".utf8))
+/// SIGINT (Ctrl-C) and SIGTERM (what Slurm's `scancel`, a job's time limit and Kubernetes
+/// send) stop a sweep cleanly: no more points are handed out, those in flight finish and
+/// are stored, the completed rows are printed, and the exit status is 128 + the signal
+/// (130, 143), as a shell reports a process the signal ended. A second signal exits at once
+/// with that status, leaving the points stored so far.
+final class StopSignals: @unchecked Sendable {
+    private let lock = NSLock()
+    private var sources: [DispatchSourceSignal] = []
+    private var first: Int32?
+
+    init(_ runner: SweepRunner) {
+        for number in [SIGINT, SIGTERM] {
+            signal(number, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+            source.setEventHandler { [self] in
+                let repeated = lock.withLock {
+                    defer { first = first ?? number }
+                    return first != nil
+                }
+                if repeated {
+                    FileHandle.standardError.write(Data("\nsecond signal: exiting now; the points completed so far are stored\n".utf8))
+                    _exit(128 + (lock.withLock { first } ?? number))
+                }
+                runner.stop()
+                let name = number == SIGTERM ? "SIGTERM" : "interrupt"
+                FileHandle.standardError.write(Data("\n\(name): finishing the points in flight (a second signal exits at once)...\n".utf8))
+            }
+            source.resume()
+            sources.append(source)
         }
-        source.resume()
-        return source
+    }
+
+    /// Stops listening; the signal that stopped the sweep, if one did.
+    func cancel() -> Int32? {
+        for source in sources { source.cancel() }
+        return lock.withLock { first }
     }
 }
 

@@ -45,35 +45,43 @@ struct SweepCommandTests {
         #expect(try CLI.run(["runs", "list", "--db", target]).stdout.split(separator: "\n").count == 15)
     }
 
-    @Test("Ctrl-C stops a sweep cleanly: exit 130, the completed points are stored and reported")
-    func interrupted() throws {
+    @Test(
+        "SIGINT (Ctrl-C) and SIGTERM (Slurm, Kubernetes) stop a sweep cleanly: exit 128 + signal, completed points printed and stored",
+        arguments: [(SIGINT, Int32(130), "interrupted: "), (SIGTERM, Int32(143), "terminated (SIGTERM): ")])
+    func stopped(_ signal: Int32, _ status: Int32, _ message: String) throws {
         let db = try Self.freshDatabase()
         let process = Process()
         process.executableURL = CLI.executable
         process.arguments = [
-            "sweep", "Scenarios/batch-imbalance-ep16.yaml", "--vary", "workload.seed=" + (1...400).map(String.init).joined(separator: ","),
+            "sweep", "Scenarios/batch-imbalance-ep16.yaml", "--vary", "workload.seed=" + (1...4000).map(String.init).joined(separator: ","),
             "--vary", "workload.routing=uniform", "--db", db, "--format", "csv", "--jobs", "2",
         ]
         process.currentDirectoryURL = CLI.repoRoot
         let out = Pipe()
+        let err = Pipe()
         process.standardOutput = out
-        process.standardError = Pipe()
+        process.standardError = err
         try process.run()
-        // Wait until some points are stored, then interrupt.
-        let deadline = Date().addingTimeInterval(60)
+        // Wait until some points are stored, then send the signal.
+        let deadline = Date().addingTimeInterval(120)
         while Date() < deadline {
             Thread.sleep(forTimeInterval: 0.2)
             let list = try CLI.run(["runs", "list", "--db", db])
             if list.stdout.split(separator: "\n").count > 3 { break }
         }
-        kill(process.processIdentifier, SIGINT)
+        kill(process.processIdentifier, signal)
         let printed = out.fileHandleForReading.readDataToEndOfFile()
+        let messages = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         process.waitUntilExit()
-        #expect(process.terminationStatus == 130)
-        let rows = String(decoding: printed, as: UTF8.self).split(separator: "\n").dropFirst()
-        let stored = try CLI.run(["runs", "list", "--db", db]).stdout.split(separator: "\n").dropFirst()
-        #expect(rows.count > 0 && rows.count < 400)
-        #expect(stored.count == rows.count, "every completed point is stored, nothing half-written")
+        #expect(process.terminationReason == .exit && process.terminationStatus == status, "\(messages.suffix(500))")
+        let rows = String(decoding: printed, as: UTF8.self).split(separator: "\n").dropFirst().map { $0.split(separator: ",").map(String.init) }
+        #expect(rows.count > 0 && rows.count < 4000)
+        #expect(messages.contains(message + "\(rows.count) of 4000 points completed and stored"), "\(messages.suffix(500))")
+        // The database holds exactly the printed rows: same run ids, nothing half-written.
+        let stored = try CLI.run(["runs", "list", "--db", db]).stdout.split(separator: "\n").dropFirst().compactMap {
+            $0.split(separator: " ").first.map(String.init)
+        }
+        #expect(Set(stored) == Set(rows.compactMap(\.last)) && stored.count == rows.count, "every completed point is stored")
     }
 
     static let invalidSweep = [
