@@ -89,7 +89,7 @@ struct SweepCommand: ParsableCommand {
             throw ExitCode(65)
         }
         for error in invalid { printError("skipped: \(error)") }
-        if skipInvalid && scenarios.isEmpty {
+        if scenarios.isEmpty && !invalid.isEmpty {
             printError("error: no valid point among the \(indices.count) points of this sweep\(shard == nil ? "" : " shard")")
             throw ExitCode(65)
         }

@@ -123,5 +123,8 @@ struct SweepCommandTests {
         // No valid point at all: nothing to run, exit 65.
         let none = try CLI.run(["sweep", "Scenarios/balanced.yaml", "--vary", "cluster.ranks=3,5", "--skip-invalid", "--no-store"])
         #expect(none.status == 65 && none.stderr.contains("error: no valid point among the 2 points of this sweep"), "\(none.stderr)")
+        // A shard with no point at all is not an invalid one.
+        let empty = try CLI.run(["sweep", "Scenarios/balanced.yaml", "--vary", "steps=1", "--shard", "1/2", "--skip-invalid", "--no-store"])
+        #expect(empty.status == 0 && !empty.stderr.contains("error"), "\(empty.stderr)")
     }
 }
