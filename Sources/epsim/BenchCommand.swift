@@ -27,6 +27,13 @@ struct BenchCommand: ParsableCommand {
     @Option(help: .hidden) var set: [String] = []
     @Flag(help: .hidden) var store = false
 
+    func validate() throws {
+        try validateOutputPath(markdown, option: "--markdown")
+        if let bad = set.first(where: { ($0.firstIndex(of: "=") ?? $0.startIndex) == $0.startIndex }) {
+            throw ValidationError("--set \"\(bad)\": expected key.path=value")
+        }
+    }
+
     func run() throws {
         if let measure {
             try measureOne(measure)
@@ -36,7 +43,7 @@ struct BenchCommand: ParsableCommand {
         try report.collect()
         print(report.text, terminator: "")
         if let markdown {
-            try report.markdown.write(toFile: markdown, atomically: true, encoding: .utf8)
+            try writeOutput(report.markdown, to: markdown, what: "the benchmark page")
             print("wrote \(markdown)")
         }
     }
@@ -47,7 +54,13 @@ struct BenchCommand: ParsableCommand {
             let eq = s.firstIndex(of: "=")!
             return Override(keyPath: String(s[..<eq]), value: String(s[s.index(after: eq)...]))
         }
-        let scenario = try Scenario.load(path: path, overrides: overrides)
+        let scenario: Scenario
+        do {
+            scenario = try Scenario.load(path: path, overrides: overrides)
+        } catch let error as ScenarioError {
+            printError("error: \(error)")
+            throw ExitCode(65)
+        }
         let clock = ContinuousClock.now
         let result = try Simulation.run(scenario, options: SimulationOptions(timeline: store ? .full : .summary))
         let simSeconds = (ContinuousClock.now - clock).seconds

@@ -74,6 +74,13 @@ struct CalibrateCommand: ParsableCommand {
         if Selection(parsing: fitOn).items.isEmpty { throw ValidationError("--fit-on needs at least one group or case name") }
         if !["fp8", "bf16"].contains(tableDtype) { throw ValidationError("--table-dtype must be fp8 or bf16, found \"\(tableDtype)\"") }
         if table != nil && compute == nil { throw ValidationError("--table needs --compute (the measurements to take the times from)") }
+        try validateOutputPath(markdown, option: "--markdown")
+        try validateOutputPath(table, option: "--table")
+        var isDirectory: ObjCBool = false
+        let usesScenarios = markdown != nil || (measurements.isEmpty && compute == nil)
+        if usesScenarios, !(FileManager.default.fileExists(atPath: scenarios, isDirectory: &isDirectory) && isDirectory.boolValue) {
+            throw ValidationError("--scenarios \(scenarios): expected the folder of the published-table scenarios (deepep-ll-ep*.yaml)")
+        }
     }
 
     typealias Selection = MeasuredCalibration.Selection
@@ -103,13 +110,8 @@ struct CalibrateCommand: ParsableCommand {
 
     /// Writes an output file, or says why not (exit 73).
     func write(_ text: String, to path: String) throws {
-        do {
-            try text.write(toFile: path, atomically: true, encoding: .utf8)
-            print("wrote \(path)")
-        } catch {
-            printError("error: \(path): cannot write the file (does its folder exist, and may it be written?)")
-            throw ExitCode(73)
-        }
+        try writeOutput(text, to: path, what: "the file")
+        print("wrote \(path)")
     }
 
     func computeKernels(_ path: String) throws {

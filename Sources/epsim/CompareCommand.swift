@@ -32,8 +32,22 @@ struct CompareCommand: ParsableCommand {
     @Option(help: "Output format: table, csv, json or markdown.")
     var format: ComparisonFormat = .table
 
+    /// The `--schedules` names, each a preset (checked in `validate()`).
+    var scheduleNames: [String]? {
+        schedules.map { $0.split(separator: ",", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) } }
+    }
+
+    func validate() throws {
+        if let names = scheduleNames {
+            guard !names.contains(where: \.isEmpty) else {
+                throw ValidationError("--schedules \"\(schedules!)\": an empty name; expected presets separated by commas, e.g. none,deepseek-decode")
+            }
+            for name in names { try validateSchedule(name, option: "--schedules") }
+        }
+    }
+
     func run() throws {
-        let names: [String?] = schedules.map { $0.split(separator: ",").map { String($0.trimmingCharacters(in: .whitespaces)) } } ?? [nil]
+        let names: [String?] = scheduleNames ?? [nil]
         var columns: [Comparison.Column] = []
         var store: RunStore?
         for path in items {

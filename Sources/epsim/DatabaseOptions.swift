@@ -47,13 +47,8 @@ func withStore<T>(_ body: () throws -> T) throws -> T {
 /// Writes the CSV and/or trace exports of `kernels` to the given paths.
 func writeExports(_ kernels: [KernelRecord], runID: Int64?, ranks: Int, title: String, csv: String?, trace: String?) throws {
     func write(_ text: String, to path: String, what: String) throws {
-        do {
-            try text.write(toFile: path, atomically: true, encoding: .utf8)
-            print("wrote \(what) to \(path)")
-        } catch {
-            printError("error: cannot write \(what) to \(path): \((error as NSError).localizedDescription)")
-            throw ExitCode(73)
-        }
+        try writeOutput(text, to: path, what: what)
+        print("wrote \(what) to \(path)")
     }
     if let csv { try write(TimelineExport.csv(kernels, runID: runID), to: csv, what: "timeline CSV (\(kernels.count) kernels)") }
     if let trace { try write(TimelineExport.chromeTrace(kernels, ranks: ranks, title: title), to: trace, what: "Chrome trace") }

@@ -15,11 +15,23 @@ struct EPSimCommand: ParsableCommand {
         ])
 }
 
-/// Loads a scenario (optionally replacing its schedule by a preset), turning its errors
+/// Reads a scenario file's text (a pipe such as `<(cat f)` included), turning its errors
 /// into a message and exit status 65 (data error).
-func loadScenario(_ path: String, schedule: String? = nil) throws -> Scenario {
+func readScenarioText(_ path: String) throws -> String {
     do {
-        var s = try Scenario.load(path: path)
+        return try Scenario.readText(path: path)
+    } catch let error as ScenarioError {
+        printError("error: \(error)")
+        throw ExitCode(65)
+    }
+}
+
+/// Loads a scenario (optionally replacing its schedule by a preset), turning its errors
+/// into a message and exit status 65 (data error). `text`, when given, is the file's text
+/// already read (a pipe can be read only once).
+func loadScenario(_ path: String, text: String? = nil, schedule: String? = nil) throws -> Scenario {
+    do {
+        var s = try Scenario.load(path: path, text: text ?? Scenario.readText(path: path))
         if let schedule {
             guard let spec = ScheduleSpec.preset(schedule) else {
                 printError("error: unknown schedule \"\(schedule)\"; expected one of \(ScheduleSpec.presetNames.joined(separator: ", "))")

@@ -5,11 +5,16 @@ import EventCore
 import Foundation
 
 /// A run named on the command line: a stored run id, or a scenario file run on the spot
-/// (with its full timeline).
-func resolveRun(_ item: String, database: DatabaseOptions, schedule: String? = nil) throws -> (result: RunResult, label: String) {
+/// (with its full timeline). `check(ranks, steps, label)` sees the run's size before its
+/// kernels are read or simulated, so that a rank or step it does not have is refused first.
+func resolveRun(
+    _ item: String, database: DatabaseOptions, schedule: String? = nil, check: (_ ranks: Int, _ steps: Int, _ label: String) throws -> Void = { _, _, _ in }
+) throws -> (result: RunResult, label: String) {
     if let id = Int64(item), !FileManager.default.fileExists(atPath: item) {
         let store = try database.open()
-        let (run, kernels) = try withStore { (try store.run(id), try store.kernels(id)) }
+        let run = try withStore { try store.run(id) }
+        try check(run.listing.ranks, run.listing.steps, "run \(id)")
+        let kernels = try withStore { try store.kernels(id) }
         guard !kernels.isEmpty else {
             printError("error: run \(id) was stored with timeline \(run.listing.timeline): it has no kernels; run it again with --timeline full")
             throw ExitCode(65)
@@ -21,6 +26,7 @@ func resolveRun(_ item: String, database: DatabaseOptions, schedule: String? = n
         return (run.result(kernels: kernels), "run \(id): \(run.listing.scenarioName) [\(run.listing.schedule)]")
     }
     let s = try loadScenario(item, schedule: schedule)
+    try check(s.cluster.ranks, s.steps, item)
     let (result, _) = try simulate(s, options: SimulationOptions(timeline: .full))
     return (result, "\(s.name) [\(s.schedule.name)]")
 }
@@ -45,8 +51,15 @@ struct ExplainCommand: ParsableCommand {
 
     @OptionGroup var database: DatabaseOptions
 
+    func validate() throws {
+        try validateStep(step)
+        try validateSchedule(schedule)
+    }
+
     func run() throws {
-        let (result, label) = try resolveRun(target, database: database, schedule: schedule)
+        let (result, label) = try resolveRun(target, database: database, schedule: schedule) { _, steps, label in
+            try checkStep(step, steps: steps, in: label)
+        }
         guard let path = CriticalPath(result, step: step) else {
             printError("error: no step \(step ?? 0) in \(label)")
             throw ExitCode(64)
@@ -131,32 +144,44 @@ struct PlotCommand: ParsableCommand {
 
     @OptionGroup var database: DatabaseOptions
 
-    func parseRanks(_ text: String) throws -> [Int] {
-        var out: [Int] = []
-        for part in text.split(separator: ",") {
-            let bounds = part.split(separator: "-").map { Int($0) }
-            guard !bounds.contains(nil), (1...2).contains(bounds.count) else { throw ValidationError("--ranks \"\(text)\": expected e.g. 0-3,7") }
-            out += Array(bounds[0]!...bounds[bounds.count - 1]!)
+    func validate() throws {
+        try validateOutputPath(svg, option: "--svg")
+        try validateStep(step)
+        if let ranks { _ = try RankSelection(parsing: ranks) }
+        let timelineOnly = [("--ranks", ranks != nil), ("--step", step != nil)].filter(\.1).map(\.0)
+        let csvOnly = [("--x", x != nil), ("--y", y != nil), ("--series", series != nil)].filter(\.1).map(\.0)
+        if csv != nil {
+            guard x != nil, y != nil else { throw ValidationError("--csv needs --x COLUMN and --y COLUMN") }
+            guard items.isEmpty else { throw ValidationError("--csv draws the CSV alone; give no run ids or scenario files with it") }
+            guard !compare else { throw ValidationError("--csv and --compare draw different pictures; give one of them") }
+            if let option = timelineOnly.first { throw ValidationError("\(option) selects from a run's timeline; it does not apply to --csv") }
+            return
         }
-        return out
+        if let option = csvOnly.first { throw ValidationError("\(option) names a column of --csv; give --csv SWEEP.csv with it") }
+        if compare {
+            guard !items.isEmpty else { throw ValidationError("--compare needs run ids or scenario files") }
+            if let option = timelineOnly.first { throw ValidationError("\(option) selects from a run's timeline; --compare draws whole runs") }
+        } else {
+            guard items.count == 1 else {
+                throw ValidationError("give one run id or scenario file (or --compare for several), found \(items.count)")
+            }
+        }
     }
 
     func run() throws {
         let document: String
-        if let csv {
-            guard let x, let y else { throw ValidationError("--csv needs --x and --y") }
-            guard let text = try? String(contentsOfFile: csv, encoding: .utf8) else {
-                printError("error: cannot read \(csv)")
-                throw ExitCode(66)
-            }
+        if let csv, let x, let y {
             do {
+                let text = try Scenario.readText(path: csv, expected: "a CSV file")
                 document = try Plot.lines(csv: text, x: x, y: y, series: series, title: title ?? "\(y) against \(x)")
+            } catch let e as ScenarioError {
+                printError("error: \(e)")
+                throw ExitCode(65)
             } catch let e as PlotError {
                 printError("error: \(csv): \(e)")
                 throw ExitCode(65)
             }
         } else if compare {
-            guard !items.isEmpty else { throw ValidationError("--compare needs run ids or scenario files") }
             var columns: [(label: String, summary: RunSummary)] = []
             for item in items {
                 let (result, label) = try resolveRun(item, database: database)
@@ -164,16 +189,15 @@ struct PlotCommand: ParsableCommand {
             }
             document = Plot.compare(columns, title: title ?? "step latency by kind")
         } else {
-            guard items.count == 1 else { throw ValidationError("give one run id or scenario file (or --compare for several)") }
-            let (result, label) = try resolveRun(items[0], database: database)
-            document = Plot.timeline(result, step: step, ranks: try ranks.map(parseRanks), title: title ?? label)
+            let selection = try ranks.map(RankSelection.init(parsing:))
+            var chosen: [Int]?
+            let (result, label) = try resolveRun(items[0], database: database) { count, steps, label in
+                chosen = try selection?.ranks(of: count, in: label)
+                try checkStep(step, steps: steps, in: label)
+            }
+            document = Plot.timeline(result, step: step, ranks: chosen, title: title ?? label)
         }
-        do {
-            try document.write(toFile: svg, atomically: true, encoding: .utf8)
-        } catch {
-            printError("error: cannot write \(svg): \((error as NSError).localizedDescription)")
-            throw ExitCode(73)
-        }
+        try writeOutput(document, to: svg, what: "the SVG")
         print("wrote \(svg)")
     }
 }

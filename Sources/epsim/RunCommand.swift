@@ -44,14 +44,20 @@ struct RunCommand: ParsableCommand {
 
     @OptionGroup var limits: BudgetOptions
 
+    func validate() throws {
+        try validateSchedule(schedule)
+        try validateOutputPath(csv, option: "--csv")
+        try validateOutputPath(trace, option: "--trace")
+    }
+
     func run() throws {
-        let s = try loadScenario(scenario, schedule: schedule)
+        let text = try readScenarioText(scenario)
+        let s = try loadScenario(scenario, text: text, schedule: schedule)
         let keepKernels = timeline == .full || csv != nil || trace != nil
         let (result, wall) = try simulate(s, options: limits.options(timeline: keepKernels ? .full : .summary))
         var runID: Int64?
         if !noStore {
             let store = try database.open()
-            let text = (try? String(contentsOfFile: scenario, encoding: .utf8)) ?? ""
             runID = try withStore {
                 try store.save(result, scenario: s, source: RunSource(scenarioPath: scenario, scenarioText: text), wallSeconds: wall, timeline: timeline)
             }

@@ -15,6 +15,10 @@ struct RunsCommand: ParsableCommand {
         @Option(help: "At most this many runs.") var limit: Int?
         @OptionGroup var database: DatabaseOptions
 
+        func validate() throws {
+            if let limit, limit < 1 { throw ValidationError("--limit \(limit): expected a number of runs, 1 or more") }
+        }
+
         func run() throws {
             let store = try database.open()
             let runs = try withStore { try store.list(scenario: scenario, limit: limit) }
@@ -78,6 +82,8 @@ struct ExportCommand: ParsableCommand {
 
     func validate() throws {
         if csv == nil && trace == nil { throw ValidationError("give --csv PATH and/or --trace PATH") }
+        try validateOutputPath(csv, option: "--csv")
+        try validateOutputPath(trace, option: "--trace")
     }
 
     func run() throws {

@@ -10,6 +10,11 @@ import Foundation
 /// $ epsim sweep Scenarios/batch-imbalance-ep64.yaml --vary workload.tokens_per_rank=32,64,128 \
 ///       --vary schedule=none,deepseek-decode --jobs 2
 /// ```
+///
+/// Every point is read before any runs: an invalid point refuses the whole sweep (exit 65)
+/// unless `--skip-invalid`, which runs the valid points and lists the others on standard
+/// error (exit 0 when every valid point ran, 65 when no point is valid). SIGINT and SIGTERM
+/// stop it cleanly (``StopSignals``).
 struct SweepCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sweep", abstract: "Run a scenario over the cross product of varied keys, in parallel, storing every point.")
@@ -29,6 +34,9 @@ struct SweepCommand: ParsableCommand {
     @Option(help: "What to store per point: none, summary or full.")
     var timeline: TimelineDetail = .summary
 
+    @Flag(help: "Run the valid points and list the invalid ones on standard error, instead of refusing the whole sweep.")
+    var skipInvalid = false
+
     @Flag(help: "Do not store the runs.")
     var noStore = false
 
@@ -44,34 +52,50 @@ struct SweepCommand: ParsableCommand {
     func validate() throws {
         guard jobs >= 1 else { throw ValidationError("--jobs must be at least 1") }
         guard !vary.isEmpty else { throw ValidationError("give at least one --vary key.path=value1,value2") }
-    }
-
-    func run() throws {
-        let sweep: Sweep
-        var indices: [Int]
         do {
-            sweep = try Sweep(varying: vary)
-            let all = sweep.points.count
-            indices = Array(0..<all)
-            if let shard {
-                let (i, n) = try Sweep.parseShard(shard)
-                indices = Sweep.shard(all, index: i, of: n)
-            }
+            _ = try Sweep(varying: vary)
+            if let shard { _ = try Sweep.parseShard(shard) }
         } catch let error as SweepError {
             throw ValidationError(error.description)
         }
+    }
+
+    func run() throws {
+        // Checked in validate().
+        let sweep = try Sweep(varying: vary)
+        var indices = Array(0..<sweep.points.count)
+        if let shard {
+            let (i, n) = try Sweep.parseShard(shard)
+            indices = Sweep.shard(indices.count, index: i, of: n)
+        }
         let runner = SweepRunner(scenarioPath: scenario, points: sweep.points, indices: indices)
+        // From here on SIGINT and SIGTERM stop the sweep cleanly (a signal during the load
+        // makes it run no point).
+        let signals = StopSignals(runner)
         let scenarios: [Int: Scenario]
+        let invalid: [SweepPointError]
         do {
-            scenarios = try runner.load()
-        } catch {
+            if skipInvalid {
+                (scenarios, invalid) = try runner.loadValid()
+            } else {
+                (scenarios, invalid) = (try runner.load(), [])
+            }
+        } catch let error as SweepPointError {
             printError("error: \(error)")
-            throw ExitCode(error is ScenarioError ? 65 : 70)
+            printError("(every point is read before any runs; --skip-invalid runs the valid points and lists the others)")
+            throw ExitCode(65)
+        } catch let error as ScenarioError {
+            printError("error: \(error)")
+            throw ExitCode(65)
+        }
+        for error in invalid { printError("skipped: \(error)") }
+        if scenarios.isEmpty && !invalid.isEmpty {
+            printError("error: no valid point among the \(indices.count) points of this sweep\(shard == nil ? "" : " shard")")
+            throw ExitCode(65)
         }
         let store = noStore ? nil : try database.open()
-        let text = (try? String(contentsOfFile: scenario, encoding: .utf8)) ?? ""
-        let progress = Progress(total: indices.count)
-        let interrupt = Self.catchInterrupt(runner)
+        let text = runner.scenarioText
+        let progress = Progress(total: scenarios.count)
         let started = ContinuousClock.now
         let options = limits.options(timeline: timeline == .full ? .full : .summary)
         let timeline = self.timeline
@@ -90,28 +114,61 @@ struct SweepCommand: ParsableCommand {
             let id = try store?.save(result, scenario: s, source: source, wallSeconds: wall, timeline: timeline)
             return SweepReport.Row(point: point, summary: RunSummary(result: result), runID: id)
         }
-        interrupt.cancel()
+        let signal = signals.cancel()
         progress.finish()
         let rows = indices.compactMap { i in outcome.results[i].map { (i, $0) } }
         print(SweepReport.render(rows, axes: sweep.axes, format: format), terminator: "")
         for failure in outcome.failures { printError("error: \(failure.message)") }
+        if !invalid.isEmpty {
+            printError(
+                "skipped \(invalid.count) invalid point\(invalid.count == 1 ? "" : "s") of \(indices.count): \(invalid.map { String($0.index) }.joined(separator: ", "))"
+            )
+        }
         if outcome.stopped {
-            printError("interrupted: \(rows.count) of \(indices.count) points completed\(store == nil ? "" : " and stored")")
-            throw ExitCode(130)
+            let name = signal == SIGTERM ? "terminated (SIGTERM)" : "interrupted"
+            printError("\(name): \(rows.count) of \(scenarios.count) points completed\(store == nil ? "" : " and stored")")
+            throw ExitCode(128 + (signal ?? SIGINT))
         }
         if !outcome.failures.isEmpty { throw ExitCode(70) }
     }
+}
 
-    /// Ctrl-C stops handing out points; those running finish and are stored.
-    static func catchInterrupt(_ runner: SweepRunner) -> DispatchSourceSignal {
-        signal(SIGINT, SIG_IGN)
-        let source = DispatchSource.makeSignalSource(signal: SIGINT, queue: .global())
-        source.setEventHandler {
-            runner.stop()
-            FileHandle.standardError.write(Data("\ninterrupting: finishing the points in flight...\n".utf8))
+/// SIGINT (Ctrl-C) and SIGTERM (what Slurm's `scancel`, a job's time limit and Kubernetes
+/// send) stop a sweep cleanly: no more points are handed out, those in flight finish and
+/// are stored, the completed rows are printed, and the exit status is 128 + the signal
+/// (130, 143), as a shell reports a process the signal ended. A second signal exits at once
+/// with that status, leaving the points stored so far.
+final class StopSignals: @unchecked Sendable {
+    private let lock = NSLock()
+    private var sources: [DispatchSourceSignal] = []
+    private var first: Int32?
+
+    init(_ runner: SweepRunner) {
+        for number in [SIGINT, SIGTERM] {
+            signal(number, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+            source.setEventHandler { [self] in
+                let repeated = lock.withLock {
+                    defer { first = first ?? number }
+                    return first != nil
+                }
+                if repeated {
+                    FileHandle.standardError.write(Data("\nsecond signal: exiting now; the points completed so far are stored\n".utf8))
+                    _exit(128 + (lock.withLock { first } ?? number))
+                }
+                runner.stop()
+                let name = number == SIGTERM ? "SIGTERM" : "interrupt"
+                FileHandle.standardError.write(Data("\n\(name): finishing the points in flight (a second signal exits at once)...\n".utf8))
+            }
+            source.resume()
+            sources.append(source)
         }
-        source.resume()
-        return source
+    }
+
+    /// Stops listening; the signal that stopped the sweep, if one did.
+    func cancel() -> Int32? {
+        for source in sources { source.cancel() }
+        return lock.withLock { first }
     }
 }
 

@@ -29,7 +29,7 @@ enum CLI {
         return dir.appendingPathComponent("scratch.sqlite").path
     }()
 
-    static func run(_ arguments: [String], environment: [String: String] = [:]) throws -> Output {
+    static func run(_ arguments: [String], executable: URL = executable, environment: [String: String] = [:]) throws -> Output {
         let process = Process()
         process.executableURL = executable
         process.arguments = arguments
@@ -52,6 +52,12 @@ enum CLI {
             stderr: String(decoding: stderr, as: UTF8.self))
     }
 
+    /// Runs `command` with `bash -c` in the repository root, `$EPSIM` naming the built
+    /// binary: for what only a shell can set up, such as a process substitution `<(cat f)`.
+    static func shell(_ command: String) throws -> Output {
+        try run(["-c", command], executable: URL(fileURLWithPath: "/bin/bash"), environment: ["EPSIM": executable.path])
+    }
+
     static var shippedScenarios: [String] {
         let dir = repoRoot.appendingPathComponent("Scenarios")
         let names = (try? FileManager.default.contentsOfDirectory(atPath: dir.path)) ?? []
@@ -65,5 +71,12 @@ enum CLI {
         let url = dir.appendingPathComponent(name)
         try text.write(to: url, atomically: true, encoding: .utf8)
         return url.path
+    }
+
+    /// Writes `bytes` (which need not be UTF-8) to a fresh temporary file and returns its path.
+    static func temporaryFile(bytes: [UInt8], name: String = "scenario.yaml") throws -> String {
+        let path = try temporaryFile("", name: name)
+        try Data(bytes).write(to: URL(fileURLWithPath: path))
+        return path
     }
 }

@@ -18,6 +18,18 @@ struct SweepTests {
         #expect(throws: SweepError.self) { try Sweep(varying: ["a=1,,2"]) }
     }
 
+    @Test("a key varied twice, a key path with an empty part, or too many points is refused before any point is built")
+    func refused() throws {
+        #expect { try Sweep(varying: ["a=1", "b=2", "a=3"]) } throws: { "\($0)".contains("--vary a is given twice") }
+        #expect { try Sweep(varying: ["a..b=1"]) } throws: { "\($0)".contains("has an empty part") }
+        #expect { try Sweep(varying: [".a=1"]) } throws: { "\($0)".contains("has an empty part") }
+        let thousand = (1...1000).map(String.init).joined(separator: ",")
+        #expect(try Sweep(varying: ["a=" + thousand, "b=" + thousand]).axes.count == 2, "10^6 points is the limit, not over it")
+        #expect { try Sweep(varying: ["a=" + thousand, "b=" + thousand, "c=1,2"]) } throws: { "\($0)".contains("1000 x 1000 x 2 points") }
+        // 1000^7 overflows Int: still a message, not a trap.
+        #expect(throws: SweepError.self) { try Sweep(varying: (0..<7).map { "k\($0)=" + thousand }) }
+    }
+
     @Test("shards are disjoint and their union is the whole sweep", arguments: [(10, 3), (7, 7), (5, 8), (200, 4), (1, 1)])
     func shards(points: Int, count: Int) throws {
         var seen: [Int] = []
@@ -55,7 +67,9 @@ struct SweepTests {
 
 @Suite("The sweep runner")
 struct SweepRunnerTests {
-    static let path = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path + "/Scenarios/batch-imbalance.yaml"
+    static let path =
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
+        + "/Scenarios/batch-imbalance.yaml"
 
     @Test("every point runs once, in parallel, with results keyed by point whatever the timing")
     func runsEveryPoint() throws {
@@ -70,10 +84,16 @@ struct SweepRunnerTests {
         }
     }
 
-    @Test("a bad value fails the load at its lowest point; failing work is reported by point, in order")
+    @Test("a bad value fails the load at its lowest point, named by index and overrides; failing work is reported by point, in order")
     func failures() throws {
         let bad = SweepRunner(scenarioPath: Self.path, points: try Sweep(varying: ["cluster.ranks=2,0,-1"]).points)
-        #expect { _ = try bad.load() } throws: { ($0 as? ScenarioError)?.keyPath == "cluster.ranks" && "\($0)".contains("found 0") }
+        #expect { _ = try bad.load() } throws: { error in
+            guard let e = error as? SweepPointError else { return false }
+            return e.index == 1 && e.error.keyPath == "cluster.ranks" && e.isInOverride
+                && "\(e)".hasPrefix("\(Self.path): point 1 (cluster.ranks=0): cluster.ranks: ") && "\(e)".contains("found 0")
+        }
+        let (valid, invalid) = try bad.loadValid()
+        #expect(valid.keys.sorted() == [0] && invalid.map(\.index) == [1, 2])
         let runner = SweepRunner(scenarioPath: Self.path, points: try Sweep(varying: ["steps=1,2,3,4"]).points)
         struct Odd: Error {}
         let outcome = runner.run(try runner.load(), jobs: 2) { i, _ in
@@ -82,6 +102,21 @@ struct SweepRunnerTests {
         }
         #expect(outcome.results == [0: 0, 2: 2])
         #expect(outcome.failures.map(\.index) == [1, 3] && outcome.failures[0].message.hasPrefix("steps=2: "))
+        // Only the loaded points run: the ones loadValid() set aside are skipped.
+        let some = runner.run([0: valid[0]!, 2: valid[0]!], jobs: 2) { i, _ in i }
+        #expect(some.results.keys.sorted() == [0, 2] && some.failures.isEmpty)
+    }
+
+    @Test("an error in the file's own text keeps the file's line; one in an override's value does not")
+    func pointErrorLocation() throws {
+        let runner = SweepRunner(scenarioPath: Self.path, points: try Sweep(varying: ["model.experts=7"]).points)
+        #expect { _ = try runner.load() } throws: { error in
+            guard let e = error as? SweepPointError else { return false }
+            // top_k is the file's (line 8): the message points there.
+            return e.error.keyPath == "model.top_k" && !e.isInOverride && "\(e)".hasPrefix("\(Self.path):\(e.error.line!):")
+        }
+        let unreadable = SweepRunner(scenarioPath: Self.path + ".missing", points: try Sweep(varying: ["steps=1,2"]).points)
+        #expect { _ = try unreadable.load() } throws: { ($0 as? ScenarioError)?.code == .unreadableFile }
     }
 
     @Test("stop() hands out no more points")
@@ -92,6 +127,12 @@ struct SweepRunnerTests {
             return i
         }
         #expect(outcome.stopped && outcome.results.keys.sorted() == [0, 1])
+        // A stop before the run (a signal while the points load): no point is handed out.
+        let early = SweepRunner(scenarioPath: Self.path, points: try Sweep(varying: ["steps=1,2"]).points)
+        let scenarios = try early.load()
+        early.stop()
+        let none = early.run(scenarios, jobs: 2) { i, _ in i }
+        #expect(none.stopped && none.results.isEmpty)
     }
 }
 

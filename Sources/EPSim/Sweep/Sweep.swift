@@ -31,14 +31,26 @@ public struct Sweep: Sendable {
 
     public var axes: [Axis]
 
+    /// The most points a sweep may have: its points (and their scenarios) are all held in
+    /// memory, so a cross product of thousands of values per key is refused before anything
+    /// is allocated.
+    public static let maxPoints = 1_000_000
+
     /// Parses `key=v1,v2,...` specifications. Commas inside brackets belong to the value
     /// (`key=[1,2],[3,4]` has two values).
+    ///
+    /// - Throws: ``SweepError`` for a specification without `=` or with an empty value, a key
+    ///   path with an empty part (`a..b`), a key varied twice, or more than ``maxPoints``
+    ///   points in all.
     public init(varying specs: [String]) throws {
         axes = try specs.map { spec in
             guard let eq = spec.firstIndex(of: "="), eq != spec.startIndex else {
                 throw SweepError("--vary \"\(spec)\": expected key.path=value1,value2,...")
             }
             let key = String(spec[..<eq]).trimmingCharacters(in: .whitespaces)
+            guard !key.split(separator: ".", omittingEmptySubsequences: false).contains(where: { $0.trimmingCharacters(in: .whitespaces).isEmpty }) else {
+                throw SweepError("--vary \"\(spec)\": the key path \"\(key)\" has an empty part; expected e.g. workload.tokens_per_rank")
+            }
             var values: [String] = []
             var depth = 0
             var current = ""
@@ -55,6 +67,19 @@ public struct Sweep: Sendable {
             values.append(current.trimmingCharacters(in: .whitespaces))
             guard !values.contains(where: \.isEmpty) else { throw SweepError("--vary \"\(spec)\": a value is empty") }
             return Axis(keyPath: key, values: values)
+        }
+        var seen = Set<String>()
+        for axis in axes where !seen.insert(axis.keyPath).inserted {
+            throw SweepError("--vary \(axis.keyPath) is given twice; give all its values in one --vary \(axis.keyPath)=v1,v2,...")
+        }
+        var count = 1
+        for axis in axes {
+            let (product, overflow) = count.multipliedReportingOverflow(by: axis.values.count)
+            guard !overflow, product <= Self.maxPoints else {
+                let sizes = axes.map { String($0.values.count) }.joined(separator: " x ")
+                throw SweepError("--vary gives \(sizes) points, more than a sweep may hold (\(Self.maxPoints)); split it into several sweeps")
+            }
+            count = product
         }
     }
 

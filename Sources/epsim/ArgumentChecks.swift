@@ -1,0 +1,121 @@
+import ArgumentParser
+import EPSim
+import Foundation
+
+/// `--ranks 0-3,7`: ranks and ranges of ranks. Its form is checked when it is parsed (in a
+/// command's `validate()`), its ranks against the run's before any list of ranks is built,
+/// so `--ranks 0-1000000000` is a usage error rather than an 8 GB allocation.
+struct RankSelection {
+    let text: String
+    let ranges: [ClosedRange<Int>]
+
+    /// - Throws: a usage error for an empty entry, a negative or non-numeric rank, a range
+    ///   with more than two ends or one that goes down (`5-2`).
+    init(parsing text: String) throws {
+        self.text = text
+        let example = "expected ranks and ranges of ranks such as 0-3,7"
+        var ranges: [ClosedRange<Int>] = []
+        for part in text.split(separator: ",", omittingEmptySubsequences: false) {
+            let entry = part.trimmingCharacters(in: .whitespaces)
+            guard !entry.isEmpty else { throw ValidationError("--ranks \"\(text)\": an empty entry; \(example)") }
+            let ends = entry.split(separator: "-", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
+            guard ends.count <= 2, let low = Self.rank(ends[0]), let high = Self.rank(ends[ends.count - 1]) else {
+                throw ValidationError("--ranks \"\(text)\": \"\(entry)\" is not a rank (0 or more) or a range such as 2-5; \(example)")
+            }
+            guard low <= high else { throw ValidationError("--ranks \"\(text)\": the range \(entry) goes down; write it \(high)-\(low)") }
+            ranges.append(low...high)
+        }
+        self.ranges = ranges
+    }
+
+    private static func rank(_ text: String) -> Int? {
+        guard !text.isEmpty, text.allSatisfy(\.isASCII), text.allSatisfy(\.isNumber) else { return nil }
+        return Int(text)
+    }
+
+    /// The ranks selected of a run with `count` ranks, in the order given, each once.
+    ///
+    /// - Throws: a usage error (printed, exit 64) naming a rank the run does not have.
+    func ranks(of count: Int, in label: String) throws -> [Int] {
+        if let outside = ranges.first(where: { $0.upperBound >= count }) {
+            let rank = outside.lowerBound >= count ? outside.lowerBound : outside.upperBound
+            throw usageError("--ranks \"\(text)\": \(label) has \(count) rank\(count == 1 ? "" : "s") (\(Self.span(count))); there is no rank \(rank)")
+        }
+        var seen = Set<Int>()
+        return ranges.flatMap { Array($0) }.filter { seen.insert($0).inserted }
+    }
+
+    static func span(_ count: Int) -> String { count == 1 ? "0 only" : "0-\(count - 1)" }
+}
+
+/// A usage error found after the run is known (a step or rank it does not have): printed
+/// as `error: ...`, exit status 64.
+func usageError(_ message: String) -> ExitCode {
+    printError("error: \(message)")
+    return ExitCode(64)
+}
+
+/// `--step N` of a run with `steps` steps; negative steps are refused by `validate()`.
+func checkStep(_ step: Int?, steps: Int, in label: String) throws {
+    guard let step, step >= steps else { return }
+    throw usageError("--step \(step): \(label) has \(steps) step\(steps == 1 ? "" : "s") (\(RankSelection.span(steps))); there is no step \(step)")
+}
+
+/// `--step` before anything is read: a step number is 0 or more.
+func validateStep(_ step: Int?) throws {
+    if let step, step < 0 { throw ValidationError("--step \(step): expected a step number, 0 or more (0 is the first step)") }
+}
+
+/// A schedule preset named on the command line.
+func validateSchedule(_ name: String?, option: String = "--schedule") throws {
+    guard let name else { return }
+    guard ScheduleSpec.preset(name) != nil else {
+        throw ValidationError("\(option): unknown schedule \"\(name)\"; expected one of \(ScheduleSpec.presetNames.joined(separator: ", "))")
+    }
+}
+
+/// An output file named by `option`, checked before any work: a usage error when the
+/// path is empty, a directory, or in a folder that does not exist.
+func validateOutputPath(_ path: String?, option: String) throws {
+    guard let path else { return }
+    guard !path.isEmpty else { throw ValidationError("\(option): expected the path of a file to write, found an empty string") }
+    var isDirectory: ObjCBool = false
+    if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue {
+        throw ValidationError("\(option) \(path): is a directory; expected the path of a file to write")
+    }
+    let folder = (path as NSString).deletingLastPathComponent
+    guard folder.isEmpty || (FileManager.default.fileExists(atPath: folder, isDirectory: &isDirectory) && isDirectory.boolValue) else {
+        throw ValidationError("\(option) \(path): the folder \(folder) does not exist")
+    }
+}
+
+/// Writes an output file (SVG, CSV, trace, Markdown), or prints why it cannot be written and
+/// exits 73. A path that exists and is not a regular file (`/dev/stdout`, a FIFO) is written
+/// in place; any other is replaced atomically.
+func writeOutput(_ text: String, to path: String, what: String) throws {
+    var info = stat()
+    let special = stat(path, &info) == 0 && info.st_mode & S_IFMT != S_IFREG
+    do {
+        if special {
+            guard let handle = FileHandle(forWritingAtPath: path) else { throw CocoaError(.fileWriteNoPermission) }
+            defer { try? handle.close() }
+            try handle.write(contentsOf: Data(text.utf8))
+        } else {
+            try text.write(toFile: path, atomically: true, encoding: .utf8)
+        }
+    } catch {
+        let folder = (path as NSString).deletingLastPathComponent
+        let reason: String
+        if !folder.isEmpty && !FileManager.default.fileExists(atPath: folder) {
+            reason = "the folder \(folder) does not exist"
+        } else if access(folder.isEmpty ? "." : folder, W_OK) != 0 {
+            reason = "the folder \(folder.isEmpty ? "." : folder) may not be written"
+        } else if FileManager.default.fileExists(atPath: path) && access(path, W_OK) != 0 {
+            reason = "permission denied"
+        } else {
+            reason = (error as NSError).localizedDescription
+        }
+        printError("error: cannot write \(what) to \(path): \(reason)")
+        throw ExitCode(73)
+    }
+}
