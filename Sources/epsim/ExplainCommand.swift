@@ -8,7 +8,7 @@ import Foundation
 /// (with its full timeline).
 func resolveRun(_ item: String, database: DatabaseOptions, schedule: String? = nil) throws -> (result: RunResult, label: String) {
     if let id = Int64(item), !FileManager.default.fileExists(atPath: item) {
-        let store = try database.open()
+        let store = try database.open(.read)
         let (run, kernels) = try withStore { (try store.run(id), try store.kernels(id)) }
         guard !kernels.isEmpty else {
             printError("error: run \(id) was stored with timeline \(run.listing.timeline): it has no kernels; run it again with --timeline full")
