@@ -2,104 +2,156 @@ import EPSim
 import Foundation
 import GRDB
 
+/// What `db merge` did with one source database.
+public struct MergeOutcome: Sendable, Equatable {
+    public var source: String
+    /// The ids the source's runs got in the target, in the source's order (those copied).
+    public var newIDs: [Int64]
+    /// The source's runs that were already in the target (or in an earlier source of the
+    /// same merge), and so not copied again.
+    public var skipped: Int
+}
+
 extension RunStore {
-    /// Copies every run of the database at `source` (with its per-rank rows and kernels)
-    /// into this one, under new ids, in one transaction; returns the new ids in source order.
+    /// Copies every run of the databases at `sources` (with per-rank rows and kernels) into the
+    /// database at `target`, created when missing, under new ids, in one transaction.
     ///
-    /// Used to combine the databases of a sweep run in shards on several machines. The
-    /// source is opened read-only and never changed: a source at an older schema version
-    /// (1 to 3, times in REAL microseconds) is read as version 4 on the fly, each time
-    /// converted to picoseconds as the migration converts it.
+    /// Used to combine the databases of a sweep run in shards on several machines. Every
+    /// source is opened read-only and identified before the target is opened, so a missing,
+    /// foreign, newer or damaged source (or the target itself given as a source) is refused
+    /// before anything is written; a source at schema version 1 to 3 is read as version 4, each
+    /// time converted as the migration converts it. All sources are copied in one transaction:
+    /// a failure part-way (a damaged page, a value that is not a time) leaves the target as it
+    /// was, and a target this merge created is removed again.
     ///
-    /// - Throws: ``StoreError``: `cannotOpen` (missing or unreadable source), `notADatabase`,
-    ///   `foreignDatabase` (not an EPSim database), `newerSchema` (written by a newer EPSim),
-    ///   `sameFile` (the source is this database), `badValue` (a stored time that is not a
-    ///   number); nothing is copied from a source that fails.
-    @discardableResult
-    public func merge(from source: String) throws -> [Int64] {
-        guard !Self.sameFile(source, path) else {
+    /// Merging is idempotent: a run whose identity (``RunIdentity``) is already in the target
+    /// is skipped, so merging one shard twice, or a database into a copy of itself, adds nothing.
+    ///
+    /// - Throws: ``StoreError``: `sameFile`, `noDatabase` (a missing or empty source),
+    ///   `cannotOpen`, `notADatabase`, `foreignDatabase`, `newerSchema`, `badValue`.
+    public static func merge(into target: String, from sources: [String]) throws -> [MergeOutcome] {
+        for source in sources where sameFile(source, target) {
             throw StoreError(.sameFile, path: source, message: "is the target database itself; leave it out of the sources")
         }
-        var config = Configuration()
-        config.readonly = true
-        config.label = "epsim-merge-source"
-        let sourceQueue: DatabaseQueue
+        var stores: [RunStore] = []
+        defer { for store in stores { try? store.close() } }
+        for source in sources { stores.append(try RunStore(path: source, mode: .read)) }
+        let existed = FileManager.default.fileExists(atPath: target)
         do {
-            guard FileManager.default.fileExists(atPath: source) else {
-                throw StoreError(.cannotOpen, path: source, message: "cannot read the database: no such file")
-            }
-            sourceQueue = try DatabaseQueue(path: source, configuration: config)
+            let store = try RunStore(path: target, mode: .create)
+            defer { try? store.close() }
+            return try store.copyRuns(from: stores)
         } catch {
-            throw StoreError.wrap(error, path: source, doing: "open the database")
+            if !existed { removeIfEmpty(target) }
+            throw error
         }
-        let version = try Self.sourceVersion(sourceQueue, path: source)
-        func select(_ columns: [Schema.Column]) -> String { columns.map { $0.select(from: version) }.joined(separator: ", ") }
-        do {
-            return try pool.write { db in
-                try sourceQueue.read { src in
-                    src.add(function: Schema.microsToPicos)
-                    let insertRun = try db.makeStatement(
-                        sql: "INSERT INTO runs (\(Schema.names(Schema.runColumns))) VALUES (\(Schema.placeholders(Schema.runColumns.count)))")
-                    let insertRankStep = try db.makeStatement(
-                        sql:
-                            "INSERT INTO rank_steps (run_id, \(Schema.names(Schema.rankStepColumns))) VALUES (?, \(Schema.placeholders(Schema.rankStepColumns.count)))"
-                    )
-                    let insertKernel = try db.makeStatement(
-                        sql:
-                            "INSERT INTO kernels (run_id, \(Schema.names(Schema.kernelColumns))) VALUES (?, \(Schema.placeholders(Schema.kernelColumns.count)))"
-                    )
-                    var newIDs: [Int64] = []
-                    let runs = try Row.fetchCursor(src, sql: "SELECT id, \(select(Schema.runColumns)) FROM runs ORDER BY id")
+    }
+
+    /// Copies the runs of the databases at `sources` into this one, in one transaction, as
+    /// ``merge(into:from:)`` does (which also creates the target, and removes it on failure).
+    public func merge(from sources: [String]) throws -> [MergeOutcome] {
+        for source in sources where Self.sameFile(source, path) {
+            throw StoreError(.sameFile, path: source, message: "is the target database itself; leave it out of the sources")
+        }
+        var stores: [RunStore] = []
+        defer { for store in stores { try? store.close() } }
+        for source in sources { stores.append(try RunStore(path: source, mode: .read)) }
+        return try copyRuns(from: stores)
+    }
+
+    /// Merges one source; returns the new ids of the runs it copied.
+    @discardableResult
+    public func merge(from source: String) throws -> [Int64] {
+        try merge(from: [source])[0].newIDs
+    }
+
+    func copyRuns(from sources: [RunStore]) throws -> [MergeOutcome] {
+        let runColumns = "id, \(Schema.names(Schema.runColumns))"
+        return try write { db in
+            // A failure on the target's side names the target; one in a source's read, the source.
+            func target<T>(_ body: () throws -> T) throws -> T {
+                do { return try body() } catch { throw StoreError.wrap(error, path: path, doing: "write the database") }
+            }
+            var known = Set(try Row.fetchAll(db, sql: "SELECT \(runColumns) FROM runs").map(RunIdentity.init))
+            let insertRun = try db.makeStatement(
+                sql: "INSERT INTO runs (\(Schema.names(Schema.runColumns))) VALUES (\(Schema.placeholders(Schema.runColumns.count)))")
+            let insertRankStep = try db.makeStatement(
+                sql: "INSERT INTO rank_steps (run_id, \(Schema.names(Schema.rankStepColumns))) VALUES (?, \(Schema.placeholders(Schema.rankStepColumns.count)))"
+            )
+            let insertKernel = try db.makeStatement(
+                sql: "INSERT INTO kernels (run_id, \(Schema.names(Schema.kernelColumns))) VALUES (?, \(Schema.placeholders(Schema.kernelColumns.count)))")
+            var outcomes: [MergeOutcome] = []
+            for source in sources {
+                var outcome = MergeOutcome(source: source.path, newIDs: [], skipped: 0)
+                try source.read { src in
+                    let runs = try Row.fetchCursor(src, sql: "SELECT \(runColumns) FROM runs ORDER BY id")
                     while let run = try runs.next() {
+                        guard known.insert(RunIdentity(run)).inserted else {
+                            outcome.skipped += 1
+                            continue
+                        }
                         let id: Int64 = try run.decode(atIndex: 0)
-                        try insertRun.execute(arguments: StatementArguments(run.databaseValues.dropFirst()))
+                        try target { try insertRun.execute(arguments: StatementArguments(run.databaseValues.dropFirst())) }
                         let newID = db.lastInsertedRowID
                         let rows = try Row.fetchCursor(
-                            src, sql: "SELECT \(select(Schema.rankStepColumns)) FROM rank_steps WHERE run_id = ?", arguments: [id])
+                            src, sql: "SELECT \(Schema.names(Schema.rankStepColumns)) FROM rank_steps WHERE run_id = ?", arguments: [id])
                         while let row = try rows.next() {
                             insertRankStep.setUncheckedArguments(StatementArguments([newID.databaseValue] + row.databaseValues))
-                            try insertRankStep.execute()
+                            try target { try insertRankStep.execute() }
                         }
                         let kernels = try Row.fetchCursor(
-                            src, sql: "SELECT \(select(Schema.kernelColumns)) FROM kernels WHERE run_id = ? ORDER BY rowid", arguments: [id])
+                            src, sql: "SELECT \(Schema.names(Schema.kernelColumns)) FROM kernels WHERE run_id = ? ORDER BY rowid", arguments: [id])
                         while let k = try kernels.next() {
                             insertKernel.setUncheckedArguments(StatementArguments([newID.databaseValue] + k.databaseValues))
-                            try insertKernel.execute()
+                            try target { try insertKernel.execute() }
                         }
-                        newIDs.append(newID)
+                        outcome.newIDs.append(newID)
                     }
-                    return newIDs
                 }
+                outcomes.append(outcome)
             }
-        } catch {
-            throw StoreError.wrap(error, path: source, doing: "merge the database")
+            return outcomes
         }
     }
 
-    /// The schema version (1 to 4) of a merge source, checked to be an EPSim database this
-    /// build can read.
-    static func sourceVersion(_ queue: DatabaseQueue, path: String) throws -> Int {
-        do {
-            return try queue.read { db in
-                try checkEPSimDatabase(db, path: path)
-                let applied = try migrator.appliedIdentifiers(db)
-                guard let last = Schema.versions.lastIndex(where: applied.contains), try db.tableExists("runs") else {
-                    throw StoreError(.foreignDatabase, path: path, message: "has no EPSim schema version; nothing was merged from it")
-                }
-                return last + 1
-            }
-        } catch {
-            throw StoreError.wrap(error, path: path, doing: "read the database")
+    /// Removes the database at `path` (with its `-wal`, `-shm` and `-journal`) when it holds
+    /// no run: what a failed merge leaves of a target it created.
+    static func removeIfEmpty(_ path: String) {
+        if let store = try? RunStore(path: path, mode: .read) {
+            let runs = try? store.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM runs") }
+            try? store.close()
+            guard runs == 0 else { return }
+        } else if let size = (try? FileManager.default.attributesOfItem(atPath: path))?[.size] as? NSNumber, size.intValue > 0 {
+            return  // not readable as a run database, yet not empty: not ours to remove
         }
+        for suffix in ["", "-wal", "-shm", "-journal"] { try? FileManager.default.removeItem(atPath: path + suffix) }
     }
 
-    /// Whether two paths name one file (the same file reached by two spellings included).
+    /// Whether two paths name one file (the same file reached by two spellings or through a
+    /// symbolic link included): the same device and inode, as `stat` (which follows links) sees them.
     static func sameFile(_ a: String, _ b: String) -> Bool {
-        let fm = FileManager.default
-        guard let x = try? fm.attributesOfItem(atPath: a), let y = try? fm.attributesOfItem(atPath: b) else {
+        func identity(_ path: String) -> [UInt64]? {
+            var info = stat()
+            guard stat(path, &info) == 0 else { return nil }
+            return [UInt64(info.st_dev), UInt64(info.st_ino)]
+        }
+        guard let x = identity(a), let y = identity(b) else {
             return URL(fileURLWithPath: a).standardizedFileURL.path == URL(fileURLWithPath: b).standardizedFileURL.path
         }
-        return (x[.systemFileNumber] as? NSNumber) == (y[.systemFileNumber] as? NSNumber)
-            && (x[.systemNumber] as? NSNumber) == (y[.systemNumber] as? NSNumber)
+        return x == y
+    }
+}
+
+/// What makes two stored runs the same run, for `db merge`: when it was stored
+/// (`created_at`, to the second), what ran (`scenario_hash`, `scenario_path`, `seed`,
+/// `schedule`), what was kept (`timeline`), what came out (`step_latency_ps`) and how long
+/// the simulation took (`wall_time_s`, the measured wall time to the nanosecond, which
+/// separates two runs of one scenario started in the same second).
+struct RunIdentity: Hashable {
+    static let columns = ["created_at", "scenario_hash", "scenario_path", "seed", "schedule", "timeline", "step_latency_ps", "wall_time_s"]
+    var values: [DatabaseValue]
+
+    init(_ row: Row) {
+        values = Self.columns.map { row[$0] as DatabaseValue }
     }
 }

@@ -11,7 +11,7 @@ import GRDB
 /// with those times as REAL microseconds under the version-3 names (`*_us`).
 enum Schema {
     /// The schema versions this build knows, oldest first (GRDB migration identifiers).
-    static let versions = ["v1", "v2", "v3", "v4"]
+    static var versions: [String] { RunStore.migrations.map(\.identifier) }
 
     /// A column: its name without unit and how it is kept.
     struct Column {
@@ -58,6 +58,15 @@ enum Schema {
 
         /// The column as the view shows it.
         var viewExpression: String { kind == .time ? "\(name) / 1e6 AS \(shownName)" : name }
+
+        /// The column's name in a database at `version`, or nil when that version did not have it.
+        func storedName(atVersion version: Int) -> String? {
+            if version >= 4 { return name }
+            switch before4 {
+            case .same(let since) where since <= version: return shownName
+            default: return nil
+            }
+        }
 
         /// An expression giving this column's version-4 value from a database at `version`.
         func select(from version: Int) -> String {
@@ -167,6 +176,19 @@ enum Schema {
             try db.execute(sql: "UPDATE sqlite_sequence SET seq = max(seq, ?) WHERE name = 'runs'", arguments: [sequence])
         }
         try db.execute(sql: indexesAndViews)
+    }
+
+    /// Temporary views named as the version-4 tables over the tables of an older database
+    /// (`main.runs` ...), each column converted as the migration converts it: a reader of a
+    /// version 1-3 database runs the version-4 queries on them, and the file stays as it was.
+    /// `kernels` keeps the table's `rowid` as a column, the order the run produced its kernels.
+    static func conversionViews(fromVersion version: Int) -> String {
+        func columns(_ columns: [Column]) -> String { columns.map { "\($0.select(from: version)) AS \($0.name)" }.joined(separator: ", ") }
+        return """
+            CREATE TEMP VIEW runs AS SELECT id, \(columns(runColumns)) FROM main.runs;
+            CREATE TEMP VIEW rank_steps AS SELECT run_id, \(columns(rankStepColumns)) FROM main.rank_steps;
+            CREATE TEMP VIEW kernels AS SELECT rowid AS rowid, run_id, \(columns(kernelColumns)) FROM main.kernels;
+            """
     }
 
     /// `epsim_us_to_ps(x)`: a version-3 time (REAL microseconds) as INTEGER picoseconds,

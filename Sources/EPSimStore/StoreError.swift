@@ -5,8 +5,10 @@ import GRDB
 /// Carries the SQLite result code when SQLite produced the failure (as GRDB's own errors do).
 public struct StoreError: Error, Sendable, CustomStringConvertible {
     public enum Code: String, Sendable {
-        /// The file cannot be opened or created (missing folder, no permission).
+        /// The file cannot be opened or created (missing folder, no permission, read-only).
         case cannotOpen = "cannot-open"
+        /// Nothing to read: no file at the path, or an empty one.
+        case noDatabase = "no-database"
         /// The file is not an SQLite database, or is damaged.
         case notADatabase = "not-a-database"
         /// An SQLite database that EPSim did not create: refused, so it is never altered.
@@ -53,7 +55,13 @@ public struct StoreError: Error, Sendable, CustomStringConvertible {
                 return StoreError(
                     .badValue, path: path, message: "could not \(action): \(db.message ?? "a value of the wrong type"); the database was edited or damaged",
                     sqliteCode: code.rawValue)
-            case .SQLITE_CANTOPEN, .SQLITE_PERM, .SQLITE_READONLY, .SQLITE_AUTH:
+            case .SQLITE_READONLY:
+                return StoreError(
+                    .cannotOpen, path: path,
+                    message:
+                        "cannot \(action): the file or its folder is read-only (\(db.message ?? "read-only")); nothing was written: check its permissions or pass another --db path",
+                    sqliteCode: code.rawValue)
+            case .SQLITE_CANTOPEN, .SQLITE_PERM, .SQLITE_AUTH:
                 return StoreError(
                     .cannotOpen, path: path,
                     message: "cannot \(action): \(db.message ?? "permission denied or folder missing"); check the path and its permissions",

@@ -52,7 +52,7 @@ struct CompareCommand: ParsableCommand {
         var store: RunStore?
         for path in items {
             if let id = Int64(path), !FileManager.default.fileExists(atPath: path) {
-                if store == nil { store = try database.open() }
+                if store == nil { store = try database.open(.read) }
                 let run = try withStore { try store!.run(id) }
                 columns.append(.init(label: "run \(id): \(run.listing.scenarioName) [\(run.listing.schedule)]", summary: run.summary))
                 continue

@@ -17,30 +17,43 @@ struct DatabaseOptions: ParsableArguments {
         return RunStore.defaultPath
     }
 
-    /// Opens the database; the default `Results/` folder is created when missing. Errors
-    /// are printed and become exit status 74 (I/O error).
-    func open() throws -> RunStore {
+    /// Opens the database: `.read` for commands that only read (the file must exist and is
+    /// never written), `.write` to change an existing one, `.create` to store runs (the default
+    /// `Results/` folder is created when missing). Errors are printed and become exit status
+    /// 66 (no such database) or 74 (it cannot be used).
+    func open(_ mode: RunStore.Mode) throws -> RunStore {
         let p = resolvedPath
-        if path == nil && ProcessInfo.processInfo.environment["EPSIM_DB"] == nil {
+        if mode == .create && path == nil && (ProcessInfo.processInfo.environment["EPSIM_DB"] ?? "").isEmpty {
             try? FileManager.default.createDirectory(atPath: "Results", withIntermediateDirectories: true)
         }
-        do {
-            return try RunStore(path: p)
-        } catch let error as StoreError {
-            printError("error: \(error)")
-            throw ExitCode(74)
+        return try withStore {
+            do {
+                return try RunStore(path: p, mode: mode)
+            } catch var error as StoreError where error.code == .noDatabase {
+                error.message += "; runs are stored by `epsim run` in --db PATH, else $EPSIM_DB, else Results/epsim.sqlite of the current folder"
+                throw error
+            }
         }
     }
 }
 
-/// Runs `body` against the store, printing a ``StoreError`` and exiting 74 (or 66 for an
-/// unknown run id) instead of throwing it.
+/// Runs `body` against the store, printing a ``StoreError`` and exiting with its status
+/// (``exitStatus(_:)``) instead of throwing it.
 func withStore<T>(_ body: () throws -> T) throws -> T {
     do {
         return try body()
     } catch let error as StoreError {
         printError("error: \(error)")
-        throw ExitCode(error.code == .unknownRun ? 66 : 74)
+        throw ExitCode(exitStatus(error))
+    }
+}
+
+/// The exit status of a database error (README's table): 66 when there is nothing to read
+/// (no such database, no such run), 74 when the database cannot be used.
+func exitStatus(_ error: StoreError) -> Int32 {
+    switch error.code {
+    case .unknownRun, .noDatabase: 66
+    default: 74
     }
 }
 

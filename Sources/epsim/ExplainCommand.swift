@@ -11,7 +11,7 @@ func resolveRun(
     _ item: String, database: DatabaseOptions, schedule: String? = nil, check: (_ ranks: Int, _ steps: Int, _ label: String) throws -> Void = { _, _, _ in }
 ) throws -> (result: RunResult, label: String) {
     if let id = Int64(item), !FileManager.default.fileExists(atPath: item) {
-        let store = try database.open()
+        let store = try database.open(.read)
         let run = try withStore { try store.run(id) }
         try check(run.listing.ranks, run.listing.steps, "run \(id)")
         let kernels = try withStore { try store.kernels(id) }

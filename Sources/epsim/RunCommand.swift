@@ -53,11 +53,13 @@ struct RunCommand: ParsableCommand {
     func run() throws {
         let text = try readScenarioText(scenario)
         let s = try loadScenario(scenario, text: text, schedule: schedule)
+        // Opened (created, migrated, checked writable) before simulating: a bad --db costs no
+        // simulation and loses no run.
+        let store = noStore ? nil : try database.open(.create)
         let keepKernels = timeline == .full || csv != nil || trace != nil
         let (result, wall) = try simulate(s, options: limits.options(timeline: keepKernels ? .full : .summary))
         var runID: Int64?
-        if !noStore {
-            let store = try database.open()
+        if let store {
             runID = try withStore {
                 try store.save(result, scenario: s, source: RunSource(scenarioPath: scenario, scenarioText: text), wallSeconds: wall, timeline: timeline)
             }

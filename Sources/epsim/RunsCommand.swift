@@ -20,7 +20,7 @@ struct RunsCommand: ParsableCommand {
         }
 
         func run() throws {
-            let store = try database.open()
+            let store = try database.open(.read)
             let runs = try withStore { try store.list(scenario: scenario, limit: limit) }
             let rows = runs.map {
                 [
@@ -42,7 +42,7 @@ struct RunsCommand: ParsableCommand {
         @OptionGroup var database: DatabaseOptions
 
         func run() throws {
-            let store = try database.open()
+            let store = try database.open(.read)
             let run = try withStore { try store.run(id) }
             switch format {
             case .json:
@@ -64,7 +64,7 @@ struct RunsCommand: ParsableCommand {
         @OptionGroup var database: DatabaseOptions
 
         func run() throws {
-            let store = try database.open()
+            let store = try database.open(.write)
             try withStore { try store.delete(id) }
             print("deleted run \(id)")
         }
@@ -87,7 +87,7 @@ struct ExportCommand: ParsableCommand {
     }
 
     func run() throws {
-        let store = try database.open()
+        let store = try database.open(.read)
         let (run, kernels) = try withStore { (try store.run(id), try store.kernels(id)) }
         if kernels.isEmpty {
             printError("error: run \(id) was stored with timeline \(run.listing.timeline): it has no kernels to export; run it again with --timeline full")

@@ -93,7 +93,7 @@ struct SweepCommand: ParsableCommand {
             printError("error: no valid point among the \(indices.count) points of this sweep\(shard == nil ? "" : " shard")")
             throw ExitCode(65)
         }
-        let store = noStore ? nil : try database.open()
+        let store = noStore ? nil : try database.open(.create)
         let text = runner.scenarioText
         let progress = Progress(total: scenarios.count)
         let started = ContinuousClock.now
@@ -226,16 +226,25 @@ enum SweepReport {
 struct DatabaseCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "db", abstract: "Database maintenance.", subcommands: [Merge.self])
 
+    /// Every source is checked before the target is touched, all are copied in one
+    /// transaction, and a run already in the target is skipped (``RunStore/merge(into:from:)``).
     struct Merge: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Copy every run of the source databases into the target (new ids).")
+        static let configuration = CommandConfiguration(
+            abstract: "Copy every run of the source databases into the target (new ids); runs already there are skipped.")
         @Argument(help: "Target database (created if missing).") var target: String
         @Argument(help: "Source databases.") var sources: [String]
 
+        func validate() throws {
+            if sources.isEmpty { throw ValidationError("give at least one source database") }
+        }
+
         func run() throws {
-            let store = try DatabaseOptions(path: target).open()
-            for source in sources {
-                let ids = try withStore { try store.merge(from: source) }
-                print("merged \(ids.count) runs from \(source)" + (ids.isEmpty ? "" : " as runs \(ids.first!)...\(ids.last!)"))
+            let outcomes = try withStore { try RunStore.merge(into: target, from: sources) }
+            for o in outcomes {
+                var line = "merged \(o.newIDs.count) runs from \(o.source)"
+                if let first = o.newIDs.first, let last = o.newIDs.last { line += " as runs \(first)...\(last)" }
+                if o.skipped > 0 { line += "; skipped \(o.skipped) already in \(target)" }
+                print(line)
             }
         }
     }

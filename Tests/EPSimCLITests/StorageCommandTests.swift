@@ -58,7 +58,6 @@ struct StorageCommandTests {
     @Test("two processes writing 20 runs each to one database: 40 complete runs")
     func concurrentWriters() throws {
         let db = try Self.freshDatabase()
-        _ = try CLI.run(["runs", "list", "--db", db])  // create the schema once
         let script = "for i in $(seq 20); do \"\(CLI.executable.path)\" run Scenarios/balanced.yaml --format json --db \"\(db)\" > /dev/null || exit 1; done"
         let writers = (0..<2).map { _ -> Process in
             let p = Process()

@@ -13,7 +13,7 @@ enum Version3File {
         let queue = try DatabaseQueue(path: path)
         try RunStore.migrator.migrate(queue, upTo: "v3")
         try queue.write { db in
-            for (result, scenario) in runs {
+            for (index, (result, scenario)) in runs.enumerated() {
                 var summary = RunSummary(result: result)
                 let rows = summary.per_rank
                 summary.per_rank = []
@@ -32,7 +32,9 @@ enum Version3File {
                         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                         """,
                     arguments: [
-                        "2026-01-01T00:00:00Z", scenario.name, "v3.yaml", "text", "0123456789abcdef", Int64(bitPattern: scenario.workload.seed),
+                        // One second apart: distinct runs to `db merge`, which skips a run already merged.
+                        String(format: "2026-01-01T00:00:%02dZ", index), scenario.name, "v3.yaml", "text", "0123456789abcdef",
+                        Int64(bitPattern: scenario.workload.seed),
                         scenario.schedule.name, "0.3.0", result.ranks, result.steps, summary.step_latency_us, summary.rank_latency_mean_us,
                         summary.rank_latency_min_us, summary.rank_latency_max_us, summary.slowest_rank, result.kernelCount, result.flowCount,
                         result.messageCount, 0.25, timeline.rawValue, summaryJSON,
@@ -175,13 +177,21 @@ struct SchemaVersion4Tests {
         #expect(try fileBytes(path) == before)
     }
 
-    @Test("a database of a newer schema is refused, by open and by merge, and left as it was")
+    @Test("a database of a newer schema is refused, by every open mode and by merge, with a message, and left as it was")
     func newerSchema() throws {
         let path = try temporaryDatabasePath()
         _ = try RunStore(path: path)
         try DatabaseQueue(path: path).write { try $0.execute(sql: "INSERT INTO grdb_migrations VALUES ('v5')") }
         let before = try fileBytes(path)
-        #expect { try RunStore(path: path) } throws: { ($0 as? StoreError)?.code == .newerSchema }
+        for mode in [RunStore.Mode.create, .write, .read] {
+            #expect {
+                try RunStore(path: path, mode: mode)
+            } throws: { e in
+                let e = e as? StoreError
+                return e?.code == .newerSchema
+                    && e!.description == "\(path): has schema version v5, newer than this epsim knows (up to v4); it was left untouched: use a newer epsim"
+            }
+        }
         let target = try RunStore(path: try temporaryDatabasePath())
         #expect { try target.merge(from: path) } throws: { ($0 as? StoreError)?.code == .newerSchema }
         #expect(try fileBytes(path) == before)
@@ -217,7 +227,7 @@ struct SchemaVersion4Tests {
         #expect(try target.kernels(3) == bigResult.kernels)
 
         #expect { try target.merge(from: targetPath) } throws: { ($0 as? StoreError)?.code == .sameFile }
-        #expect { try target.merge(from: targetPath + ".missing") } throws: { ($0 as? StoreError)?.code == .cannotOpen }
+        #expect { try target.merge(from: targetPath + ".missing") } throws: { ($0 as? StoreError)?.code == .noDatabase }
         #expect(try target.list().count == 3)
     }
 }
