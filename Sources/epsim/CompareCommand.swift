@@ -59,7 +59,7 @@ struct CompareCommand: ParsableCommand {
             }
             for name in names {
                 let s = try loadScenario(path, schedule: name)
-                let (result, _) = try simulate(s, options: limits.options(timeline: .summary))
+                let (result, _) = try simulate(s, path: path, options: limits.options(timeline: .summary))
                 columns.append(.init(label: "\(s.name) [\(s.schedule.name)]", summary: RunSummary(result: result)))
             }
         }

@@ -27,7 +27,7 @@ func resolveRun(
     }
     let s = try loadScenario(item, schedule: schedule)
     try check(s.cluster.ranks, s.steps, item)
-    let (result, _) = try simulate(s, options: SimulationOptions(timeline: .full))
+    let (result, _) = try simulate(s, path: item, options: SimulationOptions(timeline: .full))
     return (result, "\(s.name) [\(s.schedule.name)]")
 }
 

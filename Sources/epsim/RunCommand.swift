@@ -57,7 +57,7 @@ struct RunCommand: ParsableCommand {
         // simulation and loses no run.
         let store = noStore ? nil : try database.open(.create)
         let keepKernels = timeline == .full || csv != nil || trace != nil
-        let (result, wall) = try simulate(s, options: limits.options(timeline: keepKernels ? .full : .summary))
+        let (result, wall) = try simulate(s, path: scenario, options: limits.options(timeline: keepKernels ? .full : .summary))
         var runID: Int64?
         if let store {
             runID = try withStore {
@@ -76,15 +76,16 @@ struct RunCommand: ParsableCommand {
     }
 }
 
-/// Runs a scenario, timing it, and maps a simulation failure to exit status 70.
-func simulate(_ s: Scenario, options: SimulationOptions) throws -> (RunResult, Double) {
+/// Runs a scenario, timing it, and maps a simulation failure to exit status 70 with a
+/// message naming the file it came from.
+func simulate(_ s: Scenario, path: String, options: SimulationOptions) throws -> (RunResult, Double) {
     let clock = ContinuousClock()
     let started = clock.now
     do {
         let result = try Simulation.run(s, options: options)
         return (result, (clock.now - started).seconds)
     } catch let error as SimulationError {
-        printError("error: \(error)")
+        printError("error: \(path): \(error.code.rawValue): \(error.message)")
         throw ExitCode(70)
     }
 }

@@ -20,19 +20,30 @@ struct ValidateCommand: ParsableCommand {
 
     @OptionGroup var limits: BudgetOptions
 
+    /// Checks every file, reporting each; exits with the first failing file's status.
     func run() throws {
+        var status: ExitCode?
         for path in scenarios {
-            let s = try loadScenario(path)
-            let options = limits.options(timeline: timeline == .full ? .full : .summary)
             do {
-                try Simulation.checkBudget(s, options: options)
-            } catch let error as SimulationError {
-                printError("error: \(path): \(error.code.rawValue): \(error.message)")
-                throw ExitCode(70)
+                try check(path)
+            } catch let code as ExitCode {
+                status = status ?? code
             }
-            print(
-                "\(path): ok (\(s.cluster.ranks) ranks, \(s.model.experts) experts, \(s.model.moeLayers) MoE layer\(s.model.moeLayers == 1 ? "" : "s"), schedule \(s.schedule.name); keeps \(Simulation.residentBytes(s, options: options)))"
-            )
         }
+        if let status { throw status }
+    }
+
+    func check(_ path: String) throws {
+        let s = try loadScenario(path)
+        let options = limits.options(timeline: timeline == .full ? .full : .summary)
+        do {
+            try Simulation.checkBudget(s, options: options)
+        } catch let error as SimulationError {
+            printError("error: \(path): \(error.code.rawValue): \(error.message)")
+            throw ExitCode(70)
+        }
+        print(
+            "\(path): ok (\(s.cluster.ranks) ranks, \(s.model.experts) experts, \(s.model.moeLayers) MoE layer\(s.model.moeLayers == 1 ? "" : "s"), schedule \(s.schedule.name); keeps \(Simulation.residentBytes(s, options: options)))"
+        )
     }
 }

@@ -164,5 +164,17 @@ struct BudgetCommandTests {
         #expect(ok.stdout.contains("\(path): ok"))
         let bad = try CLI.run(["run", path, "--max-memory-gb", "-1"])
         #expect(bad.status == 64 && bad.stderr.contains("--max-memory-gb"))
+        let run = try CLI.run(["run", path, "--no-store"])
+        #expect(run.stderr.contains("error: \(path): budget-exceeded: "), "a run's refusal names its file: \(run.stderr)")
+    }
+
+    @Test("validate reports every file, good and bad, and exits with the first failure's status")
+    func validateEveryFile() throws {
+        let first = try CLI.temporaryFile("cluster: {ranks: 3}\nmodel: {experts: 8}\n")
+        let second = try CLI.temporaryFile("cluster: {ranks: 0}\n")
+        let out = try CLI.run(["validate", first, "Scenarios/balanced.yaml", second])
+        #expect(out.status == 65)
+        #expect(out.stderr.contains(first) && out.stderr.contains(second), "\(out.stderr)")
+        #expect(out.stdout.contains("Scenarios/balanced.yaml: ok"))
     }
 }
