@@ -93,6 +93,7 @@ extension RunStore {
     /// file is opened `immutable` (SQLite then takes no locks: right for a file nobody is
     /// writing, which a database without a `-wal` is not, at that moment).
     static func openReadOnly(path: String) throws -> DatabaseQueue {
+        try checkHeader(path: path)
         func open(_ name: String) throws -> DatabaseQueue {
             let queue = try DatabaseQueue(path: name, configuration: readerConfiguration)
             do {
@@ -132,6 +133,18 @@ extension RunStore {
         } catch {
             try? queue.close()
             throw error
+        }
+    }
+
+    /// Throws `notADatabase` when the file at `path` has content that does not begin with
+    /// SQLite's 16-byte header ("SQLite format 3\0"): SQLite would take a file shorter than a
+    /// page for an empty database and write over it. An empty file passes (a new database).
+    static func checkHeader(path: String) throws {
+        guard let handle = FileHandle(forReadingAtPath: path) else { return }
+        defer { try? handle.close() }
+        let head = (try? handle.read(upToCount: 16)) ?? Data()
+        guard head.isEmpty || head == Data("SQLite format 3\u{0}".utf8) else {
+            throw StoreError(.notADatabase, path: path, message: "is not an SQLite database, or is damaged (its first bytes are not SQLite's header); left as it was")
         }
     }
 

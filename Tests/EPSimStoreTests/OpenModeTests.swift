@@ -82,6 +82,17 @@ struct OpenModeTests {
             createdAt: createdAt)
     }
 
+    @Test("a short file that is not SQLite (SQLite would take it for a new database) is refused by every mode, bytes unchanged", arguments: ["\n", "x", "not a database at all\n"])
+    func shortNonSQLite(_ text: String) throws {
+        let path = try temporaryDatabasePath()
+        try text.write(toFile: path, atomically: false, encoding: .utf8)
+        let before = try FileState(path)
+        for mode in [RunStore.Mode.read, .write, .create] {
+            #expect { _ = try RunStore(path: path, mode: mode) } throws: { ($0 as? StoreError)?.code == .notADatabase }
+        }
+        #expect(try FileState(path) == before)
+    }
+
     @Test("a foreign SQLite file is refused by every mode and by merge, named in the message, bytes and mtime unchanged", arguments: ForeignFile.allCases)
     func foreign(_ kind: ForeignFile) throws {
         let path = try temporaryDatabasePath()
