@@ -149,6 +149,14 @@ extension Scenario {
         }
     }
 
+    /// The largest scenario file read, 8 MiB: a list of every rank's value at the most
+    /// ranks takes 50 kB, every expert's slot at the most experts 0.5 MB, and a file much
+    /// larger only costs seconds and gigabytes before its error (a 50 MB list took 25 s and
+    /// 3.6 GB to refuse).
+    public static let maxScenarioBytes = 8 << 20
+    /// The largest routing trace or measured table read: 1 GiB.
+    public static let maxDataFileBytes = 1 << 30
+
     /// Reads a text file (a scenario, or another text input of a command) with `open` and
     /// `read`, so that a pipe, a FIFO or a process substitution (`<(cat f)`, `/dev/fd/63`)
     /// reads as well as a regular file; Foundation's `String(contentsOfFile:)` refuses them.
@@ -158,7 +166,7 @@ extension Scenario {
     /// - Throws: ``ScenarioError`` (`unreadable-file`) saying what is wrong: the file does not
     ///   exist, may not be read, is a directory, is larger than `maxBytes`, or is not UTF-8
     ///   text (with the line and column of the first byte that is not).
-    public static func readText(path: String, expected: String = "a scenario YAML file", maxBytes: Int = 64 << 20) throws -> String {
+    public static func readText(path: String, expected: String = "a scenario YAML file", maxBytes: Int = maxScenarioBytes) throws -> String {
         func failure(_ message: String, line: Int? = nil, column: Int? = nil) -> ScenarioError {
             ScenarioError(.unreadableFile, file: path, keyPath: "", line: line, column: column, message: message)
         }

@@ -85,8 +85,11 @@ extension ScenarioDecoder {
     func loadTable(_ value: YAMLValue) throws -> [KernelKind: [MeasuredPoint]] {
         let name = try value.string()
         let path = name.hasPrefix("/") ? name : baseDirectory + "/" + name
-        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
-            throw value.error(.unreadableFile, "cannot read the measured-times table \(path)")
+        let text: String
+        do {
+            text = try Scenario.readText(path: path, expected: "a measured-times CSV", maxBytes: Scenario.maxDataFileBytes)
+        } catch let error as ScenarioError {
+            throw value.error(.unreadableFile, "the measured-times table \(path) \(error.message)")
         }
         var table: [KernelKind: [MeasuredPoint]] = [:]
         for (i, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {

@@ -158,8 +158,11 @@ extension ScenarioDecoder {
         }
         let name = try fileValue.string()
         let path = name.hasPrefix("/") ? name : baseDirectory + "/" + name
-        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
-            throw fileValue.error(.unreadableFile, "cannot read the routing trace \(path)")
+        let text: String
+        do {
+            text = try Scenario.readText(path: path, expected: "a routing trace CSV", maxBytes: Scenario.maxDataFileBytes)
+        } catch let error as ScenarioError {
+            throw fileValue.error(.unreadableFile, "the routing trace \(path) \(error.message)")
         }
         return try RoutingTrace.parse(text, file: path, ranks: ranks, experts: model.experts, topK: model.topK, moeLayers: model.moeLayers)
     }
