@@ -102,7 +102,7 @@ struct TimeOverflowTests {
             _ = try Simulation.run(s, options: .init(timeline: .summary))
         } throws: { error in
             guard let e = error as? SimulationError else { return false }
-            return e.code == .timeOverflow && e.message.contains("53") && e.message.contains("rank")
+            return e.code == .timeOverflow && e.message.contains("53 days") && e.message.contains("costs.gemm_us")
         }
         // Every per-message cost times every message: saturates, then stops cleanly.
         let perMessage = try Scenario.parse(

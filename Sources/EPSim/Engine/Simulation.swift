@@ -83,8 +83,11 @@ public enum Simulation {
     }
 
     /// Throws ``SimulationError`` (`budget-exceeded`) when a run of `scenario` with `options`
-    /// would keep more than its memory budget; says which part and what to change.
+    /// would keep more than its memory budget, saying which part and what to change, and
+    /// (`time-overflow`) when its durations could carry it past ``SimTime/horizon``
+    /// (``checkTimeBound(_:)``). `run` and `validate` both call it before simulating.
     public static func checkBudget(_ scenario: Scenario, options: SimulationOptions) throws {
+        try checkTimeBound(scenario)
         guard let limit = options.budget.memoryBytes else { return }
         let estimate = residentBytes(scenario, options: options)
         guard estimate.total > limit else { return }
