@@ -140,6 +140,12 @@ extension RunStore {
     /// SQLite's 16-byte header ("SQLite format 3\0"): SQLite would take a file shorter than a
     /// page for an empty database and write over it. An empty file passes (a new database).
     static func checkHeader(path: String) throws {
+        // A device or FIFO (`--db /dev/null`) is not a database file: SQLite would put its
+        // journal files beside it and a failed merge would remove it.
+        var info = stat()
+        if stat(path, &info) == 0 && info.st_mode & S_IFMT != S_IFREG {
+            throw StoreError(.cannotOpen, path: path, message: "is not a regular file; a run database is a file")
+        }
         guard let handle = FileHandle(forReadingAtPath: path) else { return }
         defer { try? handle.close() }
         let head = (try? handle.read(upToCount: 16)) ?? Data()
@@ -173,6 +179,7 @@ extension RunStore {
     /// 4. `BEGIN IMMEDIATE; ROLLBACK` proves the write lock can be taken: a read-only file is
     ///    refused now rather than after a long simulation.
     static func openForWriting(path: String, create: Bool) throws -> DatabasePool {
+        if FileManager.default.fileExists(atPath: path) { try checkHeader(path: path) }
         if !create || FileManager.default.fileExists(atPath: path) { try checkExists(path: path) }
         let folder = URL(fileURLWithPath: path).deletingLastPathComponent().path
         var isDirectory: ObjCBool = false

@@ -90,16 +90,22 @@ func validateOutputPath(_ path: String?, option: String) throws {
 }
 
 /// Writes an output file (SVG, CSV, trace, Markdown), or prints why it cannot be written and
-/// exits 73. A path that exists and is not a regular file (`/dev/stdout`, a FIFO) is written
-/// in place; any other is replaced atomically.
+/// exits 73. A path that exists and is not a regular file (`/dev/stdout`, `/dev/null`, a
+/// FIFO), or is a symbolic link, is written in place (an atomic replace would put a regular
+/// file where the device or link was); any other is replaced atomically.
 func writeOutput(_ text: String, to path: String, what: String) throws {
     var info = stat()
-    let special = stat(path, &info) == 0 && info.st_mode & S_IFMT != S_IFREG
+    var link = stat()
+    let special = (stat(path, &info) == 0 && info.st_mode & S_IFMT != S_IFREG) || (lstat(path, &link) == 0 && link.st_mode & S_IFMT == S_IFLNK)
     do {
         if special {
             guard let handle = FileHandle(forWritingAtPath: path) else { throw CocoaError(.fileWriteNoPermission) }
             defer { try? handle.close() }
-            try handle.write(contentsOf: Data(text.utf8))
+            let data = Data(text.utf8)
+            try handle.write(contentsOf: data)
+            // Through a link to a longer file, cut what the old content left (a device or
+            // a pipe has no length to cut: that fails, harmlessly).
+            try? handle.truncate(atOffset: UInt64(data.count))
         } else {
             try text.write(toFile: path, atomically: true, encoding: .utf8)
         }

@@ -262,3 +262,35 @@ struct DatabaseMisuseTests {
 extension String {
     fileprivate func repeated(_ n: Int) -> String { String(repeating: self, count: n) }
 }
+
+@Suite("Devices stay devices")
+struct DeviceTests {
+    /// `/dev/null`'s kind and device numbers.
+    static func devNull() -> (Bool, UInt64) {
+        var info = stat()
+        guard stat("/dev/null", &info) == 0 else { return (false, 0) }
+        return (info.st_mode & S_IFMT == S_IFCHR, UInt64(info.st_rdev))
+    }
+
+    @Test("/dev/null as an output or a database is written through or refused, never replaced by a file")
+    func devNullSurvives() throws {
+        let before = Self.devNull()
+        #expect(before.0, "/dev/null is a character device before the test")
+        for command in [
+            ["run", "Scenarios/balanced.yaml", "--no-store", "--csv", "/dev/null"],
+            ["run", "Scenarios/balanced.yaml", "--no-store", "--trace", "/dev/null"],
+            ["plot", "Scenarios/balanced.yaml", "--svg", "/dev/null"],
+        ] {
+            let out = try CLI.run(command)
+            #expect(out.status == 0, "\(command): \(out.stderr)")
+        }
+        let source = URL(fileURLWithPath: try CLI.temporaryFile("", name: "x")).deletingLastPathComponent().appendingPathComponent("source.sqlite").path
+        #expect(try CLI.run(["run", "Scenarios/balanced.yaml", "--db", source]).status == 0)
+        for command in [["run", "Scenarios/balanced.yaml", "--db", "/dev/null"], ["runs", "list", "--db", "/dev/null"], ["db", "merge", "/dev/null", source]] {
+            let out = try CLI.run(command)
+            #expect(out.status == 74 && out.stderr.contains("/dev/null: is not a regular file"), "\(command): \(out.stderr)")
+        }
+        #expect(Self.devNull() == before, "/dev/null is still the same device")
+        #expect(!FileManager.default.fileExists(atPath: "/dev/null-wal"))
+    }
+}
