@@ -30,12 +30,17 @@ enum CLI {
     }()
 
     static func run(_ arguments: [String], executable: URL = executable, environment: [String: String] = [:]) throws -> Output {
+        try spawn(executable, arguments, environment: environment.merging(["EPSIM_DB": scratchDatabase]) { given, _ in given })
+    }
+
+    /// Runs `executable` with `arguments` in `directory`, the environment changed by
+    /// `environment` (a nil value removes the variable), and captures what it prints.
+    static func spawn(_ executable: URL, _ arguments: [String], in directory: URL = repoRoot, environment: [String: String?]) throws -> Output {
         let process = Process()
         process.executableURL = executable
         process.arguments = arguments
-        process.currentDirectoryURL = repoRoot
+        process.currentDirectoryURL = directory
         var env = ProcessInfo.processInfo.environment
-        env["EPSIM_DB"] = scratchDatabase
         for (k, v) in environment { env[k] = v }
         process.environment = env
         let out = Pipe()

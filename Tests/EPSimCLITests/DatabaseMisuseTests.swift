@@ -18,23 +18,11 @@ struct DatabaseMisuseTests {
     static func epsim(_ arguments: [String], in directory: URL = CLI.repoRoot, environment: [String: String] = [:], prefix: [String] = []) throws
         -> CLI.Output
     {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: prefix.first ?? CLI.executable.path)
-        process.arguments = prefix.isEmpty ? arguments : Array(prefix.dropFirst()) + [CLI.executable.path] + arguments
-        process.currentDirectoryURL = directory
-        var env = ProcessInfo.processInfo.environment
-        env["EPSIM_DB"] = nil
+        var env: [String: String?] = ["EPSIM_DB": nil]
         for (k, v) in environment { env[k] = v }
-        process.environment = env
-        let out = Pipe()
-        let err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        try process.run()
-        let stdout = out.fileHandleForReading.readDataToEndOfFile()
-        let stderr = err.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return CLI.Output(status: process.terminationStatus, stdout: String(decoding: stdout, as: UTF8.self), stderr: String(decoding: stderr, as: UTF8.self))
+        return try CLI.spawn(
+            URL(fileURLWithPath: prefix.first ?? CLI.executable.path),
+            prefix.isEmpty ? arguments : Array(prefix.dropFirst()) + [CLI.executable.path] + arguments, in: directory, environment: env)
     }
 
     /// The file's bytes and modification time.

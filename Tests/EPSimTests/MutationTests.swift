@@ -25,26 +25,31 @@ struct MutationTests {
         "zipf", "{distribution: zipf, exponent: 1.2, max: 64}", "[0, 1, 0, 1]", "100000",
     ]
 
-    /// One mutation of `text`: a scalar replaced, a line dropped or doubled, the text cut.
-    static func mutate(_ text: String, _ g: inout SplitMix64) -> String {
+    /// One mutation of `text`: a line dropped or doubled, the text cut, or one line changed
+    /// by `change` (nil: left as it was).
+    static func mutateLines(_ text: String, _ g: inout SplitMix64, change: (String, inout SplitMix64) -> String?) -> String {
         var lines = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
-        guard !lines.isEmpty else { return text }
         let i = g.next(below: lines.count)
         switch g.next(below: 6) {
         case 0: lines.remove(at: i)
         case 1: lines.insert(lines[i], at: i)
         case 2: return String(text.prefix(g.next(below: text.count + 1)))
-        default:
-            // Replace one number or word after a colon or inside a flow collection.
-            let line = lines[i]
+        default: if let changed = change(lines[i], &g) { lines[i] = changed }
+        }
+        return lines.joined(separator: "\n")
+    }
+
+    /// One mutation of a scenario: as ``mutateLines(_:_:change:)``, a changed line getting one
+    /// number or word after a colon or inside a flow collection replaced.
+    static func mutate(_ text: String, _ g: inout SplitMix64) -> String {
+        mutateLines(text, &g) { line, g in
             let scalars = line.matches(of: /[:,\[{] ?([A-Za-z0-9_.+\-]+)/).map { $0.output.1 }
-            guard !scalars.isEmpty else { return lines.joined(separator: "\n") }
+            guard !scalars.isEmpty else { return nil }
             var copy = line
             let target = scalars[g.next(below: scalars.count)]
             copy.replaceSubrange(target.startIndex..<target.endIndex, with: values[g.next(below: values.count)])
-            lines[i] = copy
+            return copy
         }
-        return lines.joined(separator: "\n")
     }
 
     @Test("mutations of every shipped scenario never trap; what validate accepts runs", arguments: Array(0..<12))
@@ -118,20 +123,12 @@ struct MutationTests {
         #expect(ran > 0)
     }
 
-    /// One mutation of a CSV: a cell replaced, a line dropped or doubled, the text cut.
+    /// One mutation of a CSV: as ``mutateLines(_:_:change:)``, a changed line getting one cell replaced.
     static func mutateCSV(_ text: String, _ g: inout SplitMix64) -> String {
-        var lines = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
-        let i = g.next(below: lines.count)
-        switch g.next(below: 5) {
-        case 0: lines.remove(at: i)
-        case 1: lines.insert(lines[i], at: i)
-        case 2: return String(text.prefix(g.next(below: text.count + 1)))
-        default:
-            var cells = lines[i].split(separator: ",", omittingEmptySubsequences: false).map(String.init)
-            guard !cells.isEmpty else { break }
+        mutateLines(text, &g) { line, g in
+            var cells = line.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
             cells[g.next(below: cells.count)] = ["", "-1", "0", "1e15", "1e300", "nan", "x", "99999999999999999999", "3", "MLP", "ATTN1", " 2 "][g.next(below: 12)]
-            lines[i] = cells.joined(separator: ",")
+            return cells.joined(separator: ",")
         }
-        return lines.joined(separator: "\n")
     }
 }
