@@ -119,17 +119,21 @@ public enum Plot {
 
     /// Grouped bars: one stacked bar per run, the slowest rank's step broken down by kind.
     public static func compare(_ columns: [(label: String, summary: RunSummary)], title: String) -> String {
-        let parts: [(String, String, (RunSummary.RankRow) -> Double)] = [
+        let allParts: [(String, String, (RunSummary.RankRow) -> Double)] = [
             ("attention", "#4e79a7", { $0[.attention] }), ("shared", "#59a14f", { $0[.shared] }), ("dense", "#b07aa1", { $0[.dense] }),
             ("gemm", "#edc948", { $0[.gemm] }), ("dispatch work", "#f28e2b", { $0[.dispatch] - $0[.dispatchWait] }),
             ("dispatch wait", "#f7c08a", { $0[.dispatchWait] }), ("combine work", "#e15759", { $0[.combine] - $0[.combineWait] }),
-            ("combine wait", "#f2a6a7", { $0[.combineWait] }),
+            ("combine wait", "#f2a6a7", { $0[.combineWait] }), ("barrier", "#9c755f", { $0[.barrier] }),
+            ("launch gaps", "#bab0ac", { $0[.launchGaps] }),
         ]
         let rows = columns.map { c -> (String, RunSummary.RankRow?, Double) in
             let step = c.summary.step_latencies_us.firstIndex(of: c.summary.step_latency_us) ?? 0
             let row = c.summary.per_rank.filter { $0.step == step }.max { $0[.e2e] < $1[.e2e] }
             return (c.label, row, c.summary.step_latency_us)
         }
+        // Barrier and launch-gap segments (and their legend) only where a run has them.
+        let optional: Set<String> = ["barrier", "launch gaps"]
+        let parts = allParts.filter { p in !optional.contains(p.0) || rows.contains { r in r.1.map { p.2($0) != 0 } ?? false } }
         let maxValue = rows.map { r in max(r.2, r.1.map { row in parts.map { $0.2(row) }.reduce(0, +) } ?? 0) }.max() ?? 1
         // Labels go under their bars on up to three lines ("run 1:", the scenario, "[schedule]").
         func labelLines(_ label: String) -> [String] {

@@ -69,3 +69,20 @@ struct PlotTests {
         #expect(throws: PlotError.self) { try Plot.lines(csv: csv, x: "nope", y: "step_latency_us", series: nil, title: "") }
     }
 }
+
+@Suite("Comparison bars add up")
+struct CompareBarsTests {
+    @Test("a run with barriers gets a barrier segment, and its bar reaches its step latency; one without has no such legend")
+    func barrierSegment() throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
+        let barriers = RunSummary(result: try Simulation.run(try Scenario.load(path: root + "/Scenarios/batch-imbalance-barriers.yaml")))
+        let plain = RunSummary(result: try Simulation.run(try Scenario.load(path: root + "/Scenarios/batch-imbalance.yaml")))
+        let svg = Plot.compare([("barriers", barriers), ("plain", plain)], title: "t")
+        #expect(svg.contains("barriers: barrier 8.000 us"))
+        #expect(!Plot.compare([("plain", plain)], title: "t").contains(">barrier<"))
+        // The slowest rank's segments sum to its e2e, which is the step latency here.
+        let row = barriers.per_rank.max { $0[.e2e] < $1[.e2e] }!
+        let parts: [RankMetric] = [.attention, .shared, .dense, .gemm, .dispatch, .combine, .barrier, .launchGaps]
+        #expect(abs(parts.map { row[$0] }.reduce(0, +) - barriers.step_latency_us) < 1e-6)
+    }
+}
