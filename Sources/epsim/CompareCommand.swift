@@ -55,6 +55,9 @@ struct CompareCommand: ParsableCommand {
                 if store == nil { store = try database.open(.read) }
                 let run = try withStore { try store!.run(id) }
                 columns.append(.init(label: "run \(id): \(run.listing.scenarioName) [\(run.listing.schedule)]", summary: run.summary))
+                if scheduleNames != nil {
+                    printError("note: run \(id) was simulated under \(run.listing.schedule) and is shown as stored; --schedules applies to scenario files")
+                }
                 continue
             }
             for name in names {
