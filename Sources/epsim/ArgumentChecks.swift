@@ -89,6 +89,30 @@ func validateOutputPath(_ path: String?, option: String) throws {
     }
 }
 
+/// Refuses (exit 64) an output path that is the same file as an input of the command (its
+/// scenario, a table or trace, the run database) or as another output: writing it would
+/// destroy what the command reads or has just written. Devices and pipes (`/dev/stdout`)
+/// may be shared. Files that exist are compared by device and inode (links included),
+/// others by their absolute path.
+func validateDistinctOutputs(_ outputs: [(option: String, path: String?)], inputs: [(what: String, path: String?)]) throws {
+    func identity(_ path: String) -> String? {
+        var info = stat()
+        if stat(path, &info) == 0 {
+            guard info.st_mode & S_IFMT == S_IFREG else { return nil }
+            return "\(info.st_dev):\(info.st_ino)"
+        }
+        return URL(fileURLWithPath: path).standardizedFileURL.resolvingSymlinksInPath().path
+    }
+    var seen: [(String, String)] = inputs.compactMap { input in input.path.flatMap(identity).map { ($0, input.what) } }
+    for (option, path) in outputs {
+        guard let path, let id = identity(path) else { continue }
+        if let clash = seen.first(where: { $0.0 == id }) {
+            throw ValidationError("\(option) \(path): is \(clash.1); writing it would overwrite it (give another path)")
+        }
+        seen.append((id, "the path of \(option)"))
+    }
+}
+
 /// Writes an output file (SVG, CSV, trace, Markdown), or prints why it cannot be written and
 /// exits 73. A path that exists and is not a regular file (`/dev/stdout`, `/dev/null`, a
 /// FIFO), or is a symbolic link, is written in place (an atomic replace would put a regular
@@ -123,5 +147,21 @@ func writeOutput(_ text: String, to path: String, what: String) throws {
         }
         printError("error: cannot write \(what) to \(path): \(reason)")
         throw ExitCode(73)
+    }
+}
+
+/// The files a scenario file names (`table:` and `file:` values, relative to its folder), as
+/// inputs an output must not overwrite; read loosely from its text, since the scenario is
+/// read only later (nothing, if it cannot be read).
+func referencedFiles(_ scenario: String) -> [(what: String, path: String?)] {
+    // A regular file only: a pipe (`<(cat f)`) read here would be empty when read for real.
+    var info = stat()
+    guard stat(scenario, &info) == 0, info.st_mode & S_IFMT == S_IFREG, info.st_size < 8 << 20,
+        let text = try? String(contentsOfFile: scenario, encoding: .utf8)
+    else { return [] }
+    let folder = (scenario as NSString).deletingLastPathComponent
+    return text.matches(of: /(?:table|file):\s*["']?([^\s,}"']+)/).map { match in
+        let name = String(match.output.1)
+        return ("a file the scenario reads", name.hasPrefix("/") ? name : (folder.isEmpty ? name : folder + "/" + name))
     }
 }

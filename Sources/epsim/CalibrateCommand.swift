@@ -76,6 +76,8 @@ struct CalibrateCommand: ParsableCommand {
         if table != nil && compute == nil { throw ValidationError("--table needs --compute (the measurements to take the times from)") }
         try validateOutputPath(markdown, option: "--markdown")
         try validateOutputPath(table, option: "--table")
+        try validateDistinctOutputs(
+            [("--markdown", markdown), ("--table", table)], inputs: measurements.map { ("a measurement file", $0) } + [("the --compute file", compute)])
         var isDirectory: ObjCBool = false
         let usesScenarios = markdown != nil || (measurements.isEmpty && compute == nil)
         if usesScenarios, !(FileManager.default.fileExists(atPath: scenarios, isDirectory: &isDirectory) && isDirectory.boolValue) {

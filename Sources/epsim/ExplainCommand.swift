@@ -146,6 +146,10 @@ struct PlotCommand: ParsableCommand {
 
     func validate() throws {
         try validateOutputPath(svg, option: "--svg")
+        try validateDistinctOutputs(
+            [("--svg", svg)],
+            inputs: [("the run database", database.resolvedPath), ("the --csv file", csv)] + items.map { ("an input", $0) }
+                + items.flatMap(referencedFiles))
         try validateStep(step)
         if let ranks { _ = try RankSelection(parsing: ranks) }
         let timelineOnly = [("--ranks", ranks != nil), ("--step", step != nil)].filter(\.1).map(\.0)

@@ -48,6 +48,9 @@ struct RunCommand: ParsableCommand {
         try validateSchedule(schedule)
         try validateOutputPath(csv, option: "--csv")
         try validateOutputPath(trace, option: "--trace")
+        try validateDistinctOutputs(
+            [("--csv", csv), ("--trace", trace)],
+            inputs: [("the scenario", scenario), ("the run database", noStore ? nil : database.resolvedPath)] + referencedFiles(scenario))
     }
 
     func run() throws {

@@ -84,6 +84,7 @@ struct ExportCommand: ParsableCommand {
         if csv == nil && trace == nil { throw ValidationError("give --csv PATH and/or --trace PATH") }
         try validateOutputPath(csv, option: "--csv")
         try validateOutputPath(trace, option: "--trace")
+        try validateDistinctOutputs([("--csv", csv), ("--trace", trace)], inputs: [("the run database", database.resolvedPath)])
     }
 
     func run() throws {

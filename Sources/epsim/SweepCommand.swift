@@ -136,22 +136,28 @@ struct SweepCommand: ParsableCommand {
 /// SIGINT (Ctrl-C) and SIGTERM (what Slurm's `scancel`, a job's time limit and Kubernetes
 /// send) stop a sweep cleanly: no more points are handed out, those in flight finish and
 /// are stored, the completed rows are printed, and the exit status is 128 + the signal
-/// (130, 143), as a shell reports a process the signal ended. A second signal exits at once
-/// with that status, leaving the points stored so far.
+/// (130, 143), as a shell reports a process the signal ended. A second signal at least a
+/// second after the first exits at once with that status, leaving the points stored so far
+/// (one sooner is the same stop delivered twice: GNU `timeout` signals the process and then
+/// its group).
 final class StopSignals: @unchecked Sendable {
     private let lock = NSLock()
     private var sources: [DispatchSourceSignal] = []
     private var first: Int32?
+    private var firstAt = ContinuousClock.now
 
     init(_ runner: SweepRunner) {
         for number in [SIGINT, SIGTERM] {
             signal(number, SIG_IGN)
             let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
             source.setEventHandler { [self] in
-                let repeated = lock.withLock {
-                    defer { first = first ?? number }
-                    return first != nil
+                let (repeated, soon) = lock.withLock {
+                    defer {
+                        if first == nil { (first, firstAt) = (number, ContinuousClock.now) }
+                    }
+                    return (first != nil, ContinuousClock.now - firstAt < .seconds(1))
                 }
+                if repeated && soon { return }
                 if repeated {
                     FileHandle.standardError.write(Data("\nsecond signal: exiting now; the points completed so far are stored\n".utf8))
                     _exit(128 + (lock.withLock { first } ?? number))

@@ -282,3 +282,33 @@ struct DeviceTests {
         #expect(!FileManager.default.fileExists(atPath: "/dev/null-wal"))
     }
 }
+
+@Suite("Outputs never overwrite inputs")
+struct OutputClashTests {
+    @Test("an output that is the database, the scenario, a table it reads or another output is a usage error; nothing is changed")
+    func clashes() throws {
+        let dir = URL(fileURLWithPath: try CLI.temporaryFile("", name: "x")).deletingLastPathComponent()
+        let db = dir.appendingPathComponent("a.sqlite").path
+        let scenario = dir.appendingPathComponent("s.yaml").path
+        let table = dir.appendingPathComponent("tab.csv").path
+        try String(contentsOfFile: CLI.repoRoot.path + "/Scenarios/tables/h200-shared-dense-fp8.csv", encoding: .utf8).write(toFile: table, atomically: true, encoding: .utf8)
+        try "hardware: h200\ncluster: {ranks: 2}\ncosts: {table: tab.csv}\n".write(toFile: scenario, atomically: true, encoding: .utf8)
+        #expect(try CLI.run(["run", scenario, "--db", db]).status == 0)
+        let before = try [db, scenario, table].map { try Data(contentsOf: URL(fileURLWithPath: $0)) }
+        try FileManager.default.createSymbolicLink(atPath: dir.appendingPathComponent("link.sqlite").path, withDestinationPath: db)
+        for (arguments, message) in [
+            (["run", scenario, "--db", db, "--csv", db], "is the run database"),
+            (["run", scenario, "--db", db, "--trace", dir.appendingPathComponent("link.sqlite").path], "is the run database"),
+            (["run", scenario, "--no-store", "--trace", scenario], "is the scenario"),
+            (["run", scenario, "--no-store", "--csv", table], "is a file the scenario reads"),
+            (["run", scenario, "--no-store", "--csv", dir.appendingPathComponent("x.csv").path, "--trace", dir.appendingPathComponent("x.csv").path], "is the path of --csv"),
+            (["export", "1", "--db", db, "--trace", db], "is the run database"),
+            (["plot", "1", "--db", db, "--svg", db], "is the run database"),
+            (["plot", scenario, "--svg", scenario], "is an input"),
+        ] {
+            let out = try CLI.run(arguments)
+            #expect(out.status == 64 && out.stderr.contains(message), "\(arguments): \(out.stderr)")
+        }
+        #expect(try [db, scenario, table].map { try Data(contentsOf: URL(fileURLWithPath: $0)) } == before)
+    }
+}
