@@ -36,6 +36,10 @@ struct ScenarioErrorTests {
         ("cluster: {ranks: 2}\nmodel: {experts: 4, top_k: 2, placement: [0, 0, 0, 0]}\n", .inconsistent, "model.placement", "rank 1 hosts no expert"),
         ("cluster: {ranks: 2}\nmodel: {experts: 4, top_k: 2, placement: [0, 1, 2, 0]}\n", .outOfRange, "model.placement[2]", "expected a rank in 0...1"),
         ("cluster: {ranks: 8, gpus_per_node: 8}\nnetwork: {nics_per_node: 3}\n", .inconsistent, "network.nics_per_node", "must divide gpus_per_node 8"),
+        (
+            "cluster: {ranks: 2}\nmodel: {experts: 16, top_k: 2, moe_layers: 1024}\nschedule: {body: " + String(repeating: "BARRIER ", count: 1000)
+                + "ATTN0 DISPATCH MLP COMBINE}\n", .invalidSchedule, "schedule", "expands to 1028096 kernels per step"
+        ),
         ("cluster: {ranks: 8, gpus_per_node: 4}\nnetwork: {nics_per_node: 8}\n", .outOfRange, "network.nics_per_node", "1 to gpus_per_node"),
         ("cluster: {ranks: 2}\ncluster: {ranks: 3}\n", .inconsistent, "cluster", "key given twice"),
         ("cluster: [ranks, 2]\n", .wrongType, "cluster", "expected a mapping of keys, found a list"),

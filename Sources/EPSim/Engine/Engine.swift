@@ -216,14 +216,7 @@ struct Engine<Net: NetworkModel & ~Copyable>: ~Copyable {
             let lane = Int(event.lane)
             guard event.version == lanes[lane].version else { continue }
             eventCount += 1
-            if eventCount & 0xFFFF == 0, let limit = options.budget.wallSeconds {
-                let elapsed = ContinuousClock.now - wallStart
-                if elapsed > .milliseconds(Int64((limit * 1000).rounded(.up))) {
-                    throw SimulationError(
-                        code: .budgetExceeded,
-                        message: "the run passed its time budget of \(limit) s at simulated time \(now) (\(eventCount) events)")
-                }
-            }
+            if eventCount & 0xFFFF == 0 { try checkWallBudget(at: now) }
             switch event.kind {
             case .sendDone: try sendDone(lane, at: now)
             case .kernelEnd: try finishKernel(lane, at: now)
@@ -242,6 +235,17 @@ struct Engine<Net: NetworkModel & ~Copyable>: ~Copyable {
             rankSteps: rankSteps, kernels: flattenKernels(), flows: flows,
             kernelCount: kernelCount, flowCount: flowCount, messageCount: messageCount, eventCount: eventCount + net.eventCount,
             blockedWait: blockedWait)
+    }
+
+    /// Throws `budget-exceeded` once the run has taken longer than its wall-time budget.
+    /// Checked every 65,536 events and before each layer's routing is drawn (a layer of a
+    /// million tokens takes seconds on its own).
+    func checkWallBudget(at now: SimTime) throws {
+        guard let limit = options.budget.wallSeconds else { return }
+        if ContinuousClock.now - wallStart > .milliseconds(Int64((limit * 1000).rounded(.up))) {
+            throw SimulationError(
+                code: .budgetExceeded, message: "the run passed its time budget of \(limit) s at simulated time \(now) (\(eventCount) events)")
+        }
     }
 
     /// Every rank's kernels in rank order, each rank's array freed once copied, so the
@@ -335,6 +339,9 @@ struct Engine<Net: NetworkModel & ~Copyable>: ~Copyable {
     mutating func startKernel(lane: Int, instruction i: Int, at now: SimTime, launched: Bool) throws {
         let r = lane >> 1
         let instr = instructions[i]
+        if (instr.kind == .mlp || instr.kind.sends) && routingCache[Int(ranks[r].step) * scenario.model.moeLayers + Int(instr.moeLayer)] == nil {
+            try checkWallBudget(at: now)
+        }
         if !launched && (!instr.kind.isCompute || computeWork(lane: lane, instruction: i).duration > .zero) {
             lanes[lane].phase = .launching
             lanes[lane].instruction = i

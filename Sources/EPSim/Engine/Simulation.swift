@@ -72,13 +72,21 @@ public enum Simulation {
         // One drain of deliveries can hold a flow to every rank from every rank (a normal-mode
         // count exchange completing everywhere at once).
         let deliveries = n * n * Double(MemoryLayout<Delivery>.stride)
+        // The program: each instruction, its place in its stream and the tables built from it
+        // (32 B each: measured with a 1M-instruction schedule, 91 MB peak for 99 MB estimated).
+        // A routing trace: every selection of every layer it gives, and its text while read.
+        let traceSelections = scenario.workload.trace.map { t in t.selections.values.reduce(0) { $0 + $1.reduce(0) { $0 + $1.count } } } ?? 0
+        let traceBytes = Double(traceSelections) * (4 + 8)
         // Each rank-step's figures are kept, and summarised once more for output.
         let perRankStep = Double(MemoryLayout<RankStepResult>.stride + 32 + RankMetric.allCases.count * 8)
         return ResidentEstimate(
             rankSteps: bytes(steps * n * perRankStep),
-            kernels: options.timeline == .full ? bytes(steps * n * instructions * Double(MemoryLayout<KernelRecord>.stride)) : 0,
+            // Every kernel once, and at the end one rank's while the timeline is flattened.
+            kernels: options.timeline == .full ? bytes(steps * n * instructions * Double(MemoryLayout<KernelRecord>.stride) * (1 + 1 / n)) : 0,
             flows: options.recordFlows ? bytes(steps * ops * n * n * Double(MemoryLayout<FlowRecord>.stride)) : 0,
-            engine: bytes(n * n * Double(MemoryLayout<Path>.stride) + n * instructions * 4 + network + routingTables + deliveries),
+            engine: bytes(
+                n * n * Double(MemoryLayout<Path>.stride) + n * instructions * 4 + instructions * Double(MemoryLayout<Instruction>.stride + 32) + network
+                    + routingTables + deliveries + traceBytes),
             process: ResidentEstimate.processBaseline)
     }
 

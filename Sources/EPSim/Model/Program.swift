@@ -18,7 +18,16 @@ public struct Program: Sendable {
     /// - Throws: ``ScheduleError`` naming the offending kernel when a kernel is missing or
     ///   repeated, comes before a kernel it depends on, the streams would wait on each
     ///   other, or (low-latency mode) DeepEP's two-buffer order would be broken.
+    /// The most kernels a step may expand to (the body times the MoE layers, plus the rest):
+    /// DeepSeek-V3's decode step is about 700; checked before any is built.
+    public static let maxInstructions = 1_000_000
+
     public init(spec: ScheduleSpec, denseLayers: Int, moeLayers: Int) throws(ScheduleError) {
+        let expanded = 3 * denseLayers + spec.prologue.count + spec.body.count * moeLayers + spec.epilogue.count
+        guard expanded <= Self.maxInstructions else {
+            throw ScheduleError(
+                "the schedule expands to \(expanded) kernels per step (a body of \(spec.body.count) kernels x \(moeLayers) MoE layers, and the rest); at most \(Self.maxInstructions)")
+        }
         microBatches = spec.microBatches
         mode = spec.mode
         commSMs = spec.commSMs
