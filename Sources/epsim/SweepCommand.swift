@@ -72,13 +72,13 @@ struct SweepCommand: ParsableCommand {
         // From here on SIGINT and SIGTERM stop the sweep cleanly (a signal during the load
         // makes it run no point).
         let signals = StopSignals(runner)
-        let scenarios: [Int: Scenario]
-        let invalid: [SweepPointError]
+        let loaded: [Int: Scenario]
+        let unreadable: [SweepPointError]
         do {
             if skipInvalid {
-                (scenarios, invalid) = try runner.loadValid()
+                (loaded, unreadable) = try runner.loadValid()
             } else {
-                (scenarios, invalid) = (try runner.load(), [])
+                (loaded, unreadable) = (try runner.load(), [])
             }
         } catch let error as SweepPointError {
             printError("error: \(error)")
@@ -88,7 +88,28 @@ struct SweepCommand: ParsableCommand {
             printError("error: \(error)")
             throw ExitCode(65)
         }
-        for error in invalid { printError("skipped: \(error)") }
+        for error in unreadable { printError("skipped: \(error)") }
+        // What run would refuse before simulating (the memory budget, the time bound) is
+        // checked for every point before any runs, as validate does for a file.
+        let options = limits.options(timeline: timeline == .full ? .full : .summary)
+        var scenarios = loaded
+        var invalid = unreadable.map(\.index)
+        for i in scenarios.keys.sorted() {
+            do {
+                try Simulation.checkBudget(scenarios[i]!, options: options)
+            } catch let error as SimulationError {
+                let what = "\(scenario): point \(i) (\(sweep.points[i].map(\.description).joined(separator: " "))): \(error.code.rawValue): \(error.message)"
+                guard skipInvalid else {
+                    printError("error: \(what)")
+                    printError("(every point is checked before any runs; --skip-invalid runs the others and lists this one)")
+                    throw ExitCode(70)
+                }
+                printError("skipped: \(what)")
+                scenarios[i] = nil
+                invalid.append(i)
+            }
+        }
+        invalid.sort()
         if scenarios.isEmpty && !invalid.isEmpty {
             printError("error: no valid point among the \(indices.count) points of this sweep\(shard == nil ? "" : " shard")")
             throw ExitCode(65)
@@ -97,7 +118,6 @@ struct SweepCommand: ParsableCommand {
         let text = runner.scenarioText
         let progress = Progress(total: scenarios.count)
         let started = ContinuousClock.now
-        let options = limits.options(timeline: timeline == .full ? .full : .summary)
         let timeline = self.timeline
         let path = scenario
         let points = sweep.points
@@ -121,7 +141,7 @@ struct SweepCommand: ParsableCommand {
         for failure in outcome.failures { printError("error: \(failure.message)") }
         if !invalid.isEmpty {
             printError(
-                "skipped \(invalid.count) invalid point\(invalid.count == 1 ? "" : "s") of \(indices.count): \(invalid.map { String($0.index) }.joined(separator: ", "))"
+                "skipped \(invalid.count) invalid point\(invalid.count == 1 ? "" : "s") of \(indices.count): \(invalid.map(String.init).joined(separator: ", "))"
             )
         }
         if outcome.stopped {

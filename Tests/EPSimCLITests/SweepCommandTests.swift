@@ -127,4 +127,16 @@ struct SweepCommandTests {
         let empty = try CLI.run(["sweep", "Scenarios/balanced.yaml", "--vary", "steps=1", "--shard", "1/2", "--skip-invalid", "--no-store"])
         #expect(empty.status == 0 && !empty.stderr.contains("error"), "\(empty.stderr)")
     }
+
+    @Test("a point run would refuse (past the time bound) is refused before any point runs, or skipped with --skip-invalid")
+    func pointOverTimeBound() throws {
+        let sweep = ["sweep", "Scenarios/balanced.yaml", "--vary", "costs.gemm_us=50,1000000000", "--vary", "steps=1,5000", "--no-store", "--format", "csv"]
+        let refused = try CLI.run(sweep)
+        #expect(refused.status == 70 && refused.stdout.isEmpty, "\(refused.stderr)")
+        #expect(refused.stderr.contains("point 3 (costs.gemm_us=1000000000 steps=5000): time-overflow"), "\(refused.stderr)")
+        let skipped = try CLI.run(sweep + ["--skip-invalid"])
+        #expect(skipped.status == 0, "\(skipped.stderr)")
+        #expect(skipped.stdout.split(separator: "\n").dropFirst().map { String($0.split(separator: ",")[0]) } == ["0", "1", "2"])
+        #expect(skipped.stderr.contains("skipped 1 invalid point of 4: 3"))
+    }
 }
