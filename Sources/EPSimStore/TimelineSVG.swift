@@ -192,7 +192,8 @@ public enum Plot {
         var groups: [String: [(Double, Double)]] = [:]
         var order: [String] = []
         for row in lines.dropFirst() where row.count == header.count {
-            guard let xv = Double(row[xi]), let yv = Double(row[yi]) else { continue }
+            // Not a number, or nan/inf: not a point to draw.
+            guard let xv = Double(row[xi]), let yv = Double(row[yi]), xv.isFinite, yv.isFinite else { continue }
             let key = si.map { row[$0] } ?? y
             if groups[key] == nil { order.append(key) }
             groups[key, default: []].append((xv, yv))
@@ -202,7 +203,9 @@ public enum Plot {
         let left = 80.0, top = 60.0, w = 640.0, h = 360.0
         var svg = SVG(width: left + w + 220, height: top + h + 70)
         svg.text(left, 25, title, size: 15, extra: "font-weight=\"bold\"")
-        let ytop = ymax * 1.08
+        // The y axis runs from 0; values too large to scale (beyond 1e300) are refused.
+        guard abs(ymax) < 1e300, abs(xmax) < 1e300, abs(xmin) < 1e300 else { throw PlotError("values beyond 1e300 cannot be drawn") }
+        let ytop = ymax > 0 ? ymax * 1.08 : 1
         func px(_ v: Double) -> Double { left + (xmax > xmin ? (v - xmin) / (xmax - xmin) : 0.5) * w }
         func py(_ v: Double) -> Double { top + h - v / ytop * h }
         let ytick = SVG.tickStep(ytop, count: 6)

@@ -86,3 +86,16 @@ struct CompareBarsTests {
         #expect(abs(parts.map { row[$0] }.reduce(0, +) - barriers.step_latency_us) < 1e-6)
     }
 }
+
+@Suite("Line charts of odd values")
+struct LineChartValueTests {
+    @Test("nan and inf rows are left out, values beyond 1e300 are refused, all-negative values still draw")
+    func oddValues() throws {
+        let svg = try Plot.lines(csv: "x,y\n1,2\n2,nan\n3,inf\n4,5\n", x: "x", y: "y", series: nil, title: "t")
+        #expect(!svg.contains("nan") && !svg.contains("inf"))
+        #expect(throws: PlotError.self) { try Plot.lines(csv: "x,y\n1,1e308\n2,3\n", x: "x", y: "y", series: nil, title: "t") }
+        let negative = try Plot.lines(csv: "x,y\n1,-2\n2,-3\n", x: "x", y: "y", series: nil, title: "t")
+        #expect(!negative.contains("nan"))
+        #expect(throws: PlotError.self) { try Plot.lines(csv: "x,y\n1,nan\n", x: "x", y: "y", series: nil, title: "t") }
+    }
+}
