@@ -339,7 +339,9 @@ struct Engine<Net: NetworkModel & ~Copyable>: ~Copyable {
     mutating func startKernel(lane: Int, instruction i: Int, at now: SimTime, launched: Bool) throws {
         let r = lane >> 1
         let instr = instructions[i]
-        if (instr.kind == .mlp || instr.kind.sends) && routingCache[Int(ranks[r].step) * scenario.model.moeLayers + Int(instr.moeLayer)] == nil {
+        if options.budget.wallSeconds != nil && (instr.kind == .mlp || instr.kind.sends)
+            && routingCache[Int(ranks[r].step) * scenario.model.moeLayers + Int(instr.moeLayer)] == nil
+        {
             try checkWallBudget(at: now)
         }
         if !launched && (!instr.kind.isCompute || computeWork(lane: lane, instruction: i).duration > .zero) {

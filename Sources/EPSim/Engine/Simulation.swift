@@ -51,9 +51,17 @@ public enum Simulation {
 
     /// What a run of `scenario` with `options` keeps resident, by part (see ``ResidentEstimate``).
     public static func residentBytes(_ scenario: Scenario, options: SimulationOptions) -> ResidentEstimate {
+        residentBytes(scenario, options: options, program: program(of: scenario))
+    }
+
+    /// The scenario's program, nil for a schedule the decoder would have refused.
+    static func program(of scenario: Scenario) -> Program? {
+        try? Program(spec: scenario.schedule, denseLayers: scenario.model.denseLayers, moeLayers: scenario.model.moeLayers)
+    }
+
+    static func residentBytes(_ scenario: Scenario, options: SimulationOptions, program: Program?) -> ResidentEstimate {
         let n = Double(scenario.cluster.ranks)
         let steps = Double(scenario.steps)
-        let program = try? Program(spec: scenario.schedule, denseLayers: scenario.model.denseLayers, moeLayers: scenario.model.moeLayers)
         let instructions = Double(program?.instructions.count ?? 0)
         let ops = Double(program?.commOpsPerStep ?? 0)
         let topology = Topology(cluster: scenario.cluster, network: scenario.network)
@@ -95,9 +103,11 @@ public enum Simulation {
     /// (`time-overflow`) when its durations could carry it past ``SimTime/horizon``
     /// (``checkTimeBound(_:)``). `run` and `validate` both call it before simulating.
     public static func checkBudget(_ scenario: Scenario, options: SimulationOptions) throws {
-        try checkTimeBound(scenario)
+        // One program for both checks (building it is most of their cost).
+        let program = program(of: scenario)
+        try checkTimeBound(scenario, program: program)
         guard let limit = options.budget.memoryBytes else { return }
-        let estimate = residentBytes(scenario, options: options)
+        let estimate = residentBytes(scenario, options: options, program: program)
         guard estimate.total > limit else { return }
         var advice = "reduce steps, layers or ranks"
         if estimate.kernels > 0 && estimate.total - estimate.kernels <= limit {

@@ -14,8 +14,11 @@ extension Simulation {
     /// link with every byte of the operation through it, and every fixed cost at its largest.
     /// Loose, never low.
     public static func simulatedTimeBound(_ scenario: Scenario) -> (micros: Double, dominant: String) {
-        guard let program = try? Program(spec: scenario.schedule, denseLayers: scenario.model.denseLayers, moeLayers: scenario.model.moeLayers)
-        else { return (0, "") }
+        simulatedTimeBound(scenario, program: program(of: scenario))
+    }
+
+    static func simulatedTimeBound(_ scenario: Scenario, program: Program?) -> (micros: Double, dominant: String) {
+        guard let program else { return (0, "") }
         let s = scenario
         let w = s.workload
         let n = Double(s.cluster.ranks)
@@ -92,7 +95,11 @@ extension Simulation {
     /// Throws ``SimulationError`` (`time-overflow`) when ``simulatedTimeBound(_:)`` reaches
     /// ``SimTime/horizon``: the run could pass the most simulated time EPSim represents.
     public static func checkTimeBound(_ scenario: Scenario) throws {
-        let (bound, dominant) = simulatedTimeBound(scenario)
+        try checkTimeBound(scenario, program: program(of: scenario))
+    }
+
+    static func checkTimeBound(_ scenario: Scenario, program: Program?) throws {
+        let (bound, dominant) = simulatedTimeBound(scenario, program: program)
         guard bound >= SimTime.horizon.micros else { return }
         throw SimulationError(
             code: .timeOverflow,
