@@ -25,7 +25,7 @@ struct RegressionDigestTests {
         ("Scenarios/decode-combine-exposed.yaml", [], "d68b450949b7cf6"),
         ("Scenarios/batch-imbalance-ep16.yaml", ["workload.routing=uniform"], "ec42d3b23d553ccb"),
         ("Scenarios/bench/deepseek-v3-prefill-ep32.yaml", ["cluster.ranks=8", "model.moe_layers=2", "workload.tokens_per_rank=256"], "1f9e3fbe78c4973b"),
-        ("Scenarios/bench/deepseek-v3-decode-ep64.yaml", ["cluster.ranks=16", "model.moe_layers=3", "steps=2"], "a388c212be6507e3"),
+        ("Scenarios/bench/deepseek-v3-decode-ep64.yaml", ["cluster.ranks=16", "model.moe_layers=3", "steps=2"], "f26aee63e88c0002"),
     ]
 
     @Test("timeline CSVs are byte-identical to the recorded ones", arguments: cases.indices)

@@ -18,7 +18,8 @@ struct NetworkModelPropertyTests {
             nvlink: LinkConfig(bandwidthGBps: [160, 413, .infinity][g.next(below: 3)], latency: .us(Double(g.next(below: 300)) / 100)),
             rdma: LinkConfig(bandwidthGBps: [25, 50, .infinity][g.next(below: 3)], latency: .us(Double(g.next(below: 800)) / 100)),
             nvlinkForLowLatency: g.next(below: 2) == 0, fenceControlMessages: g.next(below: 3) == 0,
-            rdmaDataDuringSend: g.next(below: 2) == 0, nicsPerNode: [1, 2, 4][g.next(below: 3)])
+            rdmaDataDuringSend: g.next(below: 2) == 0, nicsPerNode: [1, 2, 4][g.next(below: 3)],
+            nvlinkIngressGBps: [450, 200, 100, .infinity][g.next(below: 4)], rdmaMessageRateMps: [330, 10, .infinity][g.next(below: 3)])
     }
 
     /// A random set of flows: (flow, SEND start, SEND end); flow ids in `operation`.
@@ -75,14 +76,14 @@ struct NetworkModelPropertyTests {
             let (f, start, end) = flows[Int(d.flow.operation)]
             #expect(d.flow == f && d.started == start && d.posted == end, "a delivery carries its own flow")
             #expect(d.arrival >= end, "arrives after its control message leaves")
-            let alone = net.uncontendedArrival(bytes: f.bytes, path: f.path, started: start, posted: end)
+            let alone = net.uncontendedArrival(f, started: start, posted: end)
             #expect(d.arrival >= alone, "never earlier than alone on its links")
         }
         // Alone: exactly the uncontended arrival.
         for (f, start, end) in flows.prefix(10) {
             var single = make(config, topology)
             let one = drive(&single, [(f, start, end)])
-            #expect(one.count == 1 && one.first?.arrival == single.uncontendedArrival(bytes: f.bytes, path: f.path, started: start, posted: end))
+            #expect(one.count == 1 && one.first?.arrival == single.uncontendedArrival(f, started: start, posted: end))
         }
         // Deterministic.
         var again = make(config, topology)
@@ -94,6 +95,7 @@ struct NetworkModelPropertyTests {
         switch kind {
         case .ideal: Self.check({ IdealNetwork(config: $0, topology: $1) }, kind: kind, seed: seed)
         case .ports: Self.check({ PortNetwork(config: $0, topology: $1) }, kind: kind, seed: seed)
+        case .fair: Self.check({ FairNetwork(config: $0, topology: $1) }, kind: kind, seed: seed)
         }
     }
 

@@ -24,6 +24,18 @@ public enum DeepEPCalibration {
         Published(ep: 256, dispatchMicros: 194, combineMicros: 360),
     ]
 
+    /// DeepEP's first README table ("Low-latency kernels with pure RDMA", before the
+    /// 2025-06-05 NVLink change, #173): the same setting with every peer over RDMA, same-node
+    /// peers included. Kept as a second check, never fitted to.
+    public static let publishedAllRDMA: [Published] = [
+        Published(ep: 8, dispatchMicros: 163, combineMicros: 318),
+        Published(ep: 16, dispatchMicros: 173, combineMicros: 329),
+        Published(ep: 32, dispatchMicros: 182, combineMicros: 350),
+        Published(ep: 64, dispatchMicros: 186, combineMicros: 353),
+        Published(ep: 128, dispatchMicros: 192, combineMicros: 369),
+        Published(ep: 256, dispatchMicros: 194, combineMicros: 360),
+    ]
+
     public struct Row: Sendable {
         public var ep: Int
         public var experts: Int
@@ -37,11 +49,13 @@ public enum DeepEPCalibration {
     /// The scenario file of each EP size, in `directory`.
     public static func scenarioPath(ep: Int, directory: String) -> String { "\(directory)/deepep-ll-ep\(ep).yaml" }
 
-    /// Runs the family with `hardware` in place of the files' preset.
-    public static func run(directory: String, hardware: Hardware = .h800) throws -> [Row] {
-        try published.map { p in
+    /// Runs the family with `hardware` in place of the files' preset; `allRDMA`: with
+    /// `nvlink_for_ll: false`, against ``publishedAllRDMA``.
+    public static func run(directory: String, hardware: Hardware = .h800, allRDMA: Bool = false) throws -> [Row] {
+        try (allRDMA ? publishedAllRDMA : published).map { p in
             var s = try Scenario.load(path: scenarioPath(ep: p.ep, directory: directory))
             s.apply(hardware)
+            if allRDMA { s.network.nvlinkForLowLatency = false }
             let result = try Simulation.run(s)
             func mean(_ kind: KernelKind) -> Double {
                 let k = result.kernels.filter { $0.kind == kind }
@@ -79,10 +93,17 @@ public enum DeepEPCalibration {
     }
 
     /// The comparison as a Markdown table (a section of `docs/validation.md`).
-    public static func tableMarkdown(_ rows: [Row]) -> String {
+    /// `intro`: with the paragraph saying what is compared (the first of the two tables).
+    public static func tableMarkdown(_ rows: [Row], intro: Bool = true) -> String {
         func f(_ x: Double) -> String { String(format: "%.1f", x) }
         func pct(_ x: Double) -> String { String(format: "%+.1f%%", 100 * x) }
-        var out = """
+        let head = """
+            | EP | experts | dispatch published (us) | dispatch simulated (us) | error | combine published (us) | combine simulated (us) | error |
+            |---:|---:|---:|---:|---:|---:|---:|---:|
+
+            """
+        var out = intro ? "" : head
+        if intro { out += """
             DeepEP's published low-latency table (H800, one CX7 400 Gb/s NIC per GPU, 128 tokens per
             rank, H 7168, top-8, FP8 dispatch, BF16 combine; latency of the fused kernel per rank)
             against `Scenarios/calibration/deepep-ll-ep*.yaml` (preset `h800`, `ports` network,
@@ -90,10 +111,8 @@ public enum DeepEPCalibration {
             the `DISPATCH` and `COMBINE` kernels). DeepEP's test uses 288 experts; 288 is not
             divisible by 64, 128 or 256 ranks, so those sizes use 256.
 
-            | EP | experts | dispatch published (us) | dispatch simulated (us) | error | combine published (us) | combine simulated (us) | error |
-            |---:|---:|---:|---:|---:|---:|---:|---:|
 
-            """
+            """ + head }
         for r in rows {
             out += "| \(r.ep) | \(r.experts) | \(f(r.published.dispatchMicros)) | \(f(r.dispatchMicros)) | \(pct(r.dispatchError)) | "
             out += "\(f(r.published.combineMicros)) | \(f(r.combineMicros)) | \(pct(r.combineError)) |\n"
@@ -110,6 +129,8 @@ extension Scenario {
         network.nvlink = LinkConfig(bandwidthGBps: hardware.nvlinkGBps, latency: SimTime(micros: hardware.nvlinkLatencyMicros))
         network.rdma = LinkConfig(bandwidthGBps: hardware.rdmaGBps, latency: SimTime(micros: hardware.rdmaLatencyMicros))
         network.selfCopyGBps = hardware.selfCopyGBps
+        network.nvlinkIngressGBps = hardware.nvlinkIngressGBps
+        network.rdmaMessageRateMps = hardware.nicMessageRateMps
         func fixed(_ us: Double) -> [SimTime] { Array(repeating: SimTime(micros: us), count: n) }
         costs.hardware = hardware
         costs.dispatchSend = SendCost(fixed: fixed(hardware.dispatchSendFixedMicros), perMessage: SimTime(micros: hardware.dispatchSendPerMessageMicros))

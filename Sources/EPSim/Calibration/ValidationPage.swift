@@ -221,7 +221,7 @@ public enum ValidationPage {
 
             """
         let published = try DeepEPCalibration.run(directory: scenarios)
-        out += DeepEPCalibration.tableMarkdown(published)
+        out += DeepEPCalibration.tableMarkdown(published, intro: true)
         out += """
 
             Worst error: \(abspct(DeepEPCalibration.worstError(published))). The kernel-level costs are the `h200` measurement's; only
@@ -230,6 +230,18 @@ public enum ValidationPage {
             The table is all at 128 tokens per rank, so it cannot tell a kernel's fixed part from its
             per-byte part; the earlier fit of every parameter to it alone reached 4.9% here and missed the
             H200 measurements by 25-100% at other token counts.
+
+            DeepEP's first table, before its low-latency kernels used NVLink ("pure RDMA": every peer
+            over the NIC, same-node peers included), against the same files with `nvlink_for_ll:
+            false` and the same fitted links (never fitted to this table):
+
+
+            """
+        let allRDMA = try DeepEPCalibration.run(directory: scenarios, allRDMA: true)
+        out += DeepEPCalibration.tableMarkdown(allRDMA, intro: false)
+        out += """
+
+            Worst error: \(abspct(DeepEPCalibration.worstError(allRDMA))).
 
             ## A public measurement: 8 H100s over NVLink
 

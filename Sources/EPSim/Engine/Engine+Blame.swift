@@ -17,7 +17,9 @@ extension Engine where Net: ~Copyable {
         let link = scenario.network.link(slot.blockerPath)
         let transfer = SimTime.transfer(bytes: slot.blockerBytes, gigabytesPerSecond: link.bandwidthGBps)
         // When the flow would have arrived alone on its links.
-        let alone = net.uncontendedArrival(bytes: slot.blockerBytes, path: slot.blockerPath, started: slot.blockerStarted, posted: slot.blockerPosted)
+        let blocker = Flow(
+            source: slot.blocker, destination: Int32(r), operation: slot.operation, path: slot.blockerPath, messages: slot.blockerMessages, bytes: slot.blockerBytes)
+        let alone = net.uncontendedArrival(blocker, started: slot.blockerStarted, posted: slot.blockerPosted)
         let busyPort = max(.zero, slot.lastArrival - alone)
         let meanTransfer = SimTime.transfer(bytes: slot.bytesIn / Int64(max(n, 1)), gigabytesPerSecond: link.bandwidthGBps)
         let moreBytes = Net.movesNVLinkInSendKernel && slot.blockerPath == .nvlink ? .zero : max(.zero, transfer - meanTransfer)

@@ -111,6 +111,7 @@ extension Engine where Net: ~Copyable {
             slots[i].lastArrival = delivery.arrival
             slots[i].blocker = flow.source
             slots[i].blockerBytes = flow.bytes
+            slots[i].blockerMessages = flow.messages
             slots[i].blockerPath = flow.path
             slots[i].blockerStarted = delivery.started
             slots[i].blockerPosted = delivery.posted

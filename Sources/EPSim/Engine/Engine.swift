@@ -77,8 +77,9 @@ struct RecvSlot {
     var messagesIn: Int64 = 0
     var lastArrival: SimTime = .zero
     var blocker: Int32 = -1
-    /// The last flow's particulars, for blame: its bytes, path, SEND start and end.
+    /// The last flow's particulars, for blame: its bytes, messages, path, SEND start and end.
     var blockerBytes: Int64 = 0
+    var blockerMessages: Int32 = 0
     var blockerPath = Path.nvlink
     var blockerStarted: SimTime = .zero
     var blockerPosted: SimTime = .zero

@@ -67,8 +67,9 @@ public enum Simulation {
         let topology = Topology(cluster: scenario.cluster, network: scenario.network)
         let network: Double
         switch scenario.network.kind {
-        case .ideal: network = Double(IdealNetwork.residentBytes(topology: topology))
-        case .ports: network = Double(PortNetwork.residentBytes(topology: topology))
+        case .ideal: network = Double(IdealNetwork.residentBytes(config: scenario.network, topology: topology))
+        case .ports: network = Double(PortNetwork.residentBytes(config: scenario.network, topology: topology))
+        case .fair: network = Double(FairNetwork.residentBytes(config: scenario.network, topology: topology))
         }
         // Saturating: an absurd scenario gives Int64.max, never a trap.
         func bytes(_ x: Double) -> Int64 { x >= 9e18 ? .max : Int64(x) }
@@ -137,6 +138,10 @@ public enum Simulation {
             return try engine.run()
         case .ports:
             let network = PortNetwork(config: scenario.network, topology: topology)
+            var engine = try Engine(scenario: scenario, network: network, source: source, observer: observer, options: options)
+            return try engine.run()
+        case .fair:
+            let network = FairNetwork(config: scenario.network, topology: topology)
             var engine = try Engine(scenario: scenario, network: network, source: source, observer: observer, options: options)
             return try engine.run()
         }

@@ -51,6 +51,9 @@ extension Hardware {
         .init(key: "expert_ffn_tflops", field: \.expertFFNTFLOPS, range: 1e-3...1e6, allowsInfinite: false),
         .init(key: "dispatch_recv_pair_gbps", field: \.dispatchRecvPairGBps, range: 1e-6...1e12, allowsInfinite: true),
         .init(key: "combine_send_pair_gbps", field: \.combineSendPairGBps, range: 1e-6...1e12, allowsInfinite: true),
+        // As their twins network.nvlink.ingress_gbps and network.rdma.message_rate_mps.
+        .init(key: "nvlink_ingress_gbps", field: \.nvlinkIngressGBps, range: 1e-3...1e7, allowsInfinite: true),
+        .init(key: "nic_message_rate_mps", field: \.nicMessageRateMps, range: 1e-6...1e9, allowsInfinite: true),
     ]
 
     /// The parameter named `key` (a key under `hardware:`); traps on a name not in

@@ -49,6 +49,14 @@ public struct Hardware: Sendable, Equatable {
     public var expertFFNFixedMicros: Double = 0
     public var expertFFNStreamGBps: Double = 0
     public var expertFFNTFLOPS: Double = 0
+    /// What one GPU's NVLink ports take in per direction, summed over its peers, GB/s: the
+    /// nominal link rate, above what one sender's SM stores reach (`nvlinkGBps`), so only
+    /// several senders into one rank contend for it. `.infinity`: no ingress contention.
+    public var nvlinkIngressGBps: Double = .infinity
+    /// Messages a NIC posts per second, in millions: each RDMA data message (one WQE: DeepEP
+    /// posts one write per selection) costs the NIC `1 / rate` besides its bytes.
+    /// `.infinity`: messages cost nothing.
+    public var nicMessageRateMps: Double = .infinity
 
     public static let presetNames = ["h800", "h100", "h200"]
 
@@ -65,12 +73,16 @@ public struct Hardware: Sendable, Equatable {
     /// experts, held out at 2, 8 and 32).
     public static let h200 = Hardware(
         name: "h200", peakBF16TFLOPS: 989, peakFP8TFLOPS: 1979, hbmGBps: 4800, sms: 132,
-        nvlinkGBps: 413, nvlinkLatencyMicros: 0.302, rdmaGBps: 44.1, rdmaLatencyMicros: 16.1,
+        nvlinkGBps: 413, nvlinkLatencyMicros: 0.302, rdmaGBps: 44.1, rdmaLatencyMicros: 14.8,
         computeEfficiency: 0.6, memoryEfficiency: 0.8, kernelOverheadMicros: 3,
         dispatchSendFixedMicros: 7.92, dispatchSendPerMessageMicros: 0.00166, dispatchRecvFixedMicros: 3.38, dispatchRecvCopyGBps: 1730,
         combineSendFixedMicros: 5.94, combineSendPerMessageMicros: 0.00834, combineRecvFixedMicros: 5.85, combineRecvReduceGBps: 3700,
         selfCopyGBps: 6120, launchGapMicros: 1.39, dispatchRecvPairGBps: 32.1, combineSendPairGBps: 30.1,
-        expertFFNFixedMicros: 63.7, expertFFNStreamGBps: 2530, expertFFNTFLOPS: 763)
+        expertFFNFixedMicros: 63.7, expertFFNStreamGBps: 2530, expertFFNTFLOPS: 763,
+        // NVLink 4: 18 links, 900 GB/s both directions, 450 per direction (NVIDIA H100 and
+        // H200 SXM datasheets). ConnectX-7: 330-370 million messages per second (NVIDIA
+        // ConnectX-7 product brief); the low end.
+        nvlinkIngressGBps: 450, nicMessageRateMps: 330)
 
     /// H800 SXM: as H200 in compute (NVIDIA H100 datasheet; the H800 differs in NVLink) with
     /// 3.35 TB/s HBM3 and one CX7 400 Gb/s NIC per GPU (DeepEP README). Its kernel-level
@@ -84,9 +96,12 @@ public struct Hardware: Sendable, Equatable {
         h.name = "h800"
         h.hbmGBps = 3350
         h.nvlinkGBps = 141
+        // H800 SXM: 400 GB/s NVLink both directions, 200 per direction (NVIDIA H800
+        // datasheet; DeepSeek-V3 report §3.1 quotes 160 GB/s achievable).
+        h.nvlinkIngressGBps = 200
         h.nvlinkLatencyMicros = 5
         h.rdmaGBps = 44.1
-        h.rdmaLatencyMicros = 16.1
+        h.rdmaLatencyMicros = 14.8
         // The grouped FFN streams weights from HBM: the H200 measurement's rate scaled by the
         // HBM ratio (an assumption; the fixed part and the FLOP rate are the SMs').
         h.expertFFNStreamGBps = (h200.expertFFNStreamGBps * 3350 / 4800).rounded()
@@ -99,6 +114,8 @@ public struct Hardware: Sendable, Equatable {
     public static let h100: Hardware = {
         var h = h800
         h.name = "h100"
+        // Its NVLink ports are H100's (450 GB/s per direction, datasheet), not H800's.
+        h.nvlinkIngressGBps = 450
         return h
     }()
 

@@ -72,14 +72,14 @@ public protocol NetworkModel: ~Copyable {
     /// message over NVLink.
     static var movesNVLinkInSendKernel: Bool { get }
     var topology: Topology { get }
-    /// Bytes the model keeps for a run on `topology` (for the run's memory budget).
-    static func residentBytes(topology: Topology) -> Int64
+    /// Bytes the model keeps for a run of `config` on `topology` (for the run's memory budget).
+    static func residentBytes(config: NetworkConfig, topology: Topology) -> Int64
     /// Time a SEND kernel's SMs spend storing `peerBytes` to NVLink peers and `selfBytes` to
     /// its own rank (zero when the model carries NVLink payload itself).
     func sendStoreTime(peerBytes: Int64, selfBytes: Int64) -> SimTime
-    /// When a flow of `bytes` over `path`, whose SEND ran from `started` to `posted`, would
-    /// arrive alone on its links.
-    func uncontendedArrival(bytes: Int64, path: Path, started: SimTime, posted: SimTime) -> SimTime
+    /// When `flow` (its bytes, messages and path), whose SEND ran from `started` to
+    /// `posted`, would arrive alone on its links.
+    func uncontendedArrival(_ flow: Flow, started: SimTime, posted: SimTime) -> SimTime
     mutating func post(_ flow: Flow, dataFrom start: SimTime, controlAt release: SimTime, deliveries: inout [Delivery])
     /// The next time the model must be advanced to, if it has internal events.
     mutating func nextEventTime() -> SimTime?
@@ -92,11 +92,13 @@ public protocol NetworkModel: ~Copyable {
 extension NetworkConfig {
     /// Arrival of an RDMA flow alone on its links, shared by the models that move RDMA data
     /// themselves: the data leaves at `started` (`rdma_data: during-send`) or at `posted`,
-    /// takes `bytes / bandwidth`, waits the fence (``fenceDelay(path:bytes:)``), and the
-    /// control message, released at `posted`, arrives one latency after both.
-    @inline(__always) func aloneRDMAArrival(bytes: Int64, started: SimTime, posted: SimTime) -> SimTime {
+    /// holds its egress port ``rdmaEgressTime(bytes:messages:)`` (its bytes over the
+    /// bandwidth, plus its messages over the NIC's message rate), waits the fence
+    /// (``fenceDelay(path:bytes:)``), and the control message, released at `posted`, arrives
+    /// one latency after both.
+    @inline(__always) func aloneRDMAArrival(bytes: Int64, messages: Int32, started: SimTime, posted: SimTime) -> SimTime {
         let dataStart = rdmaDataDuringSend ? started : posted
-        let dataDone = dataStart + SimTime.transfer(bytes: bytes, gigabytesPerSecond: rdma.bandwidthGBps) + fenceDelay(path: .rdma, bytes: bytes)
+        let dataDone = dataStart + rdmaEgressTime(bytes: bytes, messages: messages) + fenceDelay(path: .rdma, bytes: bytes)
         return max(posted, dataDone) + rdma.latency
     }
 }
@@ -107,7 +109,9 @@ extension NetworkConfig {
 ///
 /// This is the contract's closed-form network (§9): data is counted from the end of the
 /// SEND, on every path, NVLink included (unless `rdma_data: during-send` is chosen, when
-/// RDMA data moves from the start of the SEND as in ``PortNetwork``).
+/// RDMA data moves from the start of the SEND as in ``PortNetwork``). The NIC's message
+/// rate and the NVLink ingress ports are contention and cost of the contended models only:
+/// here a flow is its bytes over its link's bandwidth, as the contract writes it.
 public struct IdealNetwork: NetworkModel {
     public let config: NetworkConfig
     public let topology: Topology
@@ -124,7 +128,7 @@ public struct IdealNetwork: NetworkModel {
     public func sendStoreTime(peerBytes: Int64, selfBytes: Int64) -> SimTime { .zero }
 
     /// Nothing beyond its configuration.
-    public static func residentBytes(topology: Topology) -> Int64 { 0 }
+    public static func residentBytes(config: NetworkConfig, topology: Topology) -> Int64 { 0 }
 
     /// The flight time of `bytes` over `path` from the end of the SEND.
     public func flightTime(bytes: Int64, path: Path) -> SimTime {
@@ -132,17 +136,18 @@ public struct IdealNetwork: NetworkModel {
         return link.latency + SimTime.transfer(bytes: bytes, gigabytesPerSecond: link.bandwidthGBps) + config.fenceDelay(path: path, bytes: bytes)
     }
 
-    public func uncontendedArrival(bytes: Int64, path: Path, started: SimTime, posted: SimTime) -> SimTime {
-        if config.rdmaDataDuringSend && path == .rdma {
+    public func uncontendedArrival(_ flow: Flow, started: SimTime, posted: SimTime) -> SimTime {
+        if config.rdmaDataDuringSend && flow.path == .rdma {
             // The data left from the start of the SEND; the counts follow it, and leave no
             // earlier than the end of the SEND.
-            return config.aloneRDMAArrival(bytes: bytes, started: started, posted: posted)
+            // The contract's closed form has no message cost: messages: 0.
+            return config.aloneRDMAArrival(bytes: flow.bytes, messages: 0, started: started, posted: posted)
         }
-        return posted + flightTime(bytes: bytes, path: path)
+        return posted + flightTime(bytes: flow.bytes, path: flow.path)
     }
 
     public mutating func post(_ flow: Flow, dataFrom start: SimTime, controlAt release: SimTime, deliveries: inout [Delivery]) {
-        let arrival = uncontendedArrival(bytes: flow.bytes, path: flow.path, started: start, posted: release)
+        let arrival = uncontendedArrival(flow, started: start, posted: release)
         deliveries.append(Delivery(flow: flow, posted: release, arrival: arrival, started: start))
     }
 

@@ -1,31 +1,46 @@
 import EventCore
 
 /// The contended network (`ports`, the default): every NIC has an RDMA egress and an RDMA
-/// ingress port, and flows that share a port share its bandwidth. A rank's RDMA flows use
-/// its NIC (``Topology/nic(of:)``: one per GPU unless `nics_per_node` says fewer), so the
-/// ranks sharing a NIC share its ports.
+/// ingress port, every GPU an NVLink ingress port, and flows that share a port share its
+/// bandwidth. A rank's RDMA flows use its NIC (``Topology/nic(of:)``: one per GPU unless
+/// `nics_per_node` says fewer), so the ranks sharing a NIC share its ports.
 ///
-/// **Discipline.** Each port serves its active flows in processor sharing: with `n` flows
-/// active, each progresses at `bandwidth / n`. A flow's bytes must be served by both its
-/// source's egress and its destination's ingress; each port is simulated on its own (a
-/// flow counts as active at a port until that port has served its bytes), and the flow's
-/// data is done when the later of the two has. Data starts moving when the SEND starts
-/// (`rdma_data: during-send`, the default here: DeepEP issues each token's RDMA writes as
-/// the kernel processes it) or when it ends (`after-send`). The control message leaves at
-/// the end of the SEND (`controlAt`), follows the data on the same queue pair, and arrives
-/// `latency` after the later of the two (plus a round trip when `fence` is on and the
-/// flow carried data).
+/// **Discipline: each port on its own.** Each port serves its active flows in processor
+/// sharing: with `n` flows active, each progresses at `bandwidth / n`. A flow's bytes must be
+/// served by both its source's egress and its destination's ingress; each port is simulated
+/// on its own (a flow counts as active at a port until that port has served its bytes), and
+/// the flow's data is done when the later of the two has. This is the fluid model of a
+/// fabric whose switch buffers decouple the two ports: a sender pushes each flow at its
+/// egress share whatever the receiver's port is doing, and the switch queues what the
+/// receiver's port cannot take yet. A congestion-controlled fabric instead slows a flow at
+/// its sender to what its busier port gives it and hands the rest to the sender's other
+/// flows (max-min fairness, ``FairNetwork``); the two agree exactly for a flow alone, for
+/// `k` equal senders into one receiver (all finish at `latency + k * bytes / bandwidth`), for
+/// one sender to `k` receivers, for a balanced all-to-all and for flows on disjoint ports.
+/// Where a flow is held back at one port, its share at the other is not handed to others,
+/// so such mixes come out later than max-min (`docs/model.md` gives the closed cases).
 ///
-/// Exact for a flow alone (`latency + bytes / bandwidth`), for `k` equal senders into one
-/// receiver (all finish at `latency + k * bytes / bandwidth`), for one sender to `k`
-/// receivers, and for a balanced all-to-all; flows on disjoint ports do not slow each
-/// other. Where a flow is held back at one port, its share at the other is not handed to
-/// others (unlike max-min fairness), so such mixes come out slightly pessimistic.
+/// **Messages.** Each RDMA data message costs its egress port `1 / message_rate` besides its
+/// bytes (``NetworkConfig/rdmaBytesPerMessage``): a NIC posts a bounded number of work
+/// requests per second, and the cost adds to the wire time rather than hiding under it
+/// (uccl-project/uccl pull request 745: grouping the writes per expert cut an EFA dispatch
+/// from 218.6 to 174.9 us).
 ///
-/// NVLink payload (same-node peers when `nvlink_for_ll` is on, and a rank's copy to
-/// itself) is written by the SEND kernel's SMs (DeepEP's NVLink-in-LL mode), so the engine
-/// lengthens the SEND by those bytes over the NVLink bandwidth and this model carries only
-/// the control message, `nvlink.latency` after the SEND ends.
+/// **Timing.** Data starts moving when the SEND starts (`rdma_data: during-send`, the
+/// default here: DeepEP issues each token's RDMA writes as the kernel processes it) or when
+/// it ends (`after-send`). The control message leaves at the end of the SEND (`controlAt`),
+/// follows the data on the same queue pair, and arrives `latency` after the later of the
+/// two (plus a round trip when `fence` is on and the flow carried data).
+///
+/// **NVLink.** Payload to same-node peers (when `nvlink_for_ll` is on) and to the rank itself
+/// is written by the SEND kernel's SMs (DeepEP's NVLink-in-LL mode): the engine lengthens the
+/// SEND by those bytes over the NVLink bandwidth, which is the sender's side. The receiver's
+/// side is its NVLink ingress port (`nvlink.ingress_gbps`): a peer's payload passes it from
+/// the start of the SEND, shared with the other peers writing to that rank, and the flag
+/// arrives `nvlink.latency` after the later of the SEND's end and the payload's passage. One
+/// sender never fills it (its stores are slower than the port), several into a hot rank do.
+/// Back-pressure on the senders' stores is not modelled: a hot destination delays its own
+/// flags, not the senders' kernels. A rank's copy to itself never crosses NVLink.
 ///
 /// Each port keeps a virtual clock `V` (bytes served to each active flow so far) and a
 /// min-heap of its flows' finishing values of `V`, so a flow costs O(log n) per port; the
@@ -66,9 +81,19 @@ public struct PortNetwork: NetworkModel, ~Copyable {
     /// `nicOfRank[r]`: the NIC of rank `r` (``Topology/nic(of:)``, tabulated).
     let nicOfRank: [Int32]
     let bandwidthGBps: Double
-    /// Bytes per picosecond.
+    /// Bytes per picosecond of an RDMA port.
     let rate: Double
-    /// `ports[2 * nic]` egress, `ports[2 * nic + 1]` ingress.
+    /// Egress bytes one RDMA data message costs besides its payload.
+    let bytesPerMessage: Double
+    /// NVLink ingress ports exist (`nvlink.ingress_gbps` finite and NVLink bandwidth finite).
+    let nvlinkIngress: Bool
+    let ingressGBps: Double
+    /// Bytes per picosecond of an NVLink ingress port.
+    let ingressRate: Double
+    /// The first NVLink ingress port (`ports[firstNVLinkPort + rank]`).
+    let firstNVLinkPort: Int
+    /// `ports[2 * nic]` RDMA egress, `ports[2 * nic + 1]` RDMA ingress, then one NVLink
+    /// ingress port per rank when ``nvlinkIngress``.
     var ports: [Port]
     /// Each port's heap lives in its own fixed-capacity region of two allocations (the
     /// finishing virtual times, and the flows), so no per-port array and no copy-on-write
@@ -79,6 +104,9 @@ public struct PortNetwork: NetworkModel, ~Copyable {
     var capacity: Int
     var pending: [PendingFlow] = []
     var freeSlots: [Int32] = []
+    /// Flows posted whose data has not started (`rdma_data: after-send`), by data start
+    /// (`PendingFlow.dataDone` holds the start until the flow joins its ports).
+    var waiting: [Int32] = []
     /// Busy ports ordered by their next departure (ties: lower port first).
     var departures: [Int32] = []
     public private(set) var eventCount = 0
@@ -89,7 +117,12 @@ public struct PortNetwork: NetworkModel, ~Copyable {
         nicOfRank = (0..<topology.ranks).map { Int32(topology.nic(of: RankID($0))) }
         bandwidthGBps = config.rdma.bandwidthGBps
         rate = config.rdma.bandwidthGBps / 1000
-        let portCount = 2 * topology.nicCount
+        bytesPerMessage = config.rdmaBytesPerMessage
+        nvlinkIngress = Self.hasNVLinkIngress(config)
+        ingressGBps = config.nvlinkIngressGBps
+        ingressRate = config.nvlinkIngressGBps / 1000
+        firstNVLinkPort = 2 * topology.nicCount
+        let portCount = Self.portCount(config: config, topology: topology)
         ports = Array(repeating: Port(), count: portCount)
         // A port holds at most the flows of the few operations in flight (DeepEP's double
         // buffering bounds them) from the ranks it serves; start with room for four
@@ -102,11 +135,20 @@ public struct PortNetwork: NetworkModel, ~Copyable {
 
     /// The port heaps at their starting capacity (they grow only when more flows share a
     /// port than four operations of every rank served by its NIC would bring).
-    public static func residentBytes(topology: Topology) -> Int64 {
-        let ports = Double(2 * topology.nicCount)
+    public static func residentBytes(config: NetworkConfig, topology: Topology) -> Int64 {
+        let ports = Double(portCount(config: config, topology: topology))
         let capacity = Double(initialCapacity(topology))
         let bytes = ports * capacity * Double(MemoryLayout<Double>.stride + MemoryLayout<Int32>.stride) + ports * Double(MemoryLayout<Port>.stride)
         return bytes >= 9e18 ? .max : Int64(bytes)
+    }
+
+    /// NVLink payload crosses a contended ingress port only when both rates are finite.
+    static func hasNVLinkIngress(_ config: NetworkConfig) -> Bool {
+        config.nvlinkIngressGBps.isFinite && config.nvlink.bandwidthGBps.isFinite
+    }
+
+    static func portCount(config: NetworkConfig, topology: Topology) -> Int {
+        2 * topology.nicCount + (hasNVLinkIngress(config) ? topology.ranks : 0)
     }
 
     static func initialCapacity(_ topology: Topology) -> Int {
@@ -127,25 +169,37 @@ public struct PortNetwork: NetworkModel, ~Copyable {
         return SimTime.saturating(picos: (Double(peerBytes) * 1000 / nvlinkGBps + Double(selfBytes) * 1000 / selfGBps).rounded(.up))
     }
 
-    /// NVLink: the control message alone, one latency after the SEND (its payload was
-    /// stored by the SEND). RDMA: see ``NetworkConfig/aloneRDMAArrival(bytes:started:posted:)``;
-    /// a flow without data, or on an infinitely fast NIC, arrives one latency (plus the
-    /// fence) after the SEND.
-    public func uncontendedArrival(bytes: Int64, path: Path, started: SimTime, posted: SimTime) -> SimTime {
-        if path == .nvlink { return posted + config.nvlink.latency }
-        if bytes == 0 || bandwidthGBps.isInfinite { return posted + config.rdma.latency + config.fenceDelay(path: .rdma, bytes: bytes) }
-        return config.aloneRDMAArrival(bytes: bytes, started: started, posted: posted)
+    /// NVLink: one latency after the later of the SEND's end and the payload's passage
+    /// through the destination's ingress port alone (a peer's payload, when that port is
+    /// modelled), else after the SEND (its payload was stored by the SEND). RDMA: see
+    /// ``NetworkConfig/aloneRDMAArrival(bytes:messages:started:posted:)``; a flow without
+    /// data, or on an infinitely fast NIC, arrives one latency (plus the fence) after the SEND.
+    public func uncontendedArrival(_ flow: Flow, started: SimTime, posted: SimTime) -> SimTime {
+        if flow.path == .nvlink {
+            guard crossesNVLinkIngress(flow) else { return posted + config.nvlink.latency }
+            return max(posted, started + SimTime.transfer(bytes: flow.bytes, gigabytesPerSecond: ingressGBps)) + config.nvlink.latency
+        }
+        if flow.bytes == 0 || bandwidthGBps.isInfinite {
+            return posted + config.rdma.latency + config.fenceDelay(path: .rdma, bytes: flow.bytes)
+        }
+        return config.aloneRDMAArrival(bytes: flow.bytes, messages: flow.messages, started: started, posted: posted)
+    }
+
+    /// A peer's NVLink payload, when NVLink ingress ports are modelled.
+    @inline(__always) func crossesNVLinkIngress(_ flow: Flow) -> Bool {
+        nvlinkIngress && flow.bytes > 0 && flow.source != flow.destination
     }
 
     public mutating func post(_ flow: Flow, dataFrom start: SimTime, controlAt release: SimTime, deliveries: inout [Delivery]) {
-        if flow.path == .nvlink || flow.bytes == 0 || bandwidthGBps.isInfinite {
-            let arrival = uncontendedArrival(bytes: flow.bytes, path: flow.path, started: start, posted: release)
+        let nvlinkPayload = flow.path == .nvlink && crossesNVLinkIngress(flow)
+        if !nvlinkPayload && (flow.path == .nvlink || flow.bytes == 0 || bandwidthGBps.isInfinite) {
+            let arrival = uncontendedArrival(flow, started: start, posted: release)
             deliveries.append(Delivery(flow: flow, posted: release, arrival: arrival, started: start))
             return
         }
         let slot: Int32
-        let dataStart = config.rdmaDataDuringSend ? start : release
-        let entry = PendingFlow(flow: flow, started: start, controlAt: release, portsLeft: 2, dataDone: dataStart)
+        let dataStart = nvlinkPayload || config.rdmaDataDuringSend ? start : release
+        let entry = PendingFlow(flow: flow, started: start, controlAt: release, portsLeft: nvlinkPayload ? 1 : 2, dataDone: dataStart)
         if let free = freeSlots.popLast() {
             slot = free
             pending[Int(slot)] = entry
@@ -153,11 +207,22 @@ public struct PortNetwork: NetworkModel, ~Copyable {
             slot = Int32(pending.count)
             pending.append(entry)
         }
-        add(slot, bytes: flow.bytes, to: 2 * Int(nicOfRank[Int(flow.source)]), at: dataStart)
-        add(slot, bytes: flow.bytes, to: 2 * Int(nicOfRank[Int(flow.destination)]) + 1, at: dataStart)
+        if dataStart > start {
+            // after-send: the data joins its ports when the SEND ends.
+            pushWaiting(slot)
+        } else {
+            join(slot, at: dataStart)
+        }
     }
 
     public mutating func nextEventTime() -> SimTime? {
+        let start = waiting.first.map { pending[Int($0)].dataDone }
+        guard let departure = nextDeparture() else { return start }
+        return start.map { min($0, departure) } ?? departure
+    }
+
+    /// The earliest port departure.
+    mutating func nextDeparture() -> SimTime? {
         while let first = departures.first {
             let p = Int(first)
             if ports[p].next == ports[p].filedAt { return SimTime(picos: ports[p].next) }
@@ -172,22 +237,79 @@ public struct PortNetwork: NetworkModel, ~Copyable {
         return nil
     }
 
+    /// Departures at `time` first (served with the flows they had), then the flows whose
+    /// data starts at `time` join their ports.
     public mutating func advance(to time: SimTime, deliveries: inout [Delivery]) {
-        while let t = nextEventTime(), t == time {
+        while let t = nextDeparture(), t == time {
             depart(port: Int(departures[0]), at: time, deliveries: &deliveries)
+        }
+        while let slot = waiting.first, pending[Int(slot)].dataDone == time {
+            popWaiting()
+            join(slot, at: time)
+        }
+    }
+
+    /// Adds the flow in `slot` to its ports at `time` (its data's start).
+    mutating func join(_ slot: Int32, at time: SimTime) {
+        let flow = pending[Int(slot)].flow
+        if flow.path == .nvlink {
+            add(slot, bytes: Double(flow.bytes), to: firstNVLinkPort + Int(flow.destination), at: time)
+            return
+        }
+        add(slot, bytes: Double(flow.bytes) + Double(flow.messages) * bytesPerMessage, to: 2 * Int(nicOfRank[Int(flow.source)]), at: time)
+        add(slot, bytes: Double(flow.bytes), to: 2 * Int(nicOfRank[Int(flow.destination)]) + 1, at: time)
+    }
+
+    // MARK: Flows waiting for their data's start (rdma_data: after-send)
+
+    /// Binary min-heap of slots by data start (ties: lower slot), so that a port never
+    /// serves ahead of the engine's clock: a flow joins its ports only when its data starts.
+    @inline(__always) func waitsBefore(_ a: Int32, _ b: Int32) -> Bool {
+        let x = pending[Int(a)].dataDone
+        let y = pending[Int(b)].dataDone
+        return x < y || (x == y && a < b)
+    }
+
+    mutating func pushWaiting(_ slot: Int32) {
+        waiting.append(slot)
+        var c = waiting.count - 1
+        while c > 0 {
+            let parent = (c - 1) / 2
+            guard waitsBefore(waiting[c], waiting[parent]) else { break }
+            waiting.swapAt(c, parent)
+            c = parent
+        }
+    }
+
+    mutating func popWaiting() {
+        let last = waiting.removeLast()
+        guard !waiting.isEmpty else { return }
+        waiting[0] = last
+        var p = 0
+        while true {
+            let l = 2 * p + 1
+            guard l < waiting.count else { break }
+            var best = l
+            if l + 1 < waiting.count && waitsBefore(waiting[l + 1], waiting[l]) { best = l + 1 }
+            guard waitsBefore(waiting[best], waiting[p]) else { break }
+            waiting.swapAt(best, p)
+            p = best
         }
     }
 
     // MARK: Ports
 
-    mutating func add(_ slot: Int32, bytes: Int64, to p: Int, at time: SimTime) {
+    /// Bytes per picosecond of port `p`.
+    @inline(__always) func portRate(_ p: Int) -> Double { p < firstNVLinkPort ? rate : ingressRate }
+
+    mutating func add(_ slot: Int32, bytes: Double, to p: Int, at time: SimTime) {
         // Serve the port's active flows up to `time`.
         let active = ports[p].active
         if active > 0 {
-            ports[p].virtual += Double((time - ports[p].lastUpdate).picos) * rate / Double(active)
+            ports[p].virtual += Double((time - ports[p].lastUpdate).picos) * portRate(p) / Double(active)
         }
         ports[p].lastUpdate = time
-        heapPush(p, key: ports[p].virtual + Double(bytes), slot: slot)
+        heapPush(p, key: ports[p].virtual + bytes, slot: slot)
         schedule(p)
     }
 
@@ -200,7 +322,8 @@ public struct PortNetwork: NetworkModel, ~Copyable {
         } else {
             // Bytes the port must serve in all before the first flow is done.
             let work = max(0, keys[p * capacity] - ports[p].virtual) * Double(active)
-            ports[p].next = (ports[p].lastUpdate + SimTime.saturating(picos: (work * 1000 / bandwidthGBps).rounded(.up))).picos
+            let gbps = p < firstNVLinkPort ? bandwidthGBps : ingressGBps
+            ports[p].next = (ports[p].lastUpdate + SimTime.saturating(picos: (work * 1000 / gbps).rounded(.up))).picos
         }
         updateDeparture(p)
     }
@@ -219,9 +342,9 @@ public struct PortNetwork: NetworkModel, ~Copyable {
             pending[slot].dataDone = max(pending[slot].dataDone, time)
             if pending[slot].portsLeft == 0 {
                 let f = pending[slot]
-                let ready = f.dataDone + config.fenceDelay(path: .rdma, bytes: f.flow.bytes)
+                let ready = f.dataDone + config.fenceDelay(path: f.flow.path, bytes: f.flow.bytes)
                 deliveries.append(
-                    Delivery(flow: f.flow, posted: f.controlAt, arrival: max(f.controlAt, ready) + config.rdma.latency, started: f.started))
+                    Delivery(flow: f.flow, posted: f.controlAt, arrival: max(f.controlAt, ready) + config.link(f.flow.path).latency, started: f.started))
                 freeSlots.append(Int32(slot))
             }
         }

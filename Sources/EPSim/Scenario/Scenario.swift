@@ -180,9 +180,13 @@ public struct LinkConfig: Sendable, Equatable {
 
 /// Which network model carries the flows.
 public enum NetworkKind: String, Sendable, CaseIterable {
-    /// Contended NIC ports shared in processor sharing; NVLink payload moved by the SEND
+    /// Contended ports, each shared by its flows in processor sharing on its own (a
+    /// deep-buffered switch decouples a flow's two ports); NVLink payload moved by the SEND
     /// kernel's SMs (see ``PortNetwork``).
     case ports
+    /// Contended ports with every flow's rate max-min fair across its egress and ingress at
+    /// once (a congestion-controlled fabric; see ``FairNetwork``). Exact, and slow at scale.
+    case fair
     /// Each flow alone on its links: `latency + bytes / bandwidth` (the contract's closed form).
     case ideal
 
@@ -191,6 +195,7 @@ public enum NetworkKind: String, Sendable, CaseIterable {
     public var rdmaDataDuringSendByDefault: Bool {
         switch self {
         case .ports: PortNetwork.rdmaDataDuringSendByDefault
+        case .fair: FairNetwork.rdmaDataDuringSendByDefault
         case .ideal: IdealNetwork.rdmaDataDuringSendByDefault
         }
     }
@@ -216,10 +221,17 @@ public struct NetworkConfig: Sendable, Equatable {
     public var selfCopyGBps: Double
     /// NICs per node, shared evenly by the node's GPUs (``Topology``); nil: one per GPU.
     public var nicsPerNode: Int?
+    /// GB/s a GPU's NVLink ports take in, summed over its peers (`nvlink.ingress_gbps`):
+    /// NVLink flows into one rank share it (contended models). `.infinity`: never contended.
+    public var nvlinkIngressGBps: Double
+    /// Messages per second a NIC posts, in millions (`rdma.message_rate_mps`): each data
+    /// message costs its egress port `1 / rate` on top of its bytes. `.infinity`: free.
+    public var rdmaMessageRateMps: Double
 
     public init(
         kind: NetworkKind, nvlink: LinkConfig, rdma: LinkConfig, nvlinkForLowLatency: Bool, fenceControlMessages: Bool,
-        rdmaDataDuringSend: Bool? = nil, selfCopyGBps: Double? = nil, nicsPerNode: Int? = nil
+        rdmaDataDuringSend: Bool? = nil, selfCopyGBps: Double? = nil, nicsPerNode: Int? = nil,
+        nvlinkIngressGBps: Double = .infinity, rdmaMessageRateMps: Double = .infinity
     ) {
         self.kind = kind
         self.nvlink = nvlink
@@ -229,6 +241,24 @@ public struct NetworkConfig: Sendable, Equatable {
         self.rdmaDataDuringSend = rdmaDataDuringSend ?? kind.rdmaDataDuringSendByDefault
         self.selfCopyGBps = selfCopyGBps ?? nvlink.bandwidthGBps
         self.nicsPerNode = nicsPerNode
+        self.nvlinkIngressGBps = nvlinkIngressGBps
+        self.rdmaMessageRateMps = rdmaMessageRateMps
+    }
+
+    /// Bytes of egress port time one RDMA data message costs besides its payload (the NIC's
+    /// message rate as bytes it could have sent meanwhile): `bandwidth / rate`, 0 when either
+    /// is infinite.
+    public var rdmaBytesPerMessage: Double {
+        rdmaMessageRateMps.isInfinite || rdma.bandwidthGBps.isInfinite ? 0 : rdma.bandwidthGBps * 1000 / rdmaMessageRateMps
+    }
+
+    /// Time an RDMA flow of `bytes` in `messages` data messages holds its egress port alone:
+    /// `(bytes + messages x rdmaBytesPerMessage) / bandwidth`, rounded up to a picosecond
+    /// (``SimTime/transfer(bytes:gigabytesPerSecond:)`` when messages cost nothing).
+    @inline(__always) public func rdmaEgressTime(bytes: Int64, messages: Int32) -> SimTime {
+        let perMessage = rdmaBytesPerMessage
+        if perMessage == 0 || messages == 0 { return SimTime.transfer(bytes: bytes, gigabytesPerSecond: rdma.bandwidthGBps) }
+        return SimTime.saturating(picos: ((Double(bytes) + Double(messages) * perMessage) * 1000 / rdma.bandwidthGBps).rounded(.up))
     }
 
     public func link(_ path: Path) -> LinkConfig { path == .nvlink ? nvlink : rdma }

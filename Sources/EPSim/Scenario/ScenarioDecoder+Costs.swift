@@ -2,20 +2,29 @@ import EventCore
 import Foundation
 
 extension ScenarioDecoder {
-    func decodeLink(_ value: YAMLValue?, defaultGBps: Double, defaultLatencyMicros: Double) throws -> LinkConfig {
-        guard let map = try value?.mapping() else {
-            return LinkConfig(bandwidthGBps: defaultGBps, latency: SimTime(micros: defaultLatencyMicros))
-        }
-        let bw = try map.optional("bandwidth_gbps")?.bandwidth() ?? defaultGBps
-        let lat = try map.optional("latency_us")?.double(in: 0...ScenarioLimits.maxMicros, what: "a latency in microseconds") ?? defaultLatencyMicros
-        try map.finish()
+    /// A link's `bandwidth_gbps` and `latency_us`; `extra` reads the link's own further keys
+    /// (NVLink's `ingress_gbps`, RDMA's `message_rate_mps`) before the mapping is finished.
+    func decodeLink(
+        _ value: YAMLValue?, defaultGBps: Double, defaultLatencyMicros: Double, extra: (YAMLMapping?) throws -> Void = { _ in }
+    ) throws -> LinkConfig {
+        let map = try value?.mapping()
+        let bw = try map?.optional("bandwidth_gbps")?.bandwidth() ?? defaultGBps
+        let lat = try map?.optional("latency_us")?.double(in: 0...ScenarioLimits.maxMicros, what: "a latency in microseconds") ?? defaultLatencyMicros
+        try extra(map)
+        try map?.finish()
         return LinkConfig(bandwidthGBps: bw, latency: SimTime(micros: lat))
     }
 
     func decodeNetwork(_ map: YAMLMapping?, hardware: Hardware?, cluster: Cluster) throws -> NetworkConfig {
         let kind = try map?.optional("model").map { NetworkKind(rawValue: try $0.choice(NetworkKind.allCases.map(\.rawValue)))! } ?? .ports
-        let nvlink = try decodeLink(map?.optional("nvlink"), defaultGBps: hardware?.nvlinkGBps ?? 160, defaultLatencyMicros: hardware?.nvlinkLatencyMicros ?? 2)
-        let rdma = try decodeLink(map?.optional("rdma"), defaultGBps: hardware?.rdmaGBps ?? 50, defaultLatencyMicros: hardware?.rdmaLatencyMicros ?? 4)
+        var ingress = hardware?.nvlinkIngressGBps ?? .infinity
+        var messageRate = hardware?.nicMessageRateMps ?? .infinity
+        let nvlink = try decodeLink(map?.optional("nvlink"), defaultGBps: hardware?.nvlinkGBps ?? 160, defaultLatencyMicros: hardware?.nvlinkLatencyMicros ?? 2) {
+            ingress = try $0?.optional("ingress_gbps")?.bandwidth() ?? ingress
+        }
+        let rdma = try decodeLink(map?.optional("rdma"), defaultGBps: hardware?.rdmaGBps ?? 50, defaultLatencyMicros: hardware?.rdmaLatencyMicros ?? 4) {
+            messageRate = try $0?.optional("message_rate_mps")?.rate() ?? messageRate
+        }
         let nvlinkForLL = try map?.optional("nvlink_for_ll")?.bool() ?? true
         let fence = try map?.optional("fence")?.bool() ?? false
         let during = try map?.optional("rdma_data").map { try $0.choice(["during-send", "after-send"]) == "during-send" }
@@ -32,7 +41,7 @@ extension ScenarioDecoder {
         try map?.finish()
         return NetworkConfig(
             kind: kind, nvlink: nvlink, rdma: rdma, nvlinkForLowLatency: nvlinkForLL, fenceControlMessages: fence,
-            rdmaDataDuringSend: during, selfCopyGBps: selfCopy, nicsPerNode: nics)
+            rdmaDataDuringSend: during, selfCopyGBps: selfCopy, nicsPerNode: nics, nvlinkIngressGBps: ingress, rdmaMessageRateMps: messageRate)
     }
 
     func micros(_ map: YAMLMapping?, _ key: String, ranks: Int, default value: Double) throws -> [SimTime] {

@@ -67,6 +67,12 @@ struct YAMLValue {
         return try double(in: 1e-6...1e12, what: "a bandwidth in GB/s (or infinite)")
     }
 
+    /// A message rate in millions per second, or `infinite` (no limit).
+    func rate() throws -> Double {
+        if case .scalar(let s) = node, s.string == "infinite" { return .infinity }
+        return try double(in: 1e-6...1e9, what: "a message rate in millions per second (or infinite)")
+    }
+
     func bool() throws -> Bool {
         guard let text = plainScalar else { throw error(.wrongType, "expected true or false, found \(found)") }
         switch text.lowercased() {
