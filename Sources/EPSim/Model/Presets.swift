@@ -52,11 +52,21 @@ public struct Hardware: Sendable, Equatable {
     /// What one GPU's NVLink ports take in per direction, summed over its peers, GB/s: the
     /// nominal link rate, above what one sender's SM stores reach (`nvlinkGBps`), so only
     /// several senders into one rank contend for it. `.infinity`: no ingress contention.
-    public var nvlinkIngressGBps: Double = .infinity
+    public var nvlinkIngressGBps: Double {
+        get { nvlinkIngressLimit ?? .infinity }
+        set { nvlinkIngressLimit = newValue.isFinite ? newValue : nil }
+    }
     /// Messages a NIC posts per second, in millions: each RDMA data message (one WQE: DeepEP
     /// posts one write per selection) costs the NIC `1 / rate` besides its bytes.
     /// `.infinity`: messages cost nothing.
-    public var nicMessageRateMps: Double = .infinity
+    public var nicMessageRateMps: Double {
+        get { nicMessageRateLimit ?? .infinity }
+        set { nicMessageRateLimit = newValue.isFinite ? newValue : nil }
+    }
+    /// The two limits as stored, nil when unlimited (a scenario's canonical form, and its
+    /// content hash, stay what they were before the limits existed).
+    var nvlinkIngressLimit: Double?
+    var nicMessageRateLimit: Double?
 
     public static let presetNames = ["h800", "h100", "h200"]
 
@@ -82,7 +92,7 @@ public struct Hardware: Sendable, Equatable {
         // NVLink 4: 18 links, 900 GB/s both directions, 450 per direction (NVIDIA H100 and
         // H200 SXM datasheets). ConnectX-7: 330-370 million messages per second (NVIDIA
         // ConnectX-7 product brief); the low end.
-        nvlinkIngressGBps: 450, nicMessageRateMps: 330)
+        nvlinkIngressLimit: 450, nicMessageRateLimit: 330)
 
     /// H800 SXM: as H200 in compute (NVIDIA H100 datasheet; the H800 differs in NVLink) with
     /// 3.35 TB/s HBM3 and one CX7 400 Gb/s NIC per GPU (DeepEP README). Its kernel-level

@@ -223,10 +223,20 @@ public struct NetworkConfig: Sendable, Equatable {
     public var nicsPerNode: Int?
     /// GB/s a GPU's NVLink ports take in, summed over its peers (`nvlink.ingress_gbps`):
     /// NVLink flows into one rank share it (contended models). `.infinity`: never contended.
-    public var nvlinkIngressGBps: Double
+    public var nvlinkIngressGBps: Double {
+        get { nvlinkIngressLimit ?? .infinity }
+        set { nvlinkIngressLimit = newValue.isFinite ? newValue : nil }
+    }
     /// Messages per second a NIC posts, in millions (`rdma.message_rate_mps`): each data
     /// message costs its egress port `1 / rate` on top of its bytes. `.infinity`: free.
-    public var rdmaMessageRateMps: Double
+    public var rdmaMessageRateMps: Double {
+        get { rdmaMessageRateLimit ?? .infinity }
+        set { rdmaMessageRateLimit = newValue.isFinite ? newValue : nil }
+    }
+    /// The two limits as stored: nil when unlimited, so that a scenario without them keeps
+    /// the canonical form (and the content hash) it had before they existed.
+    var nvlinkIngressLimit: Double?
+    var rdmaMessageRateLimit: Double?
 
     public init(
         kind: NetworkKind, nvlink: LinkConfig, rdma: LinkConfig, nvlinkForLowLatency: Bool, fenceControlMessages: Bool,
