@@ -42,6 +42,253 @@ effects() {
         }' "$1"
 }
 
+# Section 7: the attention sweep at EP 128 (Scenarios/attention-sweep/). Every figure is
+# computed here from the runs; the prose around them only names the mechanism.
+attn_dir=Scenarios/attention-sweep
+attn_xs="108 130 164.3 200"
+
+# The value of a `key: N` in a scenario file (first match).
+yaml_number() { sed -n "s/.*\b$2: \([0-9.]*\).*/\1/p" "$1" | head -n 1; }
+
+# A copy of a scenario on the ideal network.
+ideal_copy() { { cat "$1"; echo 'network: {model: ideal}'; } > "$2"; }
+
+# Sweep CSV with `costs.attn1_us` as `{a: X, b: X}` -> the same with a numeric `attn1_us`.
+numeric_attention() {
+    sed -E -e '1s/costs\.attn1_us/attn1_us/' -e 's/"\{a: ([0-9.]+), b: [0-9.]+\}"/\1/' "$1"
+}
+
+# `epsim explain` output -> one table row: the critical path's links by kind.
+path_row() {
+    awk -v x="$1" -v net="$2" -v per_rank="$3" '
+        /^critical path/ { p = 1; next }
+        /^per rank/ { p = 0 }
+        p && $1 ~ /^[0-9.]+$/ && $2 ~ /^[0-9.]+$/ {
+            d = $3; link = $0
+            if (link ~ /launch gap before/) k = "rest"
+            else if (link ~ /message .*\(combine/) k = "comb"
+            else if (link ~ /message .*\(dispatch/) k = "disp"
+            else if (link ~ /ATTN1\(/) k = "attn1"
+            else if (link ~ /MLP\(/) k = "mlp"
+            else k = "rest"
+            n[k]++; t[k] += d; total += d
+        }
+        END {
+            printf "| %s | %s | %.3f | %d | %.3f | %.1f%% | %d | %.3f | %d | %.3f | %d | %.3f | %.3f |\n", x, net, total,
+                n["attn1"], t["attn1"], 100 * (1 - t["attn1"] / (per_rank * x)), n["comb"], t["comb"], n["disp"], t["disp"],
+                n["mlp"], t["mlp"], t["rest"]
+        }' "$4"
+}
+
+attention_section() {
+    local first="$attn_dir/attn1-108.yaml" last="$attn_dir/attn1-200.yaml"
+    local layers ranks per_node windows
+    layers=$(yaml_number "$first" moe_layers)
+    ranks=$(yaml_number "$first" ranks)
+    per_node=$(yaml_number "$first" gpus_per_node)
+    windows=$((2 * layers))
+    # The h800 preset's NIC (the closed form below needs it; no command prints a preset).
+    local rdma_gbps rdma_latency
+    rdma_gbps=$(awk '/static let h800/,/}\(\)/' Sources/EPSim/Model/Presets.swift | sed -n 's/.*h\.rdmaGBps = \([0-9.]*\).*/\1/p')
+    rdma_latency=$(awk '/static let h800/,/}\(\)/' Sources/EPSim/Model/Presets.swift | sed -n 's/.*h\.rdmaLatencyMicros = \([0-9.]*\).*/\1/p')
+    if [ -z "$rdma_gbps" ] || [ -z "$rdma_latency" ]; then echo "answers.sh: the h800 preset's RDMA figures were not found" >&2; exit 1; fi
+
+    : > "$tmp/shipped.csv"
+    for x in $attn_xs; do
+        sweep_csv "$attn_dir/attn1-$x.yaml" --vary network.model=ports,ideal | awk -F, -v x="$x" 'NR > 1 { print x "," $2 "," $3 "," $5 "," $6 "," $7 }' >> "$tmp/shipped.csv"
+    done
+    # ports: every 10 us from 100 to 240, every 2 us from 150 to 200 (around the knee);
+    # ideal (a straight line): every 10 us. The picture takes the 10-us points of both.
+    local grid="" fine="" v
+    for v in $(seq 100 10 240); do grid="$grid${grid:+,}{a: $v, b: $v}"; done
+    for v in $(seq 100 10 140) $(seq 150 2 200) $(seq 210 10 240); do fine="$fine${fine:+,}{a: $v, b: $v}"; done
+    sweep_csv "$first" --vary "costs.attn1_us=$fine" > "$tmp/attention-fine-raw.csv"
+    numeric_attention "$tmp/attention-fine-raw.csv" | cut -d, -f2-7 | awk -F, 'NR > 1 { print "ports," $0 }' > "$tmp/attention-fine.csv"
+    sweep_csv "$first" --vary network.model=ideal --vary "costs.attn1_us=$grid" > "$tmp/attention-ideal-raw.csv"
+    {
+        echo "network.model,attn1_us,step_latency_us,rank_latency_mean_us,dispatch_wait_us,combine_wait_us,exposed_comm_us"
+        awk -F, '$2 % 10 == 0' "$tmp/attention-fine.csv"
+        numeric_attention "$tmp/attention-ideal-raw.csv" | cut -d, -f2-8 | tail -n +2
+    } > "$tmp/attention-sweep.csv"
+    "$epsim" plot --csv "$tmp/attention-sweep.csv" --x attn1_us --y step_latency_us --series network.model --svg "$out/img/tbo-attention-ep128.svg" --title "EP 128 decode, TBO: step latency against ATTN1 per micro-batch" >/dev/null
+    "$epsim" run "$first" --no-store --csv "$tmp/kernels-first.csv" >/dev/null 2>&1
+    for x in $attn_xs; do
+        "$epsim" explain "$attn_dir/attn1-$x.yaml" > "$tmp/explain-$x-ports.txt" 2>/dev/null
+        ideal_copy "$attn_dir/attn1-$x.yaml" "$tmp/attn1-$x-ideal.yaml"
+        "$epsim" explain "$tmp/attn1-$x-ideal.yaml" > "$tmp/explain-$x-ideal.txt" 2>/dev/null
+    done
+
+cat <<'EOF'
+
+## 7. Why does longer attention barely lengthen a TBO decode step at EP 128?
+
+`Scenarios/attention-sweep/attn1-{108,130,164.3,200}.yaml`: DeepSeek-V3 decode at EP 128
+(16 nodes of 8 H800s, one NIC per GPU), 8 MoE layers, 128 tokens per rank (64 per
+micro-batch), uniform routing, `deepseek-decode` (two micro-batches, TBO). Every time comes
+from the presets except the core attention, `ATTN1`, set to X us for each micro-batch. Step
+latency on the default `ports` network and on `ideal` (every flow alone on its path):
+
+EOF
+    awk -F, -v w="$windows" '
+        { x = $1; s[x, $2] = $3; dw[x, $2] = $4; cw[x, $2] = $5; if (!(x in seen)) { seen[x] = 1; order[++n] = x } }
+        END {
+            print "| X (us) | step, ports (us) | step, ideal (us) | ports - ideal (us) | ports: + vs previous (us) | ideal: + vs previous (us) | ideal: + / (" w " x dX) | share of the added attention hidden on ports |"
+            print "|---:|---:|---:|---:|---:|---:|---:|---:|"
+            for (i = 1; i <= n; i++) {
+                x = order[i]; p = s[x, "ports"]; q = s[x, "ideal"]
+                if (i == 1) { printf "| %s | %.3f | %.3f | %.3f | | | | |\n", x, p, q, p - q; continue }
+                y = order[i - 1]; dp = p - s[y, "ports"]; dq = q - s[y, "ideal"]
+                printf "| %s | %.3f | %.3f | %.3f | %.3f | %.3f | %.6f | %.1f%% |\n", x, p, q, p - q, dp, dq, dq / (w * (x - y)), 100 * (1 - dp / dq)
+            }
+        }' "$tmp/shipped.csv"
+cat <<'EOF'
+
+Where each rank's step goes (mean over ranks of each rank's total over the step):
+
+EOF
+    awk -F, '
+        BEGIN { print "| X (us) | network | dispatch wait (us) | combine wait (us) | exposed communication (us) |"; print "|---:|---|---:|---:|---:|" }
+        { printf "| %s | %s | %.3f | %.3f | %.3f |\n", $1, $2, $4, $5, $6 }' "$tmp/shipped.csv"
+cat <<'EOF'
+
+**Where the attention goes.** In `deepseek-decode` one stream runs everything, and DeepEP's
+two buffers fix the order D(A) C(A) D(B) C(B) in every layer: a micro-batch's SEND-D
+cannot start before the other micro-batch's RECV-C has ended. So the chain SEND-D,
+dispatch flight, RECV-D, MLP, SEND-C, combine flight, RECV-C, then the other
+micro-batch's SEND-D, is strictly serial, and attention only fills the flights (the
+schedule in [model.md](model.md#deepseek-decode-two-micro-batches-low-latency-hook-mode)):
+SHARED and ATTN0 of one micro-batch run while the other's dispatch is in flight, its ATTN1
+while the other's combine is in flight. A combine window therefore costs the longer of
+ATTN1 (plus the launch gaps around it) and the combine flight. Of a step's 2 x 8 ATTN1
+kernels, 2 x 8 - 1 sit in such windows; the other is the first micro-batch's first ATTN1,
+before any communication, which every step pays in full (the last combine has no ATTN1
+left to hide behind). The MLP, the SEND and RECV kernels and the dispatch flights are in
+series whatever X is.
+
+The critical path (`epsim explain`) of each file, by kind of link: the ATTN1 kernels on it,
+and the share of one rank's ATTN1 time (2 x 8 kernels of X us) it leaves off (hidden); the
+combine and dispatch flights (message links: from the end of a SEND to the last arrival);
+the MLPs; the rest (ATTN0, SHARED, the SEND and RECV kernels' own parts, launch gaps):
+
+EOF
+    echo "| X (us) | network | path (us) | ATTN1 links | ATTN1 (us) | attention hidden | combine flights | combine flight (us) | dispatch flights | dispatch flight (us) | MLP links | MLP (us) | rest (us) |"
+    echo "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    for x in $attn_xs; do
+        for net in ports ideal; do path_row "$x" "$net" "$windows" "$tmp/explain-$x-$net.txt"; done
+    done
+cat <<'EOF'
+
+One micro-batch's half of a layer on the critical path, at the smallest and the largest X
+on `ports` (from the first SEND-D(A) of layer 1 to its RECV-C(A)):
+
+EOF
+    for x in 108 200; do
+        echo '```'
+        echo "\$ epsim explain $attn_dir/attn1-$x.yaml   (excerpt)"
+        sed -n 1p "$tmp/explain-$x-ports.txt"
+        awk '/^critical path/ { p = 1; next } p && /^start_us/ { print; exit }' "$tmp/explain-$x-ports.txt"
+        awk '/SEND-D\(A\) layer 1/ { p = 1 } p { print } p && /RECV-C\(A\) layer 1/ && !/launch gap/ { exit }' "$tmp/explain-$x-ports.txt"
+        echo '```'
+    done
+cat <<'EOF'
+
+**The closed form.** On `ports` a rank's RDMA egress serves its flows in processor
+sharing: its combine flows (one to every rank off its node) share it, and the last of them
+finishes only when it has sent all its remote rows. The latest flags of a window therefore
+come from the rank with the most rows to return (the one that received the most tokens in
+dispatch), at the end of its largest flows. With its rows `R`, `2H`-byte rows, the
+expected share `(N - G) / N` of them off-node (uniform routing, `G` ranks per node), the
+NIC's bandwidth `B` and latency `L`, data moving from the start of the SEND-C (which lasts
+`S`), and a launch gap `g` before and after ATTN1, a window hides ATTN1, on the ranks that
+get those latest flags, as long as
+
+```
+X + 2g  <=  L + R x 2H x (N - G)/N / B  -  S        (the combine flight after the SEND-C)
+```
+
+(on `ideal` the flight is one flow's `L + bytes / B`, with only the rows for one rank). Per
+window of the run at the smallest X on `ports`, with the heaviest sender's `R` and `S` from
+its kernels and the `h800` preset's NIC:
+
+EOF
+    awk -F, -v L="$rdma_latency" -v B="$rdma_gbps" -v N="$ranks" -v G="$per_node" '
+        NR == 1 { next }
+        $3 == 0 && $4 == 0 && $5 == "A" && $6 == "ATTN0" { attn0_end = $9 }
+        $3 == 0 && $4 == 0 && $5 == "A" && $6 == "ATTN1" { attn1_start = $8 }
+        $6 == "SEND-C" && $3 == 0 && $4 > last_layer { last_layer = $4 }
+        $6 == "SEND-C" {
+            key = $4 " " $5
+            if (!(key in best) || $11 + 0 > best[key]) { best[key] = $11 + 0; dur[key] = $9 - $8; rows[key] = $13 }
+            if (!(key in seen)) { seen[key] = 1; order[++n] = key }
+        }
+        END {
+            g = attn1_start - attn0_end
+            printf "```\nNIC: B = %s GB/s, L = %s us; launch gap g = %.3f us; off-node share (N - G)/N = %d/%d\n", B, L, g, N - G, N
+            print "window (layer, micro-batch)  R (rows)  R x 2H (bytes)  S (us)  flight after SEND-C (us)  X* = flight - 2g (us)"
+            lo = 1e18; hi = -1e18
+            for (i = 1; i <= n; i++) {
+                k = order[i]; flight = L + best[k] * (N - G) / N / (B * 1000) - dur[k]; xs = flight - 2 * g
+                split(k, p, " ")
+                if (p[1] == last_layer && p[2] == "B") continue
+                printf "%27s  %8d  %14d  %6.3f  %24.3f  %21.3f\n", "layer " p[1] ", " p[2], rows[k], best[k], dur[k], flight, xs
+                sum += xs; if (xs < lo) lo = xs; if (xs > hi) hi = xs
+            }
+            printf "predicted crossover X*: %.1f us (mean over the %d windows; from %.1f to %.1f)\n```\n", sum / (n - 1), n - 1, lo, hi
+            print sum / (n - 1), lo, hi > "/dev/stderr"
+        }' "$tmp/kernels-first.csv" 2> "$tmp/predicted.txt"
+cat <<'EOF'
+
+This is the latest flight of a window. In processor sharing a sender's smaller flows finish
+before its larger ones, so many receivers' last flag comes earlier (and their SEND-C
+does not end with the heaviest sender's): they expose their ATTN1 at a smaller X. The
+windows' `X*` differ too, so the step's slope turns up over a range of X, not at one
+point. Sweeping X from 100 to 240 us (the picture in steps of 10 on both networks; the
+slopes below on `ports` also in steps of 2 from 150 to 200):
+
+![step latency against attention, EP 128](img/tbo-attention-ep128.svg)
+
+EOF
+    awk -F, -v pred="$(cut -d' ' -f1 "$tmp/predicted.txt")" -v predlo="$(cut -d' ' -f2 "$tmp/predicted.txt")" -v w="$windows" '
+        FILENAME == fine { x[++n] = $2; s[n] = $3 }
+        FILENAME != fine && NR > 1 && $1 == "ideal" { xi[++m] = $2; si[m] = $3 }
+        END {
+            lo = (s[2] - s[1]) / (x[2] - x[1]); hi = (s[n] - s[n - 1]) / (x[n] - x[n - 1])
+            ilo = (si[2] - si[1]) / (xi[2] - xi[1]); ihi = (si[m] - si[m - 1]) / (xi[m] - xi[m - 1])
+            printf "- `ideal`: the step grows by %.3f us per us of ATTN1 at the low end and %.3f at the high end (%d windows + the first ATTN1 = %d kernels per step).\n", ilo, ihi, w - 1, w
+            printf "- `ports`: %.3f us per us at the low end, %.3f at the high end.\n", lo, hi
+            if (hi - lo > 0.5) {
+                for (i = 1; i < n; i++) { sl = (s[i + 1] - s[i]) / (x[i + 1] - x[i]); if (!a && sl > lo + 0.01) a = i; if (!b && sl > hi - 0.01) b = i }
+                xc = (s[n] - hi * x[n] - s[1] + lo * x[1]) / (lo - hi)
+                printf "- The slope first rises above its low-end value between X = %s and %s us and reaches its high-end value between %s and %s us;", x[a], x[a + 1], x[b], x[b + 1]
+                printf " the two straight ends cross at X = %.1f us, against the predicted %.1f us (%+.1f us).", xc, pred, xc - pred
+                if (x[a] < predlo) printf " The first rise comes below the lowest window X* (%.1f us): receivers whose last flag comes early.", predlo
+                printf "\n"
+            } else print "- The slope does not change over the swept range: no crossover there."
+        }' fine="$tmp/attention-fine.csv" "$tmp/attention-sweep.csv" "$tmp/attention-fine.csv"
+cat <<'EOF'
+
+**The answer.** With TBO the attention of one micro-batch is not in series with the
+network: every ATTN1 but the first runs inside the other micro-batch's combine flight. On
+`ports` that flight is long, because the heaviest rank's NIC must send its combine rows to
+every off-node rank at one NIC's bandwidth; while it outlasts ATTN1, a longer ATTN1 only
+shortens the spin of the RECV-C that follows (the combine wait) and the step grows by the
+first ATTN1 alone. Once ATTN1 outlasts the flight, each window exposes it and the step
+grows as on `ideal`. On `ideal` a flow is alone on its path, so the combine flight is one
+flow's latency and transfer and every ATTN1 is exposed from the start. The crossover is per
+window, between one ATTN1 and one combine flight, not between a layer's total compute and
+its total network time: the dispatch flights, the MLPs and the SEND and RECV kernels are
+in series at every X. The step on `ports` is above `ideal` by the contention; the gap
+narrows as attention grows and stops narrowing once every window exposes its ATTN1.
+
+EOF
+    awk -F, '
+        $2 == "ports" { if (first == "") { first = $1; d0 = $4 }; last = $1; d1 = $4 }
+        END {
+            if (d0 > 0 && d1 > 0)
+                printf "On `ports` the dispatch flight also outlasts SHARED + ATTN0: a rank spends %.3f us of its step waiting in dispatch at X = %s and %.3f us at X = %s.\n", d0, first, d1, last
+        }' "$tmp/shipped.csv"
+}
+
 {
 cat <<'EOF'
 # Worked answers
@@ -185,5 +432,6 @@ cat <<'EOF'
 Rank 2 sends no data at all, yet every other rank's dispatch waits for its counts: it is
 the straggler.
 EOF
+attention_section
 } > "$page"
 echo "wrote $page" >&2
