@@ -89,6 +89,13 @@ public struct SimTime: RawRepresentable, Hashable, Comparable, Sendable, CustomS
         if let (numerator, denominator) = decimalFraction(gigabytesPerSecond), bytes >= 0 {
             // ps = ceil(bytes * 1000 * denominator / numerator), in 128 bits.
             let (high, low) = bytes.multipliedFullWidth(by: 1000 * denominator)
+            if high == 0 {
+                // The product fits in 64 bits (every realistic transfer: bytes x 1000 x 10^k < 2^64):
+                // one machine division gives the same quotient and remainder as the 128-bit
+                // routine below, which is a library call costing several times more.
+                let (q, r) = low.quotientAndRemainder(dividingBy: UInt64(numerator))
+                return SimTime(picos: Int64(r == 0 ? q : q + 1))
+            }
             if high < numerator {
                 let (q, r) = numerator.dividingFullWidth((high, low))
                 return SimTime(picos: r == 0 ? q : q + 1)
@@ -101,14 +108,21 @@ public struct SimTime: RawRepresentable, Hashable, Comparable, Sendable, CustomS
     /// `x` as `numerator / 10^k` for the smallest `k` in 0...12 at which `x * 10^k` is a
     /// whole number to within 1e-9 of itself (the decimal `x` was written as); nil when none
     /// is, or the numerator does not fit.
+    ///
+    /// Called for every transfer (every flow of a run): the nearest whole number is taken
+    /// without a libm call (see the loop), the same value `scaled.rounded()` gives.
     @usableFromInline static func decimalFraction(_ x: Double) -> (Int64, Int64)? {
         guard x.isFinite, x > 0 else { return nil }
         var scale: Int64 = 1
         for _ in 0...12 {
             let scaled = x * Double(scale)
             guard scaled < 9e18 else { return nil }
-            let whole = scaled.rounded()
-            if whole >= 1, abs(scaled - whole) <= scaled * 1e-12 { return (Int64(whole), scale) }
+            // Round half away from zero, exactly: for 0 < scaled < 2^63 the truncation fits an
+            // Int64 and the fraction `scaled - truncated` is exact in a Double (above 2^52
+            // every Double is whole and the fraction is 0).
+            let truncated = Int64(scaled)
+            let whole = scaled - Double(truncated) >= 0.5 ? truncated + 1 : truncated
+            if whole >= 1, abs(scaled - Double(whole)) <= scaled * 1e-12 { return (whole, scale) }
             scale *= 10
         }
         return nil
