@@ -137,16 +137,19 @@ public struct RoutingGenerator: Sendable {
     /// micro-batch split), as ``route(step:layer:microBatches:uniquePairs:pairMaxima:)``.
     ///
     /// This runs once per (step, MoE layer) over every selection of every rank (15 M for a
-    /// DeepSeek-V3 decode step at EP 256), so the tables are counted in buffers it allocates
-    /// itself (micro-batches side by side), written through pointers with no copy-on-write
-    /// check per selection, and copied into the result's arrays at the end.
+    /// DeepSeek-V3 decode step at EP 256), so a selection only counts its (micro-batch,
+    /// slot) cell for its source rank; once the rank is done, each cell it touched adds
+    /// its count to the slot's load and to the (source, destination) pair, and raises the
+    /// destination's largest (source, slot) pair. The tables live in buffers allocated here,
+    /// written through pointers (no copy-on-write check per write), and are copied into the
+    /// result's arrays at the end.
     public func route(plan: StepPlan, layer: Int, microBatches: Int, uniquePairs: Bool = false, pairMaxima: Bool = false) -> LayerRouting {
         let step = plan.step
         let n = plan.ranks
         let nn = n * n
         let slots = placement.slotExpert.count
         let replicated = slots > experts
-        /// A zeroed buffer of `count` (`count` 0 when the table is not wanted).
+        /// A buffer of `count` elements set to `value` (`count` 0 when the table is not wanted).
         func buffer<T: FixedWidthInteger>(_ count: Int, _ value: T = 0) -> UnsafeMutableBufferPointer<T> {
             let b = UnsafeMutableBufferPointer<T>.allocate(capacity: count)
             b.initialize(repeating: value)
@@ -156,10 +159,10 @@ public struct RoutingGenerator: Sendable {
         let el: UnsafeMutableBufferPointer<Int32> = buffer(microBatches * slots)
         let up: UnsafeMutableBufferPointer<Int32> = buffer(uniquePairs ? microBatches * nn : 0)
         let ms: UnsafeMutableBufferPointer<Int32> = buffer(pairMaxima ? microBatches * n : 0)
-        // This source's rows per (micro-batch, slot), and the first `touchedCount` entries of
-        // `touched`: the (micro-batch, slot) cells it touched (to reset).
-        let sourceSlot: UnsafeMutableBufferPointer<Int32> = buffer(pairMaxima ? microBatches * slots : 0)
-        let touched: UnsafeMutableBufferPointer<Int> = buffer(pairMaxima ? microBatches * slots : 0)
+        // The current source's selections per (micro-batch, slot) cell, and the first
+        // `touchedCount` entries of `touched`: the cells it touched so far.
+        let sourceSlot: UnsafeMutableBufferPointer<Int32> = buffer(microBatches * slots)
+        let touched: UnsafeMutableBufferPointer<Int> = buffer(microBatches * slots + 1)
         var touchedCount = 0
         let cursor: UnsafeMutableBufferPointer<Int> = buffer(replicated ? experts : 0)
         let slotLoad: UnsafeMutableBufferPointer<Int> = buffer(replicated ? slots : 0)
@@ -204,24 +207,33 @@ public struct RoutingGenerator: Sendable {
                 } else {
                     slot = Int(expertSlot[e])
                 }
-                let d = Int(slotRank[slot])
-                pc[m * nn + row + d] += 1
-                el[m * slots + slot] += 1
-                if uniquePairs && lastToken[d] != base + t {
-                    lastToken[d] = base + t
-                    up[m * nn + row + d] += 1
-                }
-                if pairMaxima {
-                    let i = m * slots + slot
-                    if sourceSlot[i] == 0 {
-                        touched[touchedCount] = i
-                        touchedCount += 1
+                let cell = m * slots + slot
+                // Without a branch (whether a cell is new is a coin toss, and a mispredicted
+                // branch per selection cost more than the rest of the selection): the cell is
+                // always written past the end of the list, and kept when new.
+                let count = sourceSlot[cell]
+                touched[touchedCount] = cell
+                touchedCount += count == 0 ? 1 : 0
+                sourceSlot[cell] = count + 1
+                if uniquePairs {
+                    let d = Int(slotRank[slot])
+                    if lastToken[d] != base + t {
+                        lastToken[d] = base + t
+                        up[m * nn + row + d] += 1
                     }
-                    sourceSlot[i] += 1
-                    ms[m * n + d] = max(ms[m * n + d], sourceSlot[i])
                 }
             }
-            for k in 0..<touchedCount { sourceSlot[touched[k]] = 0 }
+            // The source's cells into the layer's tables, and cleared for the next source.
+            for k in 0..<touchedCount {
+                let cell = touched[k]
+                let count = sourceSlot[cell]
+                let (m, slot) = cell.quotientAndRemainder(dividingBy: slots)
+                let d = Int(slotRank[slot])
+                el[cell] += count
+                pc[m * nn + row + d] += count
+                if pairMaxima { ms[m * n + d] = max(ms[m * n + d], count) }
+                sourceSlot[cell] = 0
+            }
             touchedCount = 0
             globalToken += plan.tokens[s]
         }
