@@ -52,4 +52,30 @@ struct TransferTests {
             #expect(SimTime.transfer(bytes: bytes, gigabytesPerSecond: Double(tenths) / 10) == SimTime(picos: exact))
         }
     }
+
+    @Test("the Double fast path gives what the exact decimal path gives")
+    func fastPathMatchesExact() {
+        var state: UInt64 = 987_654_321
+        func next() -> UInt64 {
+            state = state &* 6364136223846793005 &+ 1442695040888963407
+            return state >> 33
+        }
+        // Rates with 0 to 6 decimals, a few with no short decimal, and byte counts from one
+        // byte to terabytes, including exact multiples (whole picoseconds, where the fast
+        // path must step aside).
+        let rates: [Double] = [44.1, 33.3, 160, 50, 3, 0.1, 46.67, 153.7, 1730, 3700, 6120, 12.345678, 1.0 / 3, .pi, 0.001, 5000.5]
+        for rate in rates {
+            for _ in 0..<3000 {
+                let magnitude = next() % 13
+                var bytes = Int64(next() % 1000 + 1)
+                for _ in 0..<magnitude { bytes = bytes * 10 + Int64(next() % 10) }
+                #expect(SimTime.transfer(bytes: bytes, gigabytesPerSecond: rate) == SimTime.transferExact(bytes: bytes, gigabytesPerSecond: rate))
+                // A multiple of the rate's numerator: a whole number of picoseconds.
+                let multiple = Int64(rate * 1000).multipliedReportingOverflow(by: Int64(next() % 100_000 + 1)).partialValue
+                if multiple > 0 {
+                    #expect(SimTime.transfer(bytes: multiple, gigabytesPerSecond: rate) == SimTime.transferExact(bytes: multiple, gigabytesPerSecond: rate))
+                }
+            }
+        }
+    }
 }

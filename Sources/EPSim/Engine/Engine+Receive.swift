@@ -5,16 +5,22 @@ extension Engine where Net: ~Copyable {
 
     /// The slot of `operation` at rank `r`, claimed for it if the slot's previous
     /// operation has been consumed; a slot still holding unread data is an overrun.
-    mutating func slotIndex(rank r: Int, operation: Int32) throws -> Int {
+    ///
+    /// Inlined: every flow's delivery asks, and all but the first flow of an operation at a
+    /// rank find the slot already theirs.
+    @inline(__always) mutating func slotIndex(rank r: Int, operation: Int32) throws -> Int {
         let i = r * Self.ringSize + Int(operation) % Self.ringSize
-        if slots[i].operation != operation {
-            guard slots[i].consumed else {
-                throw SimulationError(
-                    code: .bufferOverrun, message: "rank \(r) received operation \(operation) while operation \(slots[i].operation) was unread")
-            }
-            slots[i] = RecvSlot(operation: operation, consumed: false)
-        }
+        if slots[i].operation != operation { try claimSlot(i, rank: r, operation: operation) }
         return i
+    }
+
+    /// Claims slot `i` of rank `r` for `operation` (``slotIndex(rank:operation:)``'s rare path).
+    @inline(never) mutating func claimSlot(_ i: Int, rank r: Int, operation: Int32) throws {
+        guard slots[i].consumed else {
+            throw SimulationError(
+                code: .bufferOverrun, message: "rank \(r) received operation \(operation) while operation \(slots[i].operation) was unread")
+        }
+        slots[i] = RecvSlot(operation: operation, consumed: false)
     }
 
     /// The lane begins waiting for `operation` at `now`: it goes on at
@@ -83,6 +89,9 @@ extension Engine where Net: ~Copyable {
     /// normal-mode SEND after its count exchange), which append to `deliveries` and call
     /// back here: a nested call returns at once and the loop below picks them up, so each
     /// delivery is handled exactly once and the stack stays flat.
+    ///
+    /// Every flow of a run passes through this loop, so ``deliver(_:)`` is inlined into it
+    /// and reaches its slot through the slot table's fixed base pointer.
     mutating func drainDeliveries() throws {
         guard !draining, !deliveries.isEmpty else { return }
         draining = true
@@ -96,31 +105,22 @@ extension Engine where Net: ~Copyable {
     }
 
     /// A flow's last control message reached its destination.
-    mutating func deliver(_ delivery: Delivery) throws {
+    @inline(__always) mutating func deliver(_ delivery: Delivery) throws {
         let flow = delivery.flow
         let d = Int(flow.destination)
         let i = try slotIndex(rank: d, operation: flow.operation)
-        slots[i].arrived += 1
-        assert(Int(slots[i].arrived) <= n, "rank \(d), operation \(flow.operation): more arrivals than senders")
+        let slot = slots.base + i
+        slot.pointee.add(delivery)
+        assert(Int(slot.pointee.arrived) <= n, "rank \(d), operation \(flow.operation): more arrivals than senders")
         assert(delivery.arrival >= delivery.posted, "a flow arrived before its control message left")
-        slots[i].bytesIn += flow.bytes
-        slots[i].messagesIn += Int64(flow.messages)
-        if slots[i].blocker < 0 || delivery.arrival > slots[i].lastArrival
-            || (delivery.arrival == slots[i].lastArrival && flow.source < slots[i].blocker)
-        {
-            slots[i].lastArrival = delivery.arrival
-            slots[i].blocker = flow.source
-            slots[i].blockerBytes = flow.bytes
-            slots[i].blockerMessages = flow.messages
-            slots[i].blockerPath = flow.path
-            slots[i].blockerStarted = delivery.started
-            slots[i].blockerPosted = delivery.posted
-        }
-        if options.recordFlows {
-            let record = FlowRecord(flow: flow, posted: delivery.posted, arrival: delivery.arrival)
-            flows.append(record)
-            observer?.flowDelivered(record)
-        }
-        if Int(slots[i].arrived) == n && slots[i].waitingLane >= 0 { try completeReceive(slot: i) }
+        if options.recordFlows { recordFlow(delivery) }
+        if Int(slot.pointee.arrived) == n && slot.pointee.waitingLane >= 0 { try completeReceive(slot: i) }
+    }
+
+    /// Keeps a delivered flow (``SimulationOptions/recordFlows``) and hands it to the observer.
+    @inline(never) mutating func recordFlow(_ delivery: Delivery) {
+        let record = FlowRecord(flow: delivery.flow, posted: delivery.posted, arrival: delivery.arrival)
+        flows.append(record)
+        observer?.flowDelivered(record)
     }
 }

@@ -87,6 +87,24 @@ struct RecvSlot {
     var waitingLane: Int32 = -1
     var consumed = true
     var recvStart: SimTime = .zero
+
+    /// Counts one flow's arrival: its bytes and messages, and (for blame) the flow as the
+    /// slot's blocker when it arrived last so far (ties: the lowest source rank).
+    @inline(__always) mutating func add(_ delivery: Delivery) {
+        let flow = delivery.flow
+        arrived += 1
+        bytesIn += flow.bytes
+        messagesIn += Int64(flow.messages)
+        if blocker < 0 || delivery.arrival > lastArrival || (delivery.arrival == lastArrival && flow.source < blocker) {
+            lastArrival = delivery.arrival
+            blocker = flow.source
+            blockerBytes = flow.bytes
+            blockerMessages = flow.messages
+            blockerPath = flow.path
+            blockerStarted = delivery.started
+            blockerPosted = delivery.posted
+        }
+    }
 }
 
 /// A layer's routing kept until every rank has sent its combine for it.
@@ -144,7 +162,9 @@ struct Engine<Net: NetworkModel & ~Copyable>: ~Copyable {
     var lanes: [LaneState]
     /// `completedInStep[rank * P + instruction] == step + 1` once it ran in that step.
     var completedInStep: [Int32]
-    var slots: [RecvSlot]
+    /// `slots[rank * ringSize + operation % ringSize]`; written once per flow, so kept in
+    /// a ``FixedTable`` (no copy-on-write check per write).
+    var slots: FixedTable<RecvSlot>
     /// Each rank's own SEND of each operation in flight (ring like `slots`): start and end.
     var ownSends: [(operation: Int32, start: SimTime, end: SimTime)]
     var routingCache: [Int: CachedRouting] = [:]
@@ -189,7 +209,7 @@ struct Engine<Net: NetworkModel & ~Copyable>: ~Copyable {
         ranks = Array(repeating: RankState(), count: n)
         lanes = Array(repeating: LaneState(), count: 2 * n)
         completedInStep = Array(repeating: 0, count: n * program.instructions.count)
-        slots = Array(repeating: RecvSlot(), count: n * Self.ringSize)
+        slots = FixedTable(repeating: RecvSlot(), count: n * Self.ringSize)
         ownSends = Array(repeating: (-1, .zero, .zero), count: n * Self.ringSize)
         rankSteps = (0..<scenario.steps).flatMap { s in (0..<rankCount).map { RankStepResult(rank: Int32($0), step: Int32(s)) } }
         kernelsByRank = Array(repeating: [], count: options.timeline == .full ? n : 0)

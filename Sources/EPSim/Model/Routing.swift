@@ -110,10 +110,8 @@ public struct RoutingGenerator: Sendable {
             var rng = SplitMix64(seed: SplitMix64.mix(workload.seed, UInt64(step), UInt64(layer), UInt64(rank)))
             var chosen = [Int](repeating: 0, count: topK)
             if let sampler {
-                var groupPicks = [Int](repeating: 0, count: sampler.topGroups)
-                for t in 0..<count {
-                    sampler.sample(topK, rng: &rng, groups: &groupPicks, into: &chosen)
-                    for e in chosen { body(t, e) }
+                sampler.forEachDraw(tokens: count, k: topK, rng: &rng) { t, experts in
+                    for e in experts { body(t, e) }
                 }
             } else {
                 for t in 0..<count {
@@ -137,43 +135,67 @@ public struct RoutingGenerator: Sendable {
 
     /// The routing of one layer of the step `plan` describes (its tokens per rank and
     /// micro-batch split), as ``route(step:layer:microBatches:uniquePairs:pairMaxima:)``.
+    ///
+    /// This runs once per (step, MoE layer) over every selection of every rank (15 M for a
+    /// DeepSeek-V3 decode step at EP 256), so a selection only counts its (micro-batch,
+    /// slot) cell for its source rank; once the rank is done, each cell it touched adds
+    /// its count to the slot's load and to the (source, destination) pair, and raises the
+    /// destination's largest (source, slot) pair. The tables live in buffers allocated here,
+    /// written through pointers (no copy-on-write check per write), and are copied into the
+    /// result's arrays at the end.
     public func route(plan: StepPlan, layer: Int, microBatches: Int, uniquePairs: Bool = false, pairMaxima: Bool = false) -> LayerRouting {
         let step = plan.step
         let n = plan.ranks
+        let nn = n * n
         let slots = placement.slotExpert.count
-        var result: [LayerRouting.MicroBatchRouting] = (0..<microBatches).map { _ in
-            .init(
-                pairCounts: [Int32](repeating: 0, count: n * n),
-                expertLoad: [Int32](repeating: 0, count: slots),
-                tokens: [Int32](repeating: 0, count: n),
-                uniquePairCounts: uniquePairs ? [Int32](repeating: 0, count: n * n) : [],
-                maxSourceSlot: pairMaxima ? [Int32](repeating: 0, count: n) : [])
-        }
-        // This source's rows per (micro-batch, slot), and the slots it touched (to reset).
-        var sourceSlot = [Int32](repeating: 0, count: pairMaxima ? microBatches * slots : 0)
-        var touched: [Int] = []
         let replicated = slots > experts
-        var cursor = [Int](repeating: 0, count: replicated ? experts : 0)
-        var slotLoad = [Int](repeating: 0, count: replicated ? slots : 0)
+        /// A buffer of `count` elements set to `value` (`count` 0 when the table is not wanted).
+        func buffer<T: FixedWidthInteger>(_ count: Int, _ value: T = 0) -> UnsafeMutableBufferPointer<T> {
+            let b = UnsafeMutableBufferPointer<T>.allocate(capacity: count)
+            b.initialize(repeating: value)
+            return b
+        }
+        let pc: UnsafeMutableBufferPointer<Int32> = buffer(microBatches * nn)
+        let el: UnsafeMutableBufferPointer<Int32> = buffer(microBatches * slots)
+        let up: UnsafeMutableBufferPointer<Int32> = buffer(uniquePairs ? microBatches * nn : 0)
+        let ms: UnsafeMutableBufferPointer<Int32> = buffer(pairMaxima ? microBatches * n : 0)
+        // The current source's selections per (micro-batch, slot) cell, and the first
+        // `touchedCount` entries of `touched`: the cells it touched so far.
+        let sourceSlot: UnsafeMutableBufferPointer<Int32> = buffer(microBatches * slots)
+        let touched: UnsafeMutableBufferPointer<Int> = buffer(microBatches * slots + 1)
+        var touchedCount = 0
+        let cursor: UnsafeMutableBufferPointer<Int> = buffer(replicated ? experts : 0)
+        let slotLoad: UnsafeMutableBufferPointer<Int> = buffer(replicated ? slots : 0)
         // The last token counted towards each destination rank (for per-rank de-duplication).
-        var lastToken = [Int](repeating: -1, count: uniquePairs ? n : 0)
+        let lastToken: UnsafeMutableBufferPointer<Int> = buffer(uniquePairs ? n : 0, -1)
+        // Without replicas an expert has one slot, wherever the placement put it (greedy or
+        // `model.slots` may move it off the contiguous layout).
+        let expertSlot: UnsafeMutableBufferPointer<Int32> = buffer(replicated ? 0 : experts)
+        if !replicated { for e in 0..<experts { expertSlot[e] = placement.replicas[e][0] } }
+        let slotRank: UnsafeMutableBufferPointer<Int32> = buffer(slots)
+        _ = slotRank.initialize(from: placement.slotRank)
+        defer {
+            for b in [pc, el, up, ms, sourceSlot, expertSlot, slotRank] { b.deallocate() }
+            for b in [touched, cursor, slotLoad, lastToken] { b.deallocate() }
+        }
+        let replicaPolicy = workload.replicaPolicy
+        let replicas = placement.replicas
+        var tokens = [Int32](repeating: 0, count: microBatches * n)
         var globalToken = 0
         for s in 0..<n {
             let splitAt = plan.tokenRange(rank: s, microBatch: .a, of: microBatches).upperBound
             for m in 0..<microBatches {
-                result[m].tokens[s] = Int32(plan.tokenRange(rank: s, microBatch: MicroBatch(rawValue: UInt8(m))!, of: microBatches).count)
+                tokens[m * n + s] = Int32(plan.tokenRange(rank: s, microBatch: MicroBatch(rawValue: UInt8(m))!, of: microBatches).count)
             }
-            if replicated && workload.replicaPolicy == .roundRobin { for e in 0..<experts { cursor[e] = s } }
+            if replicated && replicaPolicy == .roundRobin { for e in 0..<experts { cursor[e] = s } }
             let row = s * n
             let base = globalToken
             forEachLogicalSelection(rank: s, step: step, tokens: plan.tokens[s], layer: layer, globalOffset: base) { t, e in
                 let m = t < splitAt ? 0 : 1
-                // Without replicas an expert has one slot, wherever the placement put it
-                // (greedy or `model.slots` may move it off the contiguous layout).
-                var slot = replicated ? e : Int(placement.replicas[e][0])
+                var slot: Int
                 if replicated {
-                    let reps = placement.replicas[e]
-                    switch workload.replicaPolicy {
+                    let reps = replicas[e]
+                    switch replicaPolicy {
                     case .roundRobin:
                         slot = Int(reps[cursor[e] % reps.count])
                         cursor[e] += 1
@@ -182,26 +204,49 @@ public struct RoutingGenerator: Sendable {
                         for p in reps.dropFirst() where slotLoad[Int(p)] < slotLoad[slot] { slot = Int(p) }
                     }
                     slotLoad[slot] += 1
+                } else {
+                    slot = Int(expertSlot[e])
                 }
-                let d = Int(placement.slotRank[slot])
-                result[m].pairCounts[row + d] += 1
-                result[m].expertLoad[slot] += 1
-                if uniquePairs && lastToken[d] != base + t {
-                    lastToken[d] = base + t
-                    result[m].uniquePairCounts[row + d] += 1
-                }
-                if pairMaxima {
-                    let i = m * slots + slot
-                    if sourceSlot[i] == 0 { touched.append(i) }
-                    sourceSlot[i] += 1
-                    result[m].maxSourceSlot[d] = max(result[m].maxSourceSlot[d], sourceSlot[i])
+                let cell = m * slots + slot
+                // Without a branch (whether a cell is new is a coin toss, and a mispredicted
+                // branch per selection cost more than the rest of the selection): the cell is
+                // always written past the end of the list, and kept when new.
+                let count = sourceSlot[cell]
+                touched[touchedCount] = cell
+                touchedCount += count == 0 ? 1 : 0
+                sourceSlot[cell] = count + 1
+                if uniquePairs {
+                    let d = Int(slotRank[slot])
+                    if lastToken[d] != base + t {
+                        lastToken[d] = base + t
+                        up[m * nn + row + d] += 1
+                    }
                 }
             }
-            for i in touched { sourceSlot[i] = 0 }
-            touched.removeAll(keepingCapacity: true)
+            // The source's cells into the layer's tables, and cleared for the next source.
+            for k in 0..<touchedCount {
+                let cell = touched[k]
+                let count = sourceSlot[cell]
+                let (m, slot) = cell.quotientAndRemainder(dividingBy: slots)
+                let d = Int(slotRank[slot])
+                el[cell] += count
+                pc[m * nn + row + d] += count
+                if pairMaxima { ms[m * n + d] = max(ms[m * n + d], count) }
+                sourceSlot[cell] = 0
+            }
+            touchedCount = 0
             globalToken += plan.tokens[s]
         }
-        return LayerRouting(microBatches: result)
+        /// Micro-batch `m`'s part of a table of `size` per micro-batch.
+        func part(_ table: UnsafeMutableBufferPointer<Int32>, _ m: Int, _ size: Int) -> [Int32] {
+            table.isEmpty ? [] : Array(table[(m * size)..<((m + 1) * size)])
+        }
+        return LayerRouting(
+            microBatches: (0..<microBatches).map { m in
+                .init(
+                    pairCounts: part(pc, m, nn), expertLoad: part(el, m, slots), tokens: Array(tokens[(m * n)..<((m + 1) * n)]),
+                    uniquePairCounts: part(up, m, nn), maxSourceSlot: part(ms, m, n))
+            })
     }
 }
 
@@ -239,14 +284,21 @@ struct WeightedSampler: Sendable {
 
     static func unit(_ rng: inout SplitMix64) -> Double { Double(rng.next() >> 11) / Double(1 << 53) }
 
-    /// Fills `chosen[0..<k]` with distinct experts and `chosenGroups` with the groups used.
-    func sample(_ k: Int, rng: inout SplitMix64, groups chosenGroups: inout [Int], into chosen: inout [Int]) {
+    /// Draws `k` distinct experts for each of `count` tokens in turn from `rng` and hands
+    /// `body(token, experts)` each token's draw (valid during the call only). The tables and
+    /// buffers are opened once for all the tokens, not once per token.
+    func forEachDraw(tokens count: Int, k: Int, rng: inout SplitMix64, _ body: (Int, UnsafeMutableBufferPointer<Int>) -> Void) {
+        var chosenGroups = [Int](repeating: 0, count: topGroups)
+        var chosen = [Int](repeating: 0, count: k)
         weights.withUnsafeBufferPointer { w in
             cumulative.withUnsafeBufferPointer { cum in
                 groupTotal.withUnsafeBufferPointer { gt in
                     chosenGroups.withUnsafeMutableBufferPointer { cg in
                         chosen.withUnsafeMutableBufferPointer { out in
-                            sample(k, w: w, cum: cum, gt: gt, cg: cg, out: out, rng: &rng)
+                            for t in 0..<count {
+                                sample(k, w: w, cum: cum, gt: gt, cg: cg, out: out, rng: &rng)
+                                body(t, out)
+                            }
                         }
                     }
                 }
