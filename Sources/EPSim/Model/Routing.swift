@@ -140,47 +140,62 @@ public struct RoutingGenerator: Sendable {
     /// DeepSeek-V3 decode step at EP 256), so a selection only counts its (micro-batch,
     /// slot) cell for its source rank; once the rank is done, each cell it touched adds
     /// its count to the slot's load and to the (source, destination) pair, and raises the
-    /// destination's largest (source, slot) pair. The tables live in buffers allocated here,
-    /// written through pointers (no copy-on-write check per write), and are copied into the
-    /// result's arrays at the end.
+    /// destination's largest (source, slot) pair. The tables live in one block allocated
+    /// here, written through pointers (no copy-on-write check per write), and are copied into
+    /// the result's arrays at the end.
     public func route(plan: StepPlan, layer: Int, microBatches: Int, uniquePairs: Bool = false, pairMaxima: Bool = false) -> LayerRouting {
         let step = plan.step
         let n = plan.ranks
         let nn = n * n
         let slots = placement.slotExpert.count
         let replicated = slots > experts
-        /// A buffer of `count` elements set to `value` (`count` 0 when the table is not wanted).
-        func buffer<T: FixedWidthInteger>(_ count: Int, _ value: T = 0) -> UnsafeMutableBufferPointer<T> {
-            let b = UnsafeMutableBufferPointer<T>.allocate(capacity: count)
-            b.initialize(repeating: value)
-            return b
+        // One allocation for every table and scratch buffer of the layer (the allocation
+        // gate counts every call to malloc): a block of Int followed by a block of Int32,
+        // each carved in order below.
+        let pairCells = microBatches * nn
+        let slotCells = microBatches * slots
+        let int32Total =
+            pairCells + slotCells + (uniquePairs ? pairCells : 0) + (pairMaxima ? microBatches * n : 0) + microBatches * n + slotCells
+            + (replicated ? 0 : experts)
+        let intTotal = slotCells + 1 + (replicated ? experts + slots : 0) + (uniquePairs ? n : 0)
+        let raw = UnsafeMutableRawPointer.allocate(
+            byteCount: intTotal * MemoryLayout<Int>.stride + int32Total * MemoryLayout<Int32>.stride, alignment: MemoryLayout<Int>.alignment)
+        defer { raw.deallocate() }
+        let intBlock = UnsafeMutableBufferPointer(start: raw.bindMemory(to: Int.self, capacity: intTotal), count: intTotal)
+        intBlock.initialize(repeating: 0)
+        let int32Block = UnsafeMutableBufferPointer(
+            start: (raw + intTotal * MemoryLayout<Int>.stride).bindMemory(to: Int32.self, capacity: int32Total), count: int32Total)
+        int32Block.initialize(repeating: 0)
+        var int32Used = 0
+        var intUsed = 0
+        /// The next `count` elements of `block`, whose first `used` are taken.
+        func carve<T>(_ block: UnsafeMutableBufferPointer<T>, _ used: inout Int, _ count: Int) -> UnsafeMutableBufferPointer<T> {
+            defer { used += count }
+            return UnsafeMutableBufferPointer(rebasing: block[used..<(used + count)])
         }
-        let pc: UnsafeMutableBufferPointer<Int32> = buffer(microBatches * nn)
-        let el: UnsafeMutableBufferPointer<Int32> = buffer(microBatches * slots)
-        let up: UnsafeMutableBufferPointer<Int32> = buffer(uniquePairs ? microBatches * nn : 0)
-        let ms: UnsafeMutableBufferPointer<Int32> = buffer(pairMaxima ? microBatches * n : 0)
+        let pc = carve(int32Block, &int32Used, pairCells)
+        let el = carve(int32Block, &int32Used, slotCells)
+        let up = carve(int32Block, &int32Used, uniquePairs ? pairCells : 0)
+        let ms = carve(int32Block, &int32Used, pairMaxima ? microBatches * n : 0)
+        let tokens = carve(int32Block, &int32Used, microBatches * n)
         // The current source's selections per (micro-batch, slot) cell, and the first
-        // `touchedCount` entries of `touched`: the cells it touched so far.
-        let sourceSlot: UnsafeMutableBufferPointer<Int32> = buffer(microBatches * slots)
-        let touched: UnsafeMutableBufferPointer<Int> = buffer(microBatches * slots + 1)
+        // `touchedCount` entries of `touched`: the cells it touched so far (one spare entry:
+        // a selection writes its cell past the end before deciding whether it is new).
+        let sourceSlot = carve(int32Block, &int32Used, slotCells)
+        let touched = carve(intBlock, &intUsed, slotCells + 1)
         var touchedCount = 0
-        let cursor: UnsafeMutableBufferPointer<Int> = buffer(replicated ? experts : 0)
-        let slotLoad: UnsafeMutableBufferPointer<Int> = buffer(replicated ? slots : 0)
+        let cursor = carve(intBlock, &intUsed, replicated ? experts : 0)
+        let slotLoad = carve(intBlock, &intUsed, replicated ? slots : 0)
         // The last token counted towards each destination rank (for per-rank de-duplication).
-        let lastToken: UnsafeMutableBufferPointer<Int> = buffer(uniquePairs ? n : 0, -1)
+        let lastToken = carve(intBlock, &intUsed, uniquePairs ? n : 0)
+        lastToken.update(repeating: -1)
         // Without replicas an expert has one slot, wherever the placement put it (greedy or
         // `model.slots` may move it off the contiguous layout).
-        let expertSlot: UnsafeMutableBufferPointer<Int32> = buffer(replicated ? 0 : experts)
+        let expertSlot = carve(int32Block, &int32Used, replicated ? 0 : experts)
         if !replicated { for e in 0..<experts { expertSlot[e] = placement.replicas[e][0] } }
-        let slotRank: UnsafeMutableBufferPointer<Int32> = buffer(slots)
-        _ = slotRank.initialize(from: placement.slotRank)
-        defer {
-            for b in [pc, el, up, ms, sourceSlot, expertSlot, slotRank] { b.deallocate() }
-            for b in [touched, cursor, slotLoad, lastToken] { b.deallocate() }
-        }
+        let slotRank = placement.slotRank
         let replicaPolicy = workload.replicaPolicy
         let replicas = placement.replicas
-        var tokens = [Int32](repeating: 0, count: microBatches * n)
         var globalToken = 0
         for s in 0..<n {
             let splitAt = plan.tokenRange(rank: s, microBatch: .a, of: microBatches).upperBound
@@ -244,7 +259,7 @@ public struct RoutingGenerator: Sendable {
         return LayerRouting(
             microBatches: (0..<microBatches).map { m in
                 .init(
-                    pairCounts: part(pc, m, nn), expertLoad: part(el, m, slots), tokens: Array(tokens[(m * n)..<((m + 1) * n)]),
+                    pairCounts: part(pc, m, nn), expertLoad: part(el, m, slots), tokens: part(tokens, m, n),
                     uniquePairCounts: part(up, m, nn), maxSourceSlot: part(ms, m, n))
             })
     }
