@@ -153,7 +153,8 @@ func writeOutput(_ text: String, to path: String, what: String) throws {
 /// The files a scenario file names (`table:` and `file:` values, relative to its folder), as
 /// inputs an output must not overwrite; read loosely from its text, since the scenario is
 /// read only later (nothing, if it cannot be read).
-func referencedFiles(_ scenario: String) -> [(what: String, path: String?)] {
+func referencedFiles(_ given: String) -> [(what: String, path: String?)] {
+    let scenario = PackagePaths.resolve(given)
     // A regular file only: a pipe (`<(cat f)`) read here would be empty when read for real.
     var info = stat()
     guard stat(scenario, &info) == 0, info.st_mode & S_IFMT == S_IFREG, info.st_size < 8 << 20,

@@ -83,9 +83,7 @@ struct BenchCommand: ParsableCommand {
 
 /// Runs this `epsim` binary with `arguments` in a child process (``ChildProcess``).
 func spawnMeasured(_ arguments: [String]) throws -> (output: String, wallSeconds: Double, peakMB: Double) {
-    let executable =
-        CommandLine.arguments[0].hasPrefix("/") ? CommandLine.arguments[0] : FileManager.default.currentDirectoryPath + "/" + CommandLine.arguments[0]
-    let r = try ChildProcess.run(executable, arguments)
+    let r = try ChildProcess.run(PackagePaths.executable, arguments)
     return (r.output, r.wallSeconds, r.peakMB)
 }
 
@@ -117,7 +115,7 @@ struct BenchReport {
 
     func measure(_ label: String, _ path: String, _ set: [String] = [], store: Bool = false, x: Double = 0) throws -> Measurement {
         FileHandle.standardError.write(Data("bench: \(label)...\n".utf8))
-        var args = ["bench", "--measure", path]
+        var args = ["bench", "--measure", PackagePaths.resolve(path)]
         for s in set { args += ["--set", s] }
         if store { args.append("--store") }
         let (out, wall, peak) = try spawnMeasured(args)
@@ -149,7 +147,7 @@ struct BenchReport {
         for ep in [64, 256] { storage.append(try measure("decode EP \(ep), full timeline", "Scenarios/bench/deepseek-v3-decode-ep\(ep).yaml", store: true)) }
         let points = quick ? 40 : 200
         let base = [
-            "sweep", "Scenarios/bench/deepseek-v3-decode-ep64.yaml", "--vary", "workload.seed=" + (1...points).map(String.init).joined(separator: ","),
+            "sweep", PackagePaths.resolve("Scenarios/bench/deepseek-v3-decode-ep64.yaml"), "--vary", "workload.seed=" + (1...points).map(String.init).joined(separator: ","),
             "--vary", "model.moe_layers=4", "--no-store",
         ]
         FileHandle.standardError.write(Data("bench: sweep of \(points) points, --jobs 1 and 2...\n".utf8))

@@ -18,8 +18,8 @@ struct CalibrateCommand: ParsableCommand {
         discussion:
             "Without --measurements: DeepEP's published H800 table (Scenarios/calibration). With --measurements: the harness's ll.csv files (calibration/deepep; routing.csv and ll-run.json beside each) and DeepEP test_low_latency.py logs (their rows are in group deepep-log). A log does not say its tokens or sizes: --log-* give them for every log (defaults: DeepEP's test defaults), or a log's own settings follow its path, e.g. run.log:tokens=32,experts=256. --fit fits the NVLink, self-copy, warp-group and kernel-cost parameters on the rows --fit-on selects (the launch gap is taken as measured), reports every other row as held out, and prints the result as a hardware: block to paste into a scenario. Exit status 65 for a bad file, 64 for bad arguments, 73 for an output file that cannot be written.")
 
-    @Option(help: "Folder of the published-table scenarios.")
-    var scenarios = "Scenarios/calibration"
+    @Option(help: "Folder of the published-table scenarios (default: the package's, from any directory).")
+    var scenarios = PackagePaths.resolve("Scenarios/calibration")
 
     @Option(parsing: .upToNextOption, help: "Measurement files: the harness's ll.csv, or DeepEP test logs.")
     var measurements: [String] = []
@@ -90,7 +90,7 @@ struct CalibrateCommand: ParsableCommand {
     func run() throws {
         do {
             if let markdown {
-                let page = try ValidationPage.render(scenarios: scenarios, measurements: "calibration/measurements")
+                let page = try ValidationPage.render(scenarios: scenarios, measurements: PackagePaths.resolve("calibration/measurements"))
                 try write(page, to: markdown)
                 return
             }

@@ -116,7 +116,10 @@ enum ComparisonReport {
         }
     }
 
+    /// One CSV field (RFC 4180): quoted, with quotes doubled, when it holds a comma, a quote
+    /// or a line break.
     static func csvField(_ s: String) -> String {
-        s.contains(",") || s.contains("\"") ? "\"" + s.replacingOccurrences(of: "\"", with: "\"\"") + "\"" : s
+        s.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" || $0 == "\r" || $0 == "\r\n" })
+            ? "\"" + s.replacingOccurrences(of: "\"", with: "\"\"") + "\"" : s
     }
 }

@@ -57,11 +57,12 @@ func exitStatus(_ error: StoreError) -> Int32 {
     }
 }
 
-/// Writes the CSV and/or trace exports of `kernels` to the given paths.
-func writeExports(_ kernels: [KernelRecord], runID: Int64?, ranks: Int, title: String, csv: String?, trace: String?) throws {
+/// Writes the CSV and/or trace exports of `kernels` to the given paths; says so on standard
+/// output, or on standard error when `quiet` (standard output carries JSON for a script).
+func writeExports(_ kernels: [KernelRecord], runID: Int64?, ranks: Int, title: String, csv: String?, trace: String?, quiet: Bool = false) throws {
     func write(_ text: String, to path: String, what: String) throws {
         try writeOutput(text, to: path, what: what)
-        print("wrote \(what) to \(path)")
+        if quiet { printError("wrote \(what) to \(path)") } else { print("wrote \(what) to \(path)") }
     }
     if let csv { try write(TimelineExport.csv(kernels, runID: runID), to: csv, what: "timeline CSV (\(kernels.count) kernels)") }
     if let trace { try write(TimelineExport.chromeTrace(kernels, ranks: ranks, title: title), to: trace, what: "Chrome trace") }

@@ -19,7 +19,7 @@ struct EPSimCommand: ParsableCommand {
 /// into a message and exit status 65 (data error).
 func readScenarioText(_ path: String) throws -> String {
     do {
-        return try Scenario.readText(path: path)
+        return try Scenario.readText(path: PackagePaths.resolve(path))
     } catch let error as ScenarioError {
         printError("error: \(error)")
         throw ExitCode(65)
@@ -31,6 +31,7 @@ func readScenarioText(_ path: String) throws -> String {
 /// already read (a pipe can be read only once).
 func loadScenario(_ path: String, text: String? = nil, schedule: String? = nil) throws -> Scenario {
     do {
+        let path = PackagePaths.resolve(path)
         var s = try Scenario.load(path: path, text: text ?? Scenario.readText(path: path))
         if let schedule {
             guard let spec = ScheduleSpec.preset(schedule) else {

@@ -70,12 +70,29 @@ struct RunCommand: ParsableCommand {
         let summary = RunSummary(result: result)
         switch format {
         case .json:
-            print(try jsonString(summary))
+            // The summary, and where the run was stored (so a script can export or plot it).
+            print(try jsonString(StoredSummary(summary: summary, runID: runID, database: runID == nil ? nil : database.resolvedPath)))
         case .table:
             print(RunReport.table(summary: summary, scenario: s, wallSeconds: wall), terminator: "")
             if let runID { print("stored as run \(runID) in \(database.resolvedPath)") }
         }
-        try writeExports(result.kernels, runID: runID, ranks: s.cluster.ranks, title: s.name, csv: csv, trace: trace)
+        try writeExports(result.kernels, runID: runID, ranks: s.cluster.ranks, title: s.name, csv: csv, trace: trace, quiet: format == .json)
+    }
+}
+
+/// A run's summary with, when it was stored, its id and database (`run_id`, `database`).
+struct StoredSummary: Encodable {
+    var summary: RunSummary
+    var runID: Int64?
+    var database: String?
+
+    enum Keys: String, CodingKey { case runID = "run_id", database }
+
+    func encode(to encoder: any Encoder) throws {
+        try summary.encode(to: encoder)
+        var c = encoder.container(keyedBy: Keys.self)
+        try c.encodeIfPresent(runID, forKey: .runID)
+        try c.encodeIfPresent(database, forKey: .database)
     }
 }
 

@@ -13,7 +13,22 @@ struct RunsCommand: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "List stored runs, newest first.")
         @Option(help: "Only runs of this scenario name.") var scenario: String?
         @Option(help: "At most this many runs.") var limit: Int?
+        @Option(help: "Output format: table, json or csv.") var format: ListFormat = .table
         @OptionGroup var database: DatabaseOptions
+
+        enum ListFormat: String, ExpressibleByArgument, CaseIterable { case table, json, csv }
+
+        /// One run as JSON: the table's columns, the step latency in µs.
+        struct Entry: Encodable {
+            var id: Int64
+            var created_at: String
+            var scenario: String
+            var schedule: String
+            var ranks: Int
+            var steps: Int
+            var step_latency_us: Double
+            var timeline: String
+        }
 
         func validate() throws {
             if let limit, limit < 1 { throw ValidationError("--limit \(limit): expected a number of runs, 1 or more") }
@@ -22,15 +37,27 @@ struct RunsCommand: ParsableCommand {
         func run() throws {
             let store = try database.open(.read)
             let runs = try withStore { try store.list(scenario: scenario, limit: limit) }
+            let header = ["id", "created_at", "scenario", "schedule", "ranks", "steps", "step_latency_us", "timeline"]
             let rows = runs.map {
                 [
                     String($0.id), $0.createdAt, $0.scenarioName, $0.schedule, String($0.ranks), String($0.steps),
                     RunReport.us($0.stepLatencyMicros), $0.timeline,
                 ]
             }
-            print(
-                TextTable.render(header: ["id", "created_at", "scenario", "schedule", "ranks", "steps", "step_latency_us", "timeline"], rows: rows),
-                terminator: "")
+            switch format {
+            case .table:
+                print(TextTable.render(header: header, rows: rows), terminator: "")
+            case .csv:
+                print(([header] + rows).map { $0.map(ComparisonReport.csvField).joined(separator: ",") }.joined(separator: "\n"))
+            case .json:
+                print(
+                    try jsonString(
+                        runs.map {
+                            Entry(
+                                id: $0.id, created_at: $0.createdAt, scenario: $0.scenarioName, schedule: $0.schedule, ranks: $0.ranks,
+                                steps: $0.steps, step_latency_us: $0.stepLatencyMicros, timeline: $0.timeline)
+                        }))
+            }
         }
     }
 

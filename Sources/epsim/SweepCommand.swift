@@ -68,7 +68,7 @@ struct SweepCommand: ParsableCommand {
             let (i, n) = try Sweep.parseShard(shard)
             indices = Sweep.shard(indices.count, index: i, of: n)
         }
-        let runner = SweepRunner(scenarioPath: scenario, points: sweep.points, indices: indices)
+        let runner = SweepRunner(scenarioPath: PackagePaths.resolve(scenario), points: sweep.points, indices: indices)
         // From here on SIGINT and SIGTERM stop the sweep cleanly (a signal during the load
         // makes it run no point).
         let signals = StopSignals(runner)
