@@ -113,9 +113,9 @@ attention_section() {
     "$epsim" plot --csv "$tmp/attention-sweep.csv" --x attn1_us --y step_latency_us --series network.model --svg "$out/img/tbo-attention-ep128.svg" --title "EP 128 decode, TBO: step latency against ATTN1 per micro-batch" >/dev/null
     "$epsim" run "$first" --no-store --csv "$tmp/kernels-first.csv" >/dev/null 2>&1
     for x in $attn_xs; do
-        "$epsim" explain "$attn_dir/attn1-$x.yaml" > "$tmp/explain-$x-ports.txt" 2>/dev/null
+        "$epsim" explain --full "$attn_dir/attn1-$x.yaml" > "$tmp/explain-$x-ports.txt" 2>/dev/null
         ideal_copy "$attn_dir/attn1-$x.yaml" "$tmp/attn1-$x-ideal.yaml"
-        "$epsim" explain "$tmp/attn1-$x-ideal.yaml" > "$tmp/explain-$x-ideal.txt" 2>/dev/null
+        "$epsim" explain --full "$tmp/attn1-$x-ideal.yaml" > "$tmp/explain-$x-ideal.txt" 2>/dev/null
     done
 
 cat <<'EOF'
@@ -184,7 +184,7 @@ on `ports` (from the first SEND-D(A) of layer 1 to its RECV-C(A)):
 EOF
     for x in 108 200; do
         echo '```'
-        echo "\$ epsim explain $attn_dir/attn1-$x.yaml   (excerpt)"
+        echo "\$ epsim explain --full $attn_dir/attn1-$x.yaml   (excerpt)"
         sed -n 1p "$tmp/explain-$x-ports.txt"
         awk '/^critical path/ { p = 1; next } p && /^start_us/ { print; exit }' "$tmp/explain-$x-ports.txt"
         awk '/SEND-D\(A\) layer 1/ { p = 1 } p { print } p && /RECV-C\(A\) layer 1/ && !/launch gap/ { exit }' "$tmp/explain-$x-ports.txt"
@@ -430,7 +430,7 @@ show explain Scenarios/zero-token-rank.yaml
 cat <<'EOF'
 
 Rank 2 sends no data at all, yet every other rank's dispatch waits for its counts: it is
-the straggler.
+the culprit.
 EOF
 attention_section
 } > "$page"

@@ -49,6 +49,9 @@ struct ExplainCommand: ParsableCommand {
     @Option(help: "Override a scenario file's schedule with a preset.")
     var schedule: String?
 
+    @Flag(help: "Print every link of the critical path and every rank (default: a summary when there are more than 40 links or 16 ranks).")
+    var full = false
+
     @OptionGroup var database: DatabaseOptions
 
     func validate() throws {
@@ -64,16 +67,93 @@ struct ExplainCommand: ParsableCommand {
             printError("error: no step \(step ?? 0) in \(label)")
             throw ExitCode(64)
         }
-        print(ExplainReport.render(result, path: path, label: label), terminator: "")
+        print(ExplainReport.render(result, path: path, label: label, full: full), terminator: "")
     }
 }
 
 enum ExplainReport {
     static func us(_ t: SimTime) -> String { String(format: "%.3f", t.micros) }
 
-    static func render(_ result: RunResult, path: CriticalPath, label: String) -> String {
+    /// Above this many links the path is summarised by kind unless `full`.
+    static let linksInFull = 40
+
+    /// What a link is, without where: its kernel kind and part, or its message kind.
+    static func category(_ l: CriticalPath.Link) -> String {
+        let k = l.kernel
+        switch l.kind {
+        case .kernel: return "\(k.kind)"
+        case .send: return "\(k.kind), sending part"
+        case .message: return "message (\(k.kind.isDispatchSide ? "dispatch" : "combine"))"
+        case .receive: return "\(k.kind), after its last arrival"
+        case .launch: return "launch gap"
+        }
+    }
+
+    /// The path by kind of link: how many, how long in all and its share, the ranks and
+    /// layers it passes through.
+    static func pathSummary(_ path: CriticalPath) -> String {
+        var order: [String] = []
+        var groups: [String: (count: Int, total: SimTime, ranks: Set<Int>, layers: Set<Int>)] = [:]
+        for l in path.links {
+            let c = category(l)
+            if groups[c] == nil { order.append(c) }
+            groups[c, default: (0, .zero, [], [])].count += 1
+            groups[c]!.total += l.duration
+            groups[c]!.ranks.insert(Int(l.rank))
+            groups[c]!.layers.insert(Int(l.kernel.layer))
+        }
+        order.sort { groups[$0]!.total > groups[$1]!.total }
+        func span(_ xs: Set<Int>) -> String {
+            let s = xs.sorted()
+            return s.count == 1 ? "\(s[0])" : "\(s.count) (\(s.first!)-\(s.last!))"
+        }
+        let total = max(path.length.micros, 1e-12)
+        return TextTable.render(
+            header: ["link", "count", "total_us", "share", "ranks", "layers"],
+            rows: order.map { c in
+                let g = groups[c]!
+                return [c, String(g.count), us(g.total), String(format: "%.1f%%", 100 * g.total.micros / total), span(g.ranks), span(g.layers)]
+            })
+    }
+
+    static func render(_ result: RunResult, path: CriticalPath, label: String, full: Bool = false) -> String {
         var out = "\(label), step \(path.step): step latency \(us(path.end - path.start)) us, set by rank \(path.rank)\n\n"
-        out += "critical path (\(path.links.count) links, adding up to \(us(path.length)) us):\n"
+        out += "critical path (\(path.links.count) links, adding up to \(us(path.length)) us)"
+        if !full && path.links.count > linksInFull {
+            out += ", by kind of link (--full for every link):\n" + pathSummary(path)
+        } else {
+            out += ":\n" + linkTable(path)
+        }
+        let accounts = RankAccount.accounts(result, step: path.step)
+        var caused = [SimTime](repeating: .zero, count: result.ranks)
+        for a in accounts { for (b, w) in a.waitByRank where b != a.rank { caused[b] += w } }
+        let network = accounts.reduce(SimTime.zero) { $0 + $1.waitByNetwork }
+        out += "\nper rank (step \(path.step)):\n"
+        var shown = accounts
+        if !full && accounts.count > RunReport.summaryAbove {
+            shown = Array(accounts.sorted { $0.totalWait > $1.totalWait || ($0.totalWait == $1.totalWait && $0.rank < $1.rank) }.prefix(5))
+            out += "(the 5 that waited longest of \(accounts.count); --full for every rank)\n"
+        }
+        out += TextTable.render(
+            header: ["rank", "e2e_us", "own_work_us", "wait_us", "by_network_us", "wait caused by other ranks"],
+            rows: shown.map { a in
+                let causes = a.waitByRank.filter { $0.value > .zero }.sorted { $0.value > $1.value || ($0.value == $1.value && $0.key < $1.key) }
+                    .prefix(3).map { "rank \($0.key): \(us($0.value))" }.joined(separator: ", ")
+                return [String(a.rank), us(a.latency), us(a.ownWork), us(a.totalWait), us(a.waitByNetwork), causes.isEmpty ? "-" : causes]
+            })
+        out += "\n"
+        if let culprit = Culprit.find(blockedWaitMicros: result.blockedWait.map(\.micros)) { out += culprit.sentence + "\n" }
+        if let worst = caused.indices.max(by: { caused[$0] < caused[$1] || (caused[$0] == caused[$1] && $0 > $1) }), caused[worst] > .zero {
+            out += "of the wait in this step, rank \(worst) caused the most by starting late or sending more (\(us(caused[worst])) us);"
+            out += " the network added \(us(network)) us\n"
+        } else {
+            out += "no rank made another wait by starting late or sending more; the network added \(us(network)) us of wait\n"
+        }
+        return out
+    }
+
+    /// Every link of the path, in order.
+    static func linkTable(_ path: CriticalPath) -> String {
         let rows = path.links.map { l -> [String] in
             let k = l.kernel
             let what: String
@@ -87,26 +167,7 @@ enum ExplainReport {
             }
             return [us(l.start), us(l.end), us(l.duration), what]
         }
-        out += TextTable.render(header: ["start_us", "end_us", "duration_us", "link"], rows: rows)
-        let accounts = RankAccount.accounts(result, step: path.step)
-        out += "\nper rank (step \(path.step)):\n"
-        out += TextTable.render(
-            header: ["rank", "e2e_us", "own_work_us", "wait_us", "by_network_us", "wait caused by other ranks"],
-            rows: accounts.map { a in
-                let causes = a.waitByRank.filter { $0.value > .zero }.sorted { $0.value > $1.value || ($0.value == $1.value && $0.key < $1.key) }
-                    .prefix(3).map { "rank \($0.key): \(us($0.value))" }.joined(separator: ", ")
-                return [String(a.rank), us(a.latency), us(a.ownWork), us(a.totalWait), us(a.waitByNetwork), causes.isEmpty ? "-" : causes]
-            })
-        var caused = [SimTime](repeating: .zero, count: result.ranks)
-        for a in accounts { for (b, w) in a.waitByRank where b != a.rank { caused[b] += w } }
-        let network = accounts.reduce(SimTime.zero) { $0 + $1.waitByNetwork }
-        if let worst = caused.indices.max(by: { caused[$0] < caused[$1] || (caused[$0] == caused[$1] && $0 > $1) }), caused[worst] > .zero {
-            out += "\nstraggler: rank \(worst), which made the other ranks wait \(us(caused[worst])) us in all"
-            out += " (the network added \(us(network)) us of wait)\n"
-        } else {
-            out += "\nno straggler: no rank made another wait by starting late or sending more; the network added \(us(network)) us of wait\n"
-        }
-        return out
+        return TextTable.render(header: ["start_us", "end_us", "duration_us", "link"], rows: rows)
     }
 }
 

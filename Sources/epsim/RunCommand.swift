@@ -40,11 +40,14 @@ struct RunCommand: ParsableCommand {
     @Option(help: "Write a Chrome trace-event JSON (Perfetto, chrome://tracing) to this path.")
     var trace: String?
 
+    @OptionGroup var rowOptions: RankRowOptions
+
     @OptionGroup var database: DatabaseOptions
 
     @OptionGroup var limits: BudgetOptions
 
     func validate() throws {
+        try rowOptions.validate()
         try validateSchedule(schedule)
         try validateOutputPath(csv, option: "--csv")
         try validateOutputPath(trace, option: "--trace")
@@ -73,10 +76,33 @@ struct RunCommand: ParsableCommand {
             // The summary, and where the run was stored (so a script can export or plot it).
             print(try jsonString(StoredSummary(summary: summary, runID: runID, database: runID == nil ? nil : database.resolvedPath)))
         case .table:
-            print(RunReport.table(summary: summary, scenario: s, wallSeconds: wall), terminator: "")
+            print(
+                RunReport.table(summary: summary, scenario: s, wallSeconds: wall, rows: try rowOptions.rows(of: s.cluster.ranks, in: scenario)),
+                terminator: "")
             if let runID { print("stored as run \(runID) in \(database.resolvedPath)") }
         }
         try writeExports(result.kernels, runID: runID, ranks: s.cluster.ranks, title: s.name, csv: csv, trace: trace, quiet: format == .json)
+    }
+}
+
+/// `--all-ranks` / `--ranks SEL`: per-rank rows instead of the summary printed above
+/// ``RunReport/summaryAbove`` ranks.
+struct RankRowOptions: ParsableArguments {
+    @Flag(help: "Print every rank's row (the default up to 16 ranks; a summary above).")
+    var allRanks = false
+
+    @Option(name: .customLong("ranks"), help: "Print these ranks' rows, e.g. 0-3,7.")
+    var rankRows: String?
+
+    func validate() throws {
+        if allRanks && rankRows != nil { throw ValidationError("--all-ranks and --ranks: give one") }
+        if let rankRows { _ = try RankSelection(parsing: rankRows) }
+    }
+
+    /// The rows asked for, nil for the default.
+    func rows(of count: Int, in label: String) throws -> [Int]? {
+        if allRanks { return Array(0..<count) }
+        return try rankRows.map { try RankSelection(parsing: $0).ranks(of: count, in: label) }
     }
 }
 

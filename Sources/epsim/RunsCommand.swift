@@ -66,7 +66,10 @@ struct RunsCommand: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Show one stored run.")
         @Argument(help: "Run id.") var id: Int64
         @Option(help: "Output format: table or json.") var format: OutputFormat = .table
+        @OptionGroup var rowOptions: RankRowOptions
         @OptionGroup var database: DatabaseOptions
+
+        func validate() throws { try rowOptions.validate() }
 
         func run() throws {
             let store = try database.open(.read)
@@ -79,7 +82,9 @@ struct RunsCommand: ParsableCommand {
                 print(
                     "created \(run.listing.createdAt) by epsim \(run.toolVersion), seed \(run.seed), simulated in \(String(format: "%.3f", run.wallSeconds)) s, timeline \(run.listing.timeline) (\(run.storedKernels) kernels stored)"
                 )
-                print(RunReport.rankTable(run.summary), terminator: "")
+                print(RunReport.rankTable(run.summary, rows: try rowOptions.rows(of: run.listing.ranks, in: "run \(id)")), terminator: "")
+                print("step latency: \(RunReport.us(run.summary.step_latency_us)) us (max over ranks; slowest rank \(run.summary.slowest_rank))")
+                print(RunReport.culpritLine(run.summary), terminator: "")
             }
         }
     }

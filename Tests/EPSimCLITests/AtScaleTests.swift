@@ -1,0 +1,46 @@
+import Foundation
+import Testing
+
+/// Above 16 ranks `run`, `runs show` and `explain` summarise, fit a screen and name the same
+/// culprit; rows and every link stay one option away.
+@Suite("Reports at scale")
+struct AtScaleTests {
+    static let scenario = """
+        name: at-scale
+        hardware: h800
+        cluster: {ranks: 32, gpus_per_node: 8}
+        model: {preset: deepseek-v3, moe_layers: 4, dense_layers: 0}
+        workload: {tokens_per_rank: 64, kv_length: 1024, routing: {kind: hot, experts: [5], factor: 30}, seed: 2}
+        schedule: deepseek-decode
+        """
+
+    static func culprit(_ text: String) -> Substring? {
+        text.split(separator: "\n").first { $0.hasPrefix("culprit:") || $0.hasPrefix("no single culprit:") }
+    }
+
+    @Test("summaries under 40 lines, one culprit everywhere, --all-ranks and --full give everything")
+    func summaries() throws {
+        let file = try CLI.temporaryFile(Self.scenario)
+        let db = try StorageCommandTests.freshDatabase()
+        let run = try CLI.run(["run", file, "--db", db])
+        #expect(run.status == 0, "\(run.stderr)")
+        #expect(run.stdout.split(separator: "\n").count < 40)
+        #expect(run.stdout.contains("32 ranks, summarised"))
+        let show = try CLI.run(["runs", "show", "1", "--db", db])
+        let explain = try CLI.run(["explain", "1", "--db", db])
+        #expect(show.stdout.split(separator: "\n").count < 40 && explain.stdout.split(separator: "\n").count < 40)
+        let line = try #require(Self.culprit(run.stdout))
+        #expect(Self.culprit(show.stdout) == line && Self.culprit(explain.stdout) == line)
+        // The hot expert's rank is the one the others wait for, and it stands out.
+        #expect(line.hasPrefix("culprit: rank 0,"), "\(line)")
+
+        let all = try CLI.run(["runs", "show", "1", "--db", db, "--all-ranks"])
+        #expect(all.stdout.split(separator: "\n").filter { $0.first == " " && $0.contains(".") }.count >= 32)
+        let some = try CLI.run(["run", file, "--no-store", "--ranks", "3,5"])
+        #expect(some.stdout.contains("\n   3 ") && some.stdout.contains("\n   5 ") && !some.stdout.contains("\n   4 "))
+        let full = try CLI.run(["explain", "1", "--db", db, "--full"])
+        #expect(full.stdout.split(separator: "\n").count > 100 && full.stdout.contains("start_us"))
+        let bad = try CLI.run(["run", file, "--no-store", "--ranks", "40"])
+        #expect(bad.status == 64)
+    }
+}

@@ -1,0 +1,38 @@
+import Foundation
+import Testing
+
+@testable import EPSim
+
+/// The culprit test: a clear outlier is named, noise is not, and few ranks are named untested.
+@Suite("Culprit")
+struct CulpritTests {
+    @Test("one rank far above a noisy crowd is the culprit; the noisy crowd alone has none")
+    func outlierAndNoise() {
+        var g = SplitMix64(seed: 3)
+        // 64 ranks, uniform noise in [90, 110].
+        var waits = (0..<64).map { _ in 90 + Double(g.next(below: 2001)) / 100 }
+        let noise = Culprit.find(blockedWaitMicros: waits)!
+        #expect(!noise.standsOut, "noise: \(noise.sentence)")
+        #expect(noise.threshold == (2 * log(64.0)).squareRoot() + 1)
+        waits[17] = 400
+        let hot = Culprit.find(blockedWaitMicros: waits)!
+        #expect(hot.rank == 17 && hot.standsOut && hot.sentence.hasPrefix("culprit: rank 17"))
+    }
+
+    @Test("closed form: median, robust spread and score of a small set")
+    func closedForm() {
+        // 8 ranks: median 2, deviations sorted 0,0,0,1,1,1,1,8 -> MAD 1, spread 1.4826; the
+        // largest lies 8 / 1.4826 = 5.40 spreads up, above sqrt(2 ln 8) + 1 = 3.04.
+        let c = Culprit.find(blockedWaitMicros: [1, 1, 2, 2, 2, 3, 3, 10])!
+        #expect(c.rank == 7 && c.medianMicros == 2)
+        #expect(abs(c.spreadMicros - 1.4826) < 1e-12)
+        #expect(abs(c.score - 8 / 1.4826) < 1e-9 && c.standsOut)
+    }
+
+    @Test("below 8 ranks the largest is named untested; nobody waiting means no culprit")
+    func fewRanks() {
+        let two = Culprit.find(blockedWaitMicros: [128.1, 0])!
+        #expect(two.rank == 0 && two.threshold == nil && two.standsOut)
+        #expect(Culprit.find(blockedWaitMicros: [0, 0, 0]) == nil)
+    }
+}
