@@ -63,7 +63,12 @@ struct RunCommand: ParsableCommand {
         // simulation and loses no run.
         let store = noStore ? nil : try database.open(.create)
         let keepKernels = timeline == .full || csv != nil || trace != nil
-        let (result, wall) = try simulate(s, path: scenario, options: limits.options(timeline: keepKernels ? .full : .summary))
+        let bar = ProgressBar(label: "simulating \(s.name)")
+        var options = limits.options(timeline: keepKernels ? .full : .summary)
+        options.progress = bar.callback
+        let simulated = Result { try simulate(s, path: scenario, options: options) }
+        bar.finish()
+        let (result, wall) = try simulated.get()
         var runID: Int64?
         if let store {
             runID = try withStore {

@@ -237,7 +237,10 @@ struct Engine<Net: NetworkModel & ~Copyable>: ~Copyable {
             let lane = Int(event.lane)
             guard event.version == lanes[lane].version else { continue }
             eventCount += 1
-            if eventCount & 0xFFFF == 0 { try checkWallBudget(at: now) }
+            if eventCount & 0xFFFF == 0 {
+                try checkWallBudget(at: now)
+                options.progress?(kernelCount, n * scenario.steps * program.instructions.count)
+            }
             switch event.kind {
             case .sendDone: try sendDone(lane, at: now)
             case .kernelEnd: try finishKernel(lane, at: now)

@@ -8,11 +8,19 @@ public struct SimulationOptions: Sendable {
     public var recordFlows: Bool
     /// What the run may spend (memory it keeps, wall time); see ``RunBudget``.
     public var budget: RunBudget
+    /// Told, every 65,536 engine events, how many kernels have ended of how many the run has
+    /// (every rank's every instruction of every step): a progress bar's input. Not called for
+    /// runs shorter than that.
+    public var progress: (@Sendable (_ kernelsDone: Int, _ kernelsTotal: Int) -> Void)?
 
-    public init(timeline: TimelineDetail = .full, recordFlows: Bool = false, budget: RunBudget = .standard) {
+    public init(
+        timeline: TimelineDetail = .full, recordFlows: Bool = false, budget: RunBudget = .standard,
+        progress: (@Sendable (_ kernelsDone: Int, _ kernelsTotal: Int) -> Void)? = nil
+    ) {
         self.timeline = timeline
         self.recordFlows = recordFlows
         self.budget = budget
+        self.progress = progress
     }
 }
 
