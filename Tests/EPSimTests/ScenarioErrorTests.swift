@@ -46,6 +46,20 @@ struct ScenarioErrorTests {
         ("cluster: {ranks: 2\n", .syntax, "", "YAML"),
         ("", .syntax, "", "the file is empty"),
         (minimal + "network: {nvlink_for_ll: maybe}\n", .wrongType, "network.nvlink_for_ll", "expected true or false"),
+        // The limits of network v2, under network: and as their hardware twins (each with its
+        // own unit and range), and numbers in hexadecimal, which the integer keys refuse too.
+        (minimal + "network: {rdma: {message_rate_mps: 0}}\n", .outOfRange, "network.rdma.message_rate_mps", "expected a message rate in millions per second (or infinite)"),
+        (minimal + "network: {nvlink: {ingress_gbps: 0x10}}\n", .wrongType, "network.nvlink.ingress_gbps", "found \"0x10\""),
+        (minimal + "network: {rdma: {message_rate_mps: 0x1p4}}\n", .wrongType, "network.rdma.message_rate_mps", "found \"0x1p4\""),
+        (minimal + "costs: {attn1_us: 0x10}\n", .wrongType, "costs.attn1_us", "found \"0x10\""),
+        (
+            minimal + "hardware: {preset: h800, nic_message_rate_mps: -1}\n", .outOfRange, "hardware.nic_message_rate_mps",
+            "expected a message rate in millions per second (or infinite) in 1e-06...1000000000, found -1"
+        ),
+        (
+            minimal + "hardware: {preset: h800, nvlink_ingress_gbps: 1e9}\n", .outOfRange, "hardware.nvlink_ingress_gbps",
+            "expected a bandwidth in GB/s (or infinite) in 0.001...10000000, found 1e9"
+        ),
     ]
 
     @Test("each malformed input gets its specific error", arguments: cases.indices)
@@ -61,6 +75,16 @@ struct ScenarioErrorTests {
             #expect(error.description.hasPrefix("bad.yaml"), "names the file: \(error)")
         } catch {
             Issue.record("unexpected error type: \(error)")
+        }
+    }
+
+    @Test("decimal numbers in every form still read, under network: and as hardware twins")
+    func decimalForms() throws {
+        for (text, value) in [("16", 16.0), ("+16", 16), ("1_6", 16), ("1.6e1", 16), (".5", 0.5), ("5.", 5), ("infinite", .infinity)] {
+            let s = try Scenario.parse(
+                yaml: Self.minimal + "hardware: {preset: h800, nic_message_rate_mps: \(text)}\nnetwork: {nvlink: {ingress_gbps: \(text)}}\n", file: "ok.yaml")
+            #expect(s.network.rdmaMessageRateMps == value, "\(text)")
+            #expect(s.network.nvlinkIngressGBps == value, "\(text)")
         }
     }
 

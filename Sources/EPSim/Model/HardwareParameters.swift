@@ -11,6 +11,14 @@ public struct HardwareParameter: @unchecked Sendable {
     /// `infinite` is allowed (a bandwidth with no limit).
     public let allowsInfinite: Bool
 
+    /// What a value of this key is, for an error message (from the unit in its name).
+    var what: String {
+        if key.hasSuffix("_mps") { return "a message rate in millions per second" }
+        if key.hasSuffix("_gbps") { return "a bandwidth in GB/s" }
+        if key.hasSuffix("_us") { return "a duration in microseconds" }
+        return "a number"
+    }
+
     /// The override key path (`hardware.<key>`), as `epsim sweep --vary` takes it.
     public var keyPath: String { "hardware.\(key)" }
 

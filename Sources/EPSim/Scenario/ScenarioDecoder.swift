@@ -48,7 +48,7 @@ struct ScenarioDecoder {
         var h = try map.optional("preset").map { Hardware.preset(try $0.choice(Hardware.presetNames))! } ?? .h800
         for p in Hardware.parameters {
             guard let v = map.optional(p.key) else { continue }
-            h[keyPath: p.field] = p.allowsInfinite ? try v.bandwidth() : try v.double(in: p.range)
+            h[keyPath: p.field] = p.allowsInfinite ? try v.doubleOrInfinite(in: p.range, what: p.what) : try v.double(in: p.range)
         }
         if let v = map.optional("sms") { h.sms = try v.int(in: 1...1024) }
         try map.finish()

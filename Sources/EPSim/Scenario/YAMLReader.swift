@@ -54,24 +54,27 @@ struct YAMLValue {
         if lowered.hasSuffix(".inf") || lowered.hasSuffix(".nan") || lowered == "inf" || lowered == "nan" {
             throw error(.outOfRange, "\(expected), found the non-finite value \(text)")
         }
-        guard let value = Double(text.replacingOccurrences(of: "_", with: "")), value.isFinite else {
+        // Decimal only: Swift's `Double(_:)` also reads hexadecimal (`0x10`, `0x1p4`), which
+        // the integer keys refuse; a number reads the same under every key.
+        let decimal = text.allSatisfy { $0.isASCII && ($0.isNumber || "+-.eE_".contains($0)) }
+        guard decimal, let value = Double(text.replacingOccurrences(of: "_", with: "")), value.isFinite else {
             throw error(.wrongType, "\(expected), found \(found)")
         }
         guard range.contains(value) else { throw error(.outOfRange, "\(expected), found \(text)") }
         return value
     }
 
-    /// A bandwidth in GB/s, or `infinite` for a term that takes no time.
-    func bandwidth() throws -> Double {
+    /// A finite number in `range`, or `infinite` (no limit).
+    func doubleOrInfinite(in range: ClosedRange<Double>, what: String) throws -> Double {
         if case .scalar(let s) = node, s.string == "infinite" { return .infinity }
-        return try double(in: 1e-6...1e12, what: "a bandwidth in GB/s (or infinite)")
+        return try double(in: range, what: "\(what) (or infinite)")
     }
 
+    /// A bandwidth in GB/s, or `infinite` for a term that takes no time.
+    func bandwidth() throws -> Double { try doubleOrInfinite(in: 1e-6...1e12, what: "a bandwidth in GB/s") }
+
     /// A message rate in millions per second, or `infinite` (no limit).
-    func rate() throws -> Double {
-        if case .scalar(let s) = node, s.string == "infinite" { return .infinity }
-        return try double(in: 1e-6...1e9, what: "a message rate in millions per second (or infinite)")
-    }
+    func rate() throws -> Double { try doubleOrInfinite(in: 1e-6...1e9, what: "a message rate in millions per second") }
 
     func bool() throws -> Bool {
         guard let text = plainScalar else { throw error(.wrongType, "expected true or false, found \(found)") }
