@@ -111,6 +111,9 @@ attention_section() {
         numeric_attention "$tmp/attention-ideal-raw.csv" | cut -d, -f2-8 | tail -n +2
     } > "$tmp/attention-sweep.csv"
     "$epsim" plot --csv "$tmp/attention-sweep.csv" --x attn1_us --y step_latency_us --series network.model --svg "$out/img/tbo-attention-ep128.svg" --title "EP 128 decode, TBO: step latency against ATTN1 per micro-batch" >/dev/null
+    for x in 108 200; do
+        "$epsim" plot "$attn_dir/attn1-$x.yaml" --layers 3-4 --svg "$out/img/tbo-attention-ep128-x$x.svg" --title "EP 128 decode, ATTN1 = $x us, layers 3-4" >/dev/null
+    done
     "$epsim" run "$first" --no-store --csv "$tmp/kernels-first.csv" >/dev/null 2>&1
     for x in $attn_xs; do
         "$epsim" explain --full "$attn_dir/attn1-$x.yaml" > "$tmp/explain-$x-ports.txt" 2>/dev/null
@@ -246,6 +249,16 @@ point. Sweeping X from 100 to 240 us (the picture in steps of 10 on both network
 slopes below on `ports` also in steps of 2 from 150 to 200):
 
 ![step latency against attention, EP 128](img/tbo-attention-ep128.svg)
+
+Two layers of the step at the smallest and the largest X (`epsim plot FILE --layers 3-4`;
+above 16 ranks the timeline draws one band for all 128 ranks, from the earliest start to
+the latest end of each kernel with the median solid, and the three slowest ranks in full).
+Look at the combine RECV after each ATTN1: hatched where it spins waiting for the combine's
+last flag while attention already ended, thin where ATTN1 outlasted the flight.
+
+![layers 3-4 at X = 108](img/tbo-attention-ep128-x108.svg)
+
+![layers 3-4 at X = 200](img/tbo-attention-ep128-x200.svg)
 
 EOF
     awk -F, -v pred="$(cut -d' ' -f1 "$tmp/predicted.txt")" -v predlo="$(cut -d' ' -f2 "$tmp/predicted.txt")" -v w="$windows" '

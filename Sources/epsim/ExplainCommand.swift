@@ -190,8 +190,14 @@ struct PlotCommand: ParsableCommand {
     @Flag(help: "Grouped bars of the step latency of every item, broken down by kind.")
     var compare = false
 
-    @Option(help: "Ranks to draw, e.g. 0-3,7 (default: all).")
+    @Option(help: "Ranks to draw, e.g. 0-3,7 (default: all up to 16 ranks; above, a band for all ranks and the 3 slowest).")
     var ranks: String?
+
+    @Option(help: "Layers to draw, e.g. 3-5 or 4 (default: all).")
+    var layers: String?
+
+    @Option(help: "Time window to draw in simulated us, e.g. 1000-2500 (default: the step).")
+    var window: String?
 
     @Option(help: "Step to draw (default: the slowest).")
     var step: Int?
@@ -213,7 +219,10 @@ struct PlotCommand: ParsableCommand {
                 + items.flatMap(referencedFiles))
         try validateStep(step)
         if let ranks { _ = try RankSelection(parsing: ranks) }
-        let timelineOnly = [("--ranks", ranks != nil), ("--step", step != nil)].filter(\.1).map(\.0)
+        _ = try layerRange()
+        _ = try timeWindow()
+        let timelineOnly = [("--ranks", ranks != nil), ("--step", step != nil), ("--layers", layers != nil), ("--window", window != nil)]
+            .filter(\.1).map(\.0)
         let csvOnly = [("--x", x != nil), ("--y", y != nil), ("--series", series != nil)].filter(\.1).map(\.0)
         if csv != nil {
             guard x != nil, y != nil else { throw ValidationError("--csv needs --x COLUMN and --y COLUMN") }
@@ -231,6 +240,26 @@ struct PlotCommand: ParsableCommand {
                 throw ValidationError("give one run id or scenario file (or --compare for several), found \(items.count)")
             }
         }
+    }
+
+    /// `--layers A-B` or `--layers A`.
+    func layerRange() throws -> ClosedRange<Int>? {
+        guard let layers else { return nil }
+        let ends = layers.split(separator: "-", omittingEmptySubsequences: false).map { Int($0.trimmingCharacters(in: .whitespaces)) }
+        guard (1...2).contains(ends.count), let low = ends.first ?? nil, let high = ends.last ?? nil, low >= 0, low <= high, high < 1 << 20 else {
+            throw ValidationError("--layers \"\(layers)\": expected a layer or a range of layers such as 3-5")
+        }
+        return low...high
+    }
+
+    /// `--window T0-T1` in µs.
+    func timeWindow() throws -> ClosedRange<Double>? {
+        guard let window else { return nil }
+        let ends = window.split(separator: "-", omittingEmptySubsequences: false).map { Double($0.trimmingCharacters(in: .whitespaces)) }
+        guard ends.count == 2, let low = ends[0] ?? nil, let high = ends[1] ?? nil, low.isFinite, high.isFinite, low >= 0, low < high, high < 1e12 else {
+            throw ValidationError("--window \"\(window)\": expected a start and an end in us such as 1000-2500, the start before the end")
+        }
+        return low...high
     }
 
     func run() throws {
@@ -260,7 +289,7 @@ struct PlotCommand: ParsableCommand {
                 chosen = try selection?.ranks(of: count, in: label)
                 try checkStep(step, steps: steps, in: label)
             }
-            document = Plot.timeline(result, step: step, ranks: chosen, title: title ?? label)
+            document = Plot.timeline(result, step: step, ranks: chosen, layers: try layerRange(), window: try timeWindow(), title: title ?? label)
         }
         try writeOutput(document, to: svg, what: "the SVG")
         print("wrote \(svg)")

@@ -43,4 +43,19 @@ struct AtScaleTests {
         let bad = try CLI.run(["run", file, "--no-store", "--ranks", "40"])
         #expect(bad.status == 64)
     }
+
+    @Test("plot at scale: a band and the slowest ranks by default, --layers and --window checked")
+    func plots() throws {
+        let file = try CLI.temporaryFile(Self.scenario)
+        let dir = URL(fileURLWithPath: file).deletingLastPathComponent()
+        let svg = dir.appendingPathComponent("t.svg").path
+        let out = try CLI.run(["plot", file, "--svg", svg, "--layers", "1-2"])
+        #expect(out.status == 0, "\(out.stderr)")
+        let text = try String(contentsOfFile: svg, encoding: .utf8)
+        #expect(text.contains("all ranks") && text.contains("layers 1-2") && text.contains("slow rank"))
+        for bad in [["--layers", "5-2"], ["--layers", "x"], ["--window", "10"], ["--window", "20-10"], ["--window", "nan-5"]] {
+            #expect(try CLI.run(["plot", file, "--svg", svg] + bad).status == 64, "\(bad)")
+        }
+        #expect(try CLI.run(["plot", "--compare", file, "--svg", svg, "--layers", "1"]).status == 64)
+    }
 }

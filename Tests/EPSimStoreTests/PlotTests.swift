@@ -49,12 +49,38 @@ struct PlotTests {
         #expect(Plot.timeline(r, title: "test <&>") == svg, "the same run draws the same bytes")
     }
 
-    @Test("64 ranks still fit: lanes are condensed, every kernel drawn")
+    @Test("above 16 ranks a band sums up every rank and the 3 slowest are drawn in full; the size follows the program, not the ranks")
     func manyRanks() throws {
-        let r = try Self.run("cluster: {ranks: 64}\nmodel: {experts: 64, top_k: 2}\nworkload: {tokens_per_rank: 8}\n")
-        let c = try #require(SVGCounter.parse(Plot.timeline(r, title: "64")))
-        #expect(c.lanes.count == 64)
-        #expect(c.counts[".kernel"] == r.kernels.count)
+        func run(_ n: Int) throws -> RunResult {
+            try Self.run("cluster: {ranks: \(n)}\nmodel: {experts: 64, top_k: 2, moe_layers: 2}\nworkload: {tokens_per_rank: 8}\nschedule: deepseek-decode\n")
+        }
+        let r = try run(64)
+        let svg = Plot.timeline(r, title: "64")
+        let c = try #require(SVGCounter.parse(svg))
+        #expect(c.lanes.count == Plot.slowestShown)
+        let perRank = r.kernels.count / 64
+        #expect(c.counts[".kernel"] == Plot.slowestShown * perRank)
+        #expect(c.counts[".band"] == perRank, "one band bar per kernel of the program")
+        let slowest = (0..<64).max { r.rankStep(rank: $0, step: 0).latency < r.rankStep(rank: $1, step: 0).latency }!
+        #expect(c.lanes.contains("\(slowest)/compute"))
+        let twice = Plot.timeline(try run(32), title: "64")
+        #expect(Double(twice.utf8.count) / Double(svg.utf8.count) > 0.9 && Double(twice.utf8.count) / Double(svg.utf8.count) < 1.1)
+        // Every rank when asked, condensed.
+        let all = try #require(SVGCounter.parse(Plot.timeline(r, ranks: Array(0..<64), title: "all")))
+        #expect(all.lanes.count == 64 && all.counts[".kernel"] == r.kernels.count)
+    }
+
+    @Test("--layers keeps only those layers' kernels; --window clips to the time given; the legend names only kinds drawn")
+    func layersAndWindow() throws {
+        let r = try Self.run("cluster: {ranks: 4}\nmodel: {experts: 8, top_k: 2, moe_layers: 3}\nworkload: {tokens_per_rank: 16}\nschedule: deepseek-decode\n")
+        let one = try #require(SVGCounter.parse(Plot.timeline(r, layers: 1...1, title: "layer 1")))
+        #expect(one.counts[".kernel"] == r.kernels.filter { $0.layer == 1 }.count)
+        let end = r.kernels.map(\.end.micros).max()!
+        let late = r.kernels.filter { $0.end.micros > end / 2 }.count
+        let window = try #require(SVGCounter.parse(Plot.timeline(r, window: (end / 2)...end, title: "second half")))
+        #expect(window.counts[".kernel"] == late)
+        let legend = Plot.timeline(r, title: "legend")
+        #expect(!legend.contains(">DENSE<") && !legend.contains(">BARRIER<") && legend.contains(">MLP<"))
     }
 
     @Test("comparison bars and sweep lines are well-formed, with a bar part per kind and a line per series")
@@ -62,7 +88,15 @@ struct PlotTests {
         let a = RunSummary(result: try Self.run("cluster: {ranks: 2}\nworkload: {tokens_per_rank: [128, 32]}\n"))
         let b = RunSummary(result: try Self.run("cluster: {ranks: 2}\nworkload: {tokens_per_rank: [128, 32]}\nschedule: deepseek-decode\n"))
         let bars = try #require(SVGCounter.parse(Plot.compare([("none", a), ("tbo", b)], title: "bars")))
-        #expect(bars.counts[".bar"] == 2 * 8)
+        // attention, shared, dense, gemm, exposed communication (no launch gaps, no barrier).
+        #expect(bars.counts[".bar"] == 2 * 5)
+        // Without overlap nothing is hidden; with TBO some communication is.
+        #expect(bars.counts[".hidden"] == 1)
+        for s in [a, b] {
+            let row = s.per_rank.max { $0[.e2e] < $1[.e2e] }!
+            let stack: [RankMetric] = [.attention, .shared, .dense, .gemm, .launchGaps, .exposedComm]
+            #expect(abs(stack.map { row[$0] }.reduce(0, +) - s.step_latency_us) < 1e-6, "the stack is the step")
+        }
         let csv = "point,x,schedule,step_latency_us\n0,1,none,10\n1,2,none,12\n2,1,tbo,9\n3,2,tbo,10\n"
         let lines = try #require(SVGCounter.parse(try Plot.lines(csv: csv, x: "x", y: "step_latency_us", series: "schedule", title: "lines")))
         #expect(lines.counts[".series"] == 2)
