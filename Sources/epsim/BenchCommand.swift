@@ -113,44 +113,80 @@ struct BenchReport {
 
     init(quick: Bool) { self.quick = quick }
 
-    func measure(_ label: String, _ path: String, _ set: [String] = [], store: Bool = false, x: Double = 0) throws -> Measurement {
-        FileHandle.standardError.write(Data("bench: \(label)...\n".utf8))
-        var args = ["bench", "--measure", PackagePaths.resolve(path)]
-        for s in set { args += ["--set", s] }
-        if store { args.append("--store") }
+    /// One benchmark case: a scenario with overrides, measured in a child process, and the
+    /// list its measurement joins.
+    struct Case {
+        var label: String
+        var path: String
+        var set: [String] = []
+        var store = false
+        var x: Double = 0
+        var into: WritableKeyPath<BenchReport, [Measurement]>
+    }
+
+    /// Every case, in the order they run (the sweep comes after them).
+    var plan: [Case] {
+        var cases: [Case] = []
+        for name in ["balanced", "batch-imbalance", "attention-imbalance"] {
+            cases.append(Case(label: name, path: "Scenarios/\(name).yaml", into: \.scenarios))
+        }
+        for ep in quick ? [64, 128, 256] : [64, 128, 256, 1024] {
+            cases.append(Case(label: "decode EP \(ep)", path: "Scenarios/bench/deepseek-v3-decode-ep\(ep).yaml", into: \.scenarios))
+        }
+        let ep64 = "Scenarios/bench/deepseek-v3-decode-ep64.yaml"
+        cases += [
+            Case(label: "prefill EP 32", path: "Scenarios/bench/deepseek-v3-prefill-ep32.yaml", into: \.scenarios),
+            Case(label: "decode EP 256, ideal", path: "Scenarios/bench/deepseek-v3-decode-ep256.yaml", set: ["network.model=ideal"], into: \.scenarios),
+            Case(label: "decode EP 32, 8 layers, fair", path: ep64, set: ["cluster.ranks=32", "model.moe_layers=8", "network.model=fair"], into: \.scenarios),
+            Case(label: "decode EP 32, 8 layers, ports", path: ep64, set: ["cluster.ranks=32", "model.moe_layers=8"], into: \.scenarios),
+        ]
+        for l in [8, 16, 32, 58] {
+            cases.append(Case(label: "EP 64, \(l) MoE layers", path: ep64, set: ["model.moe_layers=\(l)"], x: Double(l), into: \.layers))
+        }
+        for st in [1, 2, 4] {
+            cases.append(Case(label: "EP 64, 8 layers, \(st) steps", path: ep64, set: ["model.moe_layers=8", "steps=\(st)"], x: Double(st), into: \.steps))
+        }
+        for n in [16, 32, 64, 128, 256] {
+            cases.append(Case(label: "EP \(n), 8 layers", path: ep64, set: ["model.moe_layers=8", "cluster.ranks=\(n)"], into: \.ranks))
+        }
+        for ep in [64, 256] {
+            cases.append(
+                Case(label: "decode EP \(ep), full timeline", path: "Scenarios/bench/deepseek-v3-decode-ep\(ep).yaml", store: true, into: \.storage))
+        }
+        return cases
+    }
+
+    func measure(_ c: Case) throws -> Measurement {
+        var args = ["bench", "--measure", PackagePaths.resolve(c.path)]
+        for s in c.set { args += ["--set", s] }
+        if c.store { args.append("--store") }
         let (out, wall, peak) = try spawnMeasured(args)
         let json = try JSONSerialization.jsonObject(with: Data(out.utf8)) as? [String: Double] ?? [:]
         return Measurement(
-            label: label, wall: wall, sim: json["sim_s"] ?? 0, store: json["store_s"] ?? 0, kernels: json["kernels"] ?? 0,
-            flows: json["flows"] ?? 0, messages: json["messages"] ?? 0, events: json["events"] ?? 0, peakMB: peak, x: x)
+            label: c.label, wall: wall, sim: json["sim_s"] ?? 0, store: json["store_s"] ?? 0, kernels: json["kernels"] ?? 0,
+            flows: json["flows"] ?? 0, messages: json["messages"] ?? 0, events: json["events"] ?? 0, peakMB: peak, x: c.x)
     }
 
+    /// Runs every case, then the sweep; a line per case on standard error: its number of all,
+    /// the time so far.
     mutating func collect() throws {
-        for name in ["balanced", "batch-imbalance", "attention-imbalance"] {
-            scenarios.append(try measure(name, "Scenarios/\(name).yaml"))
+        let cases = plan
+        let total = cases.count + 1
+        let started = ContinuousClock.now
+        func progress(_ k: Int, _ what: String) {
+            let elapsed = (ContinuousClock.now - started).seconds
+            FileHandle.standardError.write(Data("bench [\(k)/\(total)] \(what)... (\(Self.f(elapsed, 1)) s so far)\n".utf8))
         }
-        for ep in quick ? [64, 128, 256] : [64, 128, 256, 1024] {
-            scenarios.append(try measure("decode EP \(ep)", "Scenarios/bench/deepseek-v3-decode-ep\(ep).yaml"))
+        for (i, c) in cases.enumerated() {
+            progress(i + 1, c.label)
+            self[keyPath: c.into].append(try measure(c))
         }
-        scenarios.append(try measure("prefill EP 32", "Scenarios/bench/deepseek-v3-prefill-ep32.yaml"))
-        scenarios.append(try measure("decode EP 256, ideal", "Scenarios/bench/deepseek-v3-decode-ep256.yaml", ["network.model=ideal"]))
-        scenarios.append(
-            try measure("decode EP 32, 8 layers, fair", "Scenarios/bench/deepseek-v3-decode-ep64.yaml", ["cluster.ranks=32", "model.moe_layers=8", "network.model=fair"]))
-        scenarios.append(
-            try measure("decode EP 32, 8 layers, ports", "Scenarios/bench/deepseek-v3-decode-ep64.yaml", ["cluster.ranks=32", "model.moe_layers=8"]))
-        let ep64 = "Scenarios/bench/deepseek-v3-decode-ep64.yaml"
-        for l in [8, 16, 32, 58] { layers.append(try measure("EP 64, \(l) MoE layers", ep64, ["model.moe_layers=\(l)"], x: Double(l))) }
-        for s in [1, 2, 4] { steps.append(try measure("EP 64, 8 layers, \(s) steps", ep64, ["model.moe_layers=8", "steps=\(s)"], x: Double(s))) }
-        for n in [16, 32, 64, 128, 256] {
-            ranks.append(try measure("EP \(n), 8 layers", "Scenarios/bench/deepseek-v3-decode-ep64.yaml", ["model.moe_layers=8", "cluster.ranks=\(n)"]))
-        }
-        for ep in [64, 256] { storage.append(try measure("decode EP \(ep), full timeline", "Scenarios/bench/deepseek-v3-decode-ep\(ep).yaml", store: true)) }
         let points = quick ? 40 : 200
         let base = [
             "sweep", PackagePaths.resolve("Scenarios/bench/deepseek-v3-decode-ep64.yaml"), "--vary", "workload.seed=" + (1...points).map(String.init).joined(separator: ","),
             "--vary", "model.moe_layers=4", "--no-store",
         ]
-        FileHandle.standardError.write(Data("bench: sweep of \(points) points, --jobs 1 and 2...\n".utf8))
+        progress(total, "sweep of \(points) points, --jobs 1 and 2")
         let one = try spawnMeasured(base + ["--jobs", "1"]).wallSeconds
         let two = try spawnMeasured(base + ["--jobs", "2"]).wallSeconds
         sweep = (points, one, two)

@@ -52,11 +52,19 @@ struct ExplainCommand: ParsableCommand {
     @Flag(help: "Print every link of the critical path and every rank (default: a summary when there are more than 40 links or 16 ranks).")
     var full = false
 
+    @Option(help: "Only the critical path's links in these layers, e.g. 3-5 or 4.")
+    var layers: String?
+
+    @Option(help: "Only the critical path's links overlapping this time window in simulated us, e.g. 1000-2500.")
+    var window: String?
+
     @OptionGroup var database: DatabaseOptions
 
     func validate() throws {
         try validateStep(step)
         try validateSchedule(schedule)
+        _ = try parseLayerRange(layers)
+        _ = try parseTimeWindow(window)
     }
 
     func run() throws {
@@ -67,7 +75,9 @@ struct ExplainCommand: ParsableCommand {
             printError("error: no step \(step ?? 0) in \(label)")
             throw ExitCode(64)
         }
-        print(ExplainReport.render(result, path: path, label: label, full: full), terminator: "")
+        print(
+            ExplainReport.render(result, path: path, label: label, full: full, layers: try parseLayerRange(layers), window: try parseTimeWindow(window)),
+            terminator: "")
     }
 }
 
@@ -91,10 +101,10 @@ enum ExplainReport {
 
     /// The path by kind of link: how many, how long in all and its share, the ranks and
     /// layers it passes through.
-    static func pathSummary(_ path: CriticalPath) -> String {
+    static func pathSummary(_ links: [CriticalPath.Link], length: SimTime) -> String {
         var order: [String] = []
         var groups: [String: (count: Int, total: SimTime, ranks: Set<Int>, layers: Set<Int>)] = [:]
-        for l in path.links {
+        for l in links {
             let c = category(l)
             if groups[c] == nil { order.append(c) }
             groups[c, default: (0, .zero, [], [])].count += 1
@@ -107,7 +117,7 @@ enum ExplainReport {
             let s = xs.sorted()
             return s.count == 1 ? "\(s[0])" : "\(s.count) (\(s.first!)-\(s.last!))"
         }
-        let total = max(path.length.micros, 1e-12)
+        let total = max(length.micros, 1e-12)
         return TextTable.render(
             header: ["link", "count", "total_us", "share", "ranks", "layers"],
             rows: order.map { c in
@@ -116,13 +126,30 @@ enum ExplainReport {
             })
     }
 
-    static func render(_ result: RunResult, path: CriticalPath, label: String, full: Bool = false) -> String {
+    static func render(
+        _ result: RunResult, path: CriticalPath, label: String, full: Bool = false, layers: ClosedRange<Int>? = nil, window: ClosedRange<Double>? = nil
+    ) -> String {
         var out = "\(label), step \(path.step): step latency \(us(path.end - path.start)) us, set by rank \(path.rank)\n\n"
-        out += "critical path (\(path.links.count) links, adding up to \(us(path.length)) us)"
-        if !full && path.links.count > linksInFull {
-            out += ", by kind of link (--full for every link):\n" + pathSummary(path)
+        var links = path.links
+        var scope = ""
+        if let layers {
+            links = links.filter { layers.contains(Int($0.kernel.layer)) }
+            scope += ", layers \(layers.lowerBound)-\(layers.upperBound)"
+        }
+        if let window {
+            links = links.filter { $0.end.micros >= window.lowerBound && $0.start.micros <= window.upperBound }
+            scope += ", \(String(format: "%g", window.lowerBound))-\(String(format: "%g", window.upperBound)) us"
+        }
+        let length = links.reduce(SimTime.zero) { $0 + $1.duration }
+        if scope.isEmpty {
+            out += "critical path (\(path.links.count) links, adding up to \(us(path.length)) us)"
         } else {
-            out += ":\n" + linkTable(path)
+            out += "critical path\(scope): \(links.count) of its \(path.links.count) links, \(us(length)) of \(us(path.length)) us"
+        }
+        if !full && links.count > linksInFull {
+            out += ", by kind of link (--full for every link):\n" + pathSummary(links, length: length)
+        } else {
+            out += ":\n" + linkTable(links)
         }
         let accounts = RankAccount.accounts(result, step: path.step)
         var caused = [SimTime](repeating: .zero, count: result.ranks)
@@ -153,8 +180,8 @@ enum ExplainReport {
     }
 
     /// Every link of the path, in order.
-    static func linkTable(_ path: CriticalPath) -> String {
-        let rows = path.links.map { l -> [String] in
+    static func linkTable(_ links: [CriticalPath.Link]) -> String {
+        let rows = links.map { l -> [String] in
             let k = l.kernel
             let what: String
             switch l.kind {
@@ -242,25 +269,8 @@ struct PlotCommand: ParsableCommand {
         }
     }
 
-    /// `--layers A-B` or `--layers A`.
-    func layerRange() throws -> ClosedRange<Int>? {
-        guard let layers else { return nil }
-        let ends = layers.split(separator: "-", omittingEmptySubsequences: false).map { Int($0.trimmingCharacters(in: .whitespaces)) }
-        guard (1...2).contains(ends.count), let low = ends.first ?? nil, let high = ends.last ?? nil, low >= 0, low <= high, high < 1 << 20 else {
-            throw ValidationError("--layers \"\(layers)\": expected a layer or a range of layers such as 3-5")
-        }
-        return low...high
-    }
-
-    /// `--window T0-T1` in µs.
-    func timeWindow() throws -> ClosedRange<Double>? {
-        guard let window else { return nil }
-        let ends = window.split(separator: "-", omittingEmptySubsequences: false).map { Double($0.trimmingCharacters(in: .whitespaces)) }
-        guard ends.count == 2, let low = ends[0] ?? nil, let high = ends[1] ?? nil, low.isFinite, high.isFinite, low >= 0, low < high, high < 1e12 else {
-            throw ValidationError("--window \"\(window)\": expected a start and an end in us such as 1000-2500, the start before the end")
-        }
-        return low...high
-    }
+    func layerRange() throws -> ClosedRange<Int>? { try parseLayerRange(layers) }
+    func timeWindow() throws -> ClosedRange<Double>? { try parseTimeWindow(window) }
 
     func run() throws {
         let document: String
@@ -294,4 +304,24 @@ struct PlotCommand: ParsableCommand {
         try writeOutput(document, to: svg, what: "the SVG")
         print("wrote \(svg)")
     }
+}
+
+/// `--layers A-B` or `--layers A`: a usage error for anything else.
+func parseLayerRange(_ layers: String?) throws -> ClosedRange<Int>? {
+    guard let layers else { return nil }
+    let ends = layers.split(separator: "-", omittingEmptySubsequences: false).map { Int($0.trimmingCharacters(in: .whitespaces)) }
+    guard (1...2).contains(ends.count), let low = ends.first ?? nil, let high = ends.last ?? nil, low >= 0, low <= high, high < 1 << 20 else {
+        throw ValidationError("--layers \"\(layers)\": expected a layer or a range of layers such as 3-5")
+    }
+    return low...high
+}
+
+/// `--window T0-T1` in µs of simulated time: a usage error for anything else.
+func parseTimeWindow(_ window: String?) throws -> ClosedRange<Double>? {
+    guard let window else { return nil }
+    let ends = window.split(separator: "-", omittingEmptySubsequences: false).map { Double($0.trimmingCharacters(in: .whitespaces)) }
+    guard ends.count == 2, let low = ends[0] ?? nil, let high = ends[1] ?? nil, low.isFinite, high.isFinite, low >= 0, low < high, high < 1e12 else {
+        throw ValidationError("--window \"\(window)\": expected a start and an end in us such as 1000-2500, the start before the end")
+    }
+    return low...high
 }
