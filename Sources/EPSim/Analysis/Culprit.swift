@@ -55,7 +55,10 @@ public struct Culprit: Sendable, Equatable {
         guard let threshold else {
             return "culprit: rank \(rank), which the others waited for \(wait) us (RECV wait summed over receivers)"
         }
-        let stats = String(format: "median %.3f us, robust spread %.3f us, %.1f spreads above the median", medianMicros, spreadMicros, score)
+        let stats =
+            spreadMicros > 0
+            ? String(format: "median %.3f us, robust spread %.3f us, %.1f spreads above the median", medianMicros, spreadMicros, score)
+            : String(format: "median %.3f us, no spread: most ranks caused the same wait", medianMicros)
         if standsOut {
             return "culprit: rank \(rank), which the others waited for \(wait) us (\(stats); noise among this many ranks reaches about \(String(format: "%.1f", threshold - 1)))"
         }
