@@ -29,6 +29,17 @@ struct CulpritTests {
         #expect(abs(c.score - 8 / 1.4826) < 1e-9 && c.standsOut)
     }
 
+    @Test("between the noise level and the bar: the sentence gives the bar it missed, not a lower figure")
+    func sentenceGivesTheBar() {
+        // 8 ranks, median 2, spread 1.4826: 2.5 spreads up lies above sqrt(2 ln 8) = 2.04 but
+        // under the bar 3.04; it used to read "2.5 spreads ... within noise (about 2.0)".
+        let c = Culprit.find(blockedWaitMicros: [1, 1, 2, 2, 2, 3, 3, 2 + 2.5 * 1.4826])!
+        #expect(!c.standsOut)
+        #expect(c.sentence.contains("2.5 spreads above the median") && c.sentence.hasSuffix("(named above 3.0)"), "\(c.sentence)")
+        let hot = Culprit.find(blockedWaitMicros: [1, 1, 2, 2, 2, 3, 3, 10])!
+        #expect(hot.standsOut && hot.sentence.contains("5.4 spreads above the median; named above 3.0"), "\(hot.sentence)")
+    }
+
     @Test("below 8 ranks the largest is named untested; nobody waiting means no culprit")
     func fewRanks() {
         let two = Culprit.find(blockedWaitMicros: [128.1, 0])!

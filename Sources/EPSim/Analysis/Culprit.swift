@@ -59,9 +59,12 @@ public struct Culprit: Sendable, Equatable {
             spreadMicros > 0
             ? String(format: "median %.3f us, robust spread %.3f us, %.1f spreads above the median", medianMicros, spreadMicros, score)
             : String(format: "median %.3f us, no spread: most ranks caused the same wait", medianMicros)
+        // The bar the score is tested against, not the noise level under it: printing
+        // sqrt(2 ln n) alone read as "3.2 spreads ... within noise (about 3.1)".
+        let bar = String(format: "%.1f", threshold)
         if standsOut {
-            return "culprit: rank \(rank), which the others waited for \(wait) us (\(stats); noise among this many ranks reaches about \(String(format: "%.1f", threshold - 1)))"
+            return "culprit: rank \(rank), which the others waited for \(wait) us (\(stats); named above \(bar), what noise among \(ranks) ranks stays under)"
         }
-        return "no single culprit: the most waited-for rank, \(rank) (\(wait) us; \(stats)), is within what noise among \(ranks) ranks gives (about \(String(format: "%.1f", threshold - 1)))"
+        return "no single culprit: the most waited-for rank, \(rank) (\(wait) us; \(stats)), is within what noise among \(ranks) ranks gives (named above \(bar))"
     }
 }
