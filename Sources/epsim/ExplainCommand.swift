@@ -31,6 +31,24 @@ func resolveRun(
     return (result, "\(s.name) [\(s.schedule.name)]")
 }
 
+/// A run's per-rank summary for `plot --compare`: a stored run's as stored (its kernels are
+/// not needed, so a run kept with `--timeline summary`, as `sweep` keeps them, will do), or a
+/// scenario file's, run on the spot without keeping its kernels.
+func resolveSummary(_ item: String, database: DatabaseOptions) throws -> (label: String, summary: RunSummary) {
+    if let id = Int64(item), !FileManager.default.fileExists(atPath: item) {
+        let store = try database.open(.read)
+        let run = try withStore { try store.run(id) }
+        guard run.summary.per_rank.count == run.listing.ranks * run.listing.steps, !run.summary.per_rank.isEmpty else {
+            printError("error: run \(id) was stored with timeline \(run.listing.timeline): it has no per-rank rows; run it again with --timeline summary or full")
+            throw ExitCode(65)
+        }
+        return ("run \(id): \(run.listing.scenarioName) [\(run.listing.schedule)]", run.summary)
+    }
+    let s = try loadScenario(item, schedule: nil)
+    let (result, _) = try simulate(s, path: item, options: SimulationOptions(timeline: .summary))
+    return ("\(s.name) [\(s.schedule.name)]", RunSummary(result: result))
+}
+
 /// `epsim explain RUN|FILE`: the critical path of the slowest step and who waited for whom.
 ///
 /// ```
@@ -287,10 +305,7 @@ struct PlotCommand: ParsableCommand {
             }
         } else if compare {
             var columns: [(label: String, summary: RunSummary)] = []
-            for item in items {
-                let (result, label) = try resolveRun(item, database: database)
-                columns.append((label, RunSummary(result: result)))
-            }
+            for item in items { columns.append(try resolveSummary(item, database: database)) }
             document = Plot.compare(columns, title: title ?? "step latency by kind")
         } else {
             let selection = try ranks.map(RankSelection.init(parsing:))

@@ -74,6 +74,8 @@ struct RunsCommand: ParsableCommand {
         func run() throws {
             let store = try database.open(.read)
             let run = try withStore { try store.run(id) }
+            // A rank the run does not have is refused before anything is printed.
+            let rows = try rowOptions.rows(of: run.listing.ranks, in: "run \(id)")
             switch format {
             case .json:
                 print(try jsonString(run.summary))
@@ -82,7 +84,7 @@ struct RunsCommand: ParsableCommand {
                 print(
                     "created \(run.listing.createdAt) by epsim \(run.toolVersion), seed \(run.seed), simulated in \(String(format: "%.3f", run.wallSeconds)) s, timeline \(run.listing.timeline) (\(run.storedKernels) kernels stored)"
                 )
-                print(RunReport.rankTable(run.summary, rows: try rowOptions.rows(of: run.listing.ranks, in: "run \(id)")), terminator: "")
+                print(RunReport.rankTable(run.summary, rows: rows), terminator: "")
                 print("step latency: \(RunReport.us(run.summary.step_latency_us)) us (max over ranks; slowest rank \(run.summary.slowest_rank))")
                 print(RunReport.culpritLine(run.summary), terminator: "")
             }

@@ -49,6 +49,25 @@ struct AtScaleTests {
         #expect(bad.status == 64)
     }
 
+    @Test("runs show refuses a rank the run lacks before printing; plot --compare draws runs kept without kernels")
+    func storedWithoutKernels() throws {
+        let file = try CLI.temporaryFile(Self.scenario)
+        let db = try StorageCommandTests.freshDatabase()
+        #expect(try CLI.run(["run", file, "--db", db, "--timeline", "summary"]).status == 0)
+        #expect(try CLI.run(["run", file, "--db", db, "--timeline", "none"]).status == 0)
+        // The header lines used to reach standard output before the error.
+        let missing = try CLI.run(["runs", "show", "1", "--db", db, "--ranks", "99"])
+        #expect(missing.status == 64 && missing.stdout.isEmpty, "\(missing.stdout)")
+        // A summary-timeline run (what sweep stores) has the per-rank rows the bars need; it
+        // used to be refused for having no kernels. A run kept with timeline none is refused.
+        let svg = URL(fileURLWithPath: file).deletingLastPathComponent().appendingPathComponent("c.svg").path
+        let bars = try CLI.run(["plot", "--compare", "1", file, "--db", db, "--svg", svg])
+        #expect(bars.status == 0, "\(bars.stderr)")
+        #expect(try String(contentsOfFile: svg, encoding: .utf8).contains("run 1:"))
+        let none = try CLI.run(["plot", "--compare", "2", "--db", db, "--svg", svg])
+        #expect(none.status == 65 && none.stderr.contains("no per-rank rows"), "\(none.stderr)")
+    }
+
     @Test("plot at scale: a band and the slowest ranks by default, --layers and --window checked")
     func plots() throws {
         let file = try CLI.temporaryFile(Self.scenario)
