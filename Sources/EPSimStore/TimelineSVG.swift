@@ -75,8 +75,12 @@ public enum Plot {
         if let layers { heading += ", layers \(layers.lowerBound)-\(layers.upperBound)" }
         if aggregate { heading += "; all \(result.ranks) ranks as a band, the \(ranks.count) slowest in full" }
         svg.text(left, 20, heading, size: 15, extra: "font-weight=\"bold\"")
-        // Legend: only the kinds drawn.
-        let present = Set(stepKernels.map { k -> String in
+        // Legend: only the kinds drawn (the band draws every rank's kernels, else only the
+        // ranks shown), within the window; waits and the critical path only when drawn.
+        let drawn = (aggregate ? stepKernels : kernels).filter { visible($0.start, $0.end) }
+        let anyWait = kernels.contains { visible($0.start, $0.end) && $0.wait > .zero && $0.lastArrival != nil }
+        let pathLinks = (path?.links ?? []).filter { shownSet.contains(Int($0.rank)) && shownSet.contains(Int($0.fromRank)) && visible($0.start, $0.end) }
+        let present = Set(drawn.map { k -> String in
             switch k.kind {
             case .sendDispatch, .dispatch, .recvDispatch: return "dispatch"
             case .sendCombine, .combine, .recvCombine: return "combine"
@@ -92,18 +96,22 @@ public enum Plot {
             svg.text(lx + 16, 40, name)
             lx += 16 + Double(name.count) * 7 + 14
         }
-        if stepKernels.contains(where: { $0.microBatch == .b }) {
+        if drawn.contains(where: { $0.microBatch == .b }) {
             svg.rect(lx, 30, 12, 12, fill: "#888", extra: "fill-opacity=\"0.5\" stroke=\"#333\" stroke-dasharray=\"2,1\"")
             svg.text(lx + 16, 40, "micro-batch B")
             lx += 120
         }
-        svg.rect(lx, 30, 12, 12, fill: "url(#hatch)", extra: "stroke=\"#333\"")
-        svg.text(lx + 16, 40, "wait (spinning)")
-        lx += 115
-        svg.rect(lx, 30, 12, 12, fill: "none", extra: "stroke=\"#000\" stroke-width=\"2.5\"")
-        svg.text(lx + 16, 40, "critical path")
-        if aggregate {
+        if anyWait {
+            svg.rect(lx, 30, 12, 12, fill: "url(#hatch)", extra: "stroke=\"#333\"")
+            svg.text(lx + 16, 40, "wait (spinning)")
+            lx += 115
+        }
+        if !pathLinks.isEmpty {
+            svg.rect(lx, 30, 12, 12, fill: "none", extra: "stroke=\"#000\" stroke-width=\"2.5\"")
+            svg.text(lx + 16, 40, "critical path")
             lx += 110
+        }
+        if aggregate {
             svg.rect(lx, 30, 12, 12, fill: "#888", extra: "fill-opacity=\"0.3\"")
             svg.text(lx + 16, 40, "band: earliest start to latest end; solid: median")
         }
@@ -196,7 +204,7 @@ public enum Plot {
         for (lx, ly, text) in labels { svg.text(lx, ly, text, size: 9, extra: "fill=\"#111\"") }
         // The critical path: outlines and message arrows (between the ranks drawn).
         if let path {
-            for link in path.links where shownSet.contains(Int(link.rank)) && shownSet.contains(Int(link.fromRank)) && visible(link.start, link.end) {
+            for link in pathLinks {
                 switch link.kind {
                 case .message:
                     let y1 = laneY(link.fromRank, link.kernel.stream) + laneHeight / 2

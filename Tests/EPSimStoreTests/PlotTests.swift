@@ -81,6 +81,11 @@ struct PlotTests {
         #expect(window.counts[".kernel"] == late)
         let legend = Plot.timeline(r, title: "legend")
         #expect(!legend.contains(">DENSE<") && !legend.contains(">BARRIER<") && legend.contains(">MLP<"))
+        #expect(legend.contains(">wait (spinning)<") && legend.contains(">critical path<"))
+        // A window past the step draws nothing: no kind, no wait, no critical path in the legend
+        // (they used to be listed whatever was drawn).
+        let empty = Plot.timeline(r, window: (end + 10)...(end + 20), title: "after")
+        #expect(!empty.contains(">MLP<") && !empty.contains(">wait (spinning)<") && !empty.contains(">critical path<"))
     }
 
     @Test("comparison bars and sweep lines are well-formed, with a bar part per kind and a line per series")
