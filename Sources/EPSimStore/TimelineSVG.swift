@@ -71,7 +71,9 @@ public enum Plot {
             "<defs><pattern id=\"hatch\" width=\"6\" height=\"6\" patternUnits=\"userSpaceOnUse\" patternTransform=\"rotate(45)\"><rect width=\"6\" height=\"6\" fill=\"white\" fill-opacity=\"0.35\"/><line x1=\"0\" y1=\"0\" x2=\"0\" y2=\"6\" stroke=\"#222\" stroke-width=\"2\"/></pattern>"
                 + "<marker id=\"arrow\" viewBox=\"0 0 10 10\" refX=\"9\" refY=\"5\" markerWidth=\"6\" markerHeight=\"6\" orient=\"auto\"><path d=\"M0,0 L10,5 L0,10 z\" fill=\"#111\"/></marker></defs>"
         )
-        var heading = title + " — step \(step), \(String(format: "%.3f", (t1 - t0).micros)) us"
+        let latency = (0..<result.ranks).map { result.rankStep(rank: $0, step: step).latency }.max() ?? .zero
+        var heading = title + " — step \(step), latency \(String(format: "%.3f", latency.micros)) us"
+        if layers != nil || window != nil { heading += ", showing \(String(format: "%.1f", t0.micros))-\(String(format: "%.1f", t1.micros)) us" }
         if let layers { heading += ", layers \(layers.lowerBound)-\(layers.upperBound)" }
         if aggregate { heading += "; all \(result.ranks) ranks as a band, the \(ranks.count) slowest in full" }
         svg.text(left, 20, heading, size: 15, extra: "font-weight=\"bold\"")

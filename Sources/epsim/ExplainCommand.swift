@@ -93,9 +93,18 @@ struct ExplainCommand: ParsableCommand {
             printError("error: no step \(step ?? 0) in \(label)")
             throw ExitCode(64)
         }
-        print(
-            ExplainReport.render(result, path: path, label: label, full: full, layers: try parseLayerRange(layers), window: try parseTimeWindow(window)),
-            terminator: "")
+        let layerRange = try parseLayerRange(layers)
+        let timeWindow = try parseTimeWindow(window)
+        if let layerRange, !path.links.contains(where: { layerRange.contains(Int($0.kernel.layer)) }) {
+            let layers = Set(path.links.map { Int($0.kernel.layer) })
+            throw usageError(
+                "--layers \(self.layers ?? ""): the critical path of step \(path.step) has no link in those layers (it passes layers \(layers.min() ?? 0)-\(layers.max() ?? 0))")
+        }
+        if let timeWindow, !path.links.contains(where: { $0.end.micros >= timeWindow.lowerBound && $0.start.micros <= timeWindow.upperBound }) {
+            throw usageError(
+                "--window \(window ?? ""): step \(path.step) runs from \(ExplainReport.us(path.start)) to \(ExplainReport.us(path.end)) us (absolute simulated time); no link of its critical path is in the window")
+        }
+        print(ExplainReport.render(result, path: path, label: label, full: full, layers: layerRange, window: timeWindow), terminator: "")
     }
 }
 
@@ -133,7 +142,7 @@ enum ExplainReport {
         order.sort { groups[$0]!.total > groups[$1]!.total }
         func span(_ xs: Set<Int>) -> String {
             let s = xs.sorted()
-            return s.count == 1 ? "\(s[0])" : "\(s.count) (\(s.first!)-\(s.last!))"
+            return s.count == 1 ? "only \(s[0])" : "\(s.count) of \(s.first!)-\(s.last!)"
         }
         let total = max(length.micros, 1e-12)
         return TextTable.render(
@@ -313,6 +322,18 @@ struct PlotCommand: ParsableCommand {
             let (result, label) = try resolveRun(items[0], database: database) { count, steps, label in
                 chosen = try selection?.ranks(of: count, in: label)
                 try checkStep(step, steps: steps, in: label)
+            }
+            // An empty selection is an error that says what there is, not an empty picture.
+            let shownStep = CriticalPath(result, step: step)?.step ?? (step ?? 0)
+            let stepKernels = result.kernels.filter { $0.step == Int32(shownStep) }
+            if let range = try layerRange(), !stepKernels.contains(where: { range.contains(Int($0.layer)) }) {
+                let all = stepKernels.map { Int($0.layer) }
+                throw usageError("--layers \(layers ?? ""): step \(shownStep) has layers \(all.min() ?? 0)-\(all.max() ?? 0)")
+            }
+            if let w = try timeWindow(), !stepKernels.contains(where: { $0.end.micros >= w.lowerBound && $0.start.micros <= w.upperBound }) {
+                let first = stepKernels.map(\.start.micros).min() ?? 0, last = stepKernels.map(\.end.micros).max() ?? 0
+                throw usageError(
+                    "--window \(window ?? ""): step \(shownStep) runs from \(String(format: "%.3f", first)) to \(String(format: "%.3f", last)) us (absolute simulated time); nothing to draw in the window")
             }
             document = Plot.timeline(result, step: step, ranks: chosen, layers: try layerRange(), window: try timeWindow(), title: title ?? label)
         }

@@ -33,12 +33,18 @@ final class ProgressBar: @unchecked Sendable {
         if let lastDrawn, (now - lastDrawn).seconds < 0.2 { return }
         lastDrawn = now
         let fraction = min(1, Double(done) / Double(total))
-        let width = 30
+        // Fit the terminal: the bar shrinks, the label is cut, never a wrapped line.
+        var size = winsize()
+        let columns = ioctl(STDERR_FILENO, UInt(TIOCGWINSZ), &size) == 0 && size.ws_col > 0 ? Int(size.ws_col) : 80
+        let width = max(10, min(30, columns - 50))
         let filled = Int((fraction * Double(width)).rounded(.down))
         let eta = fraction > 0 ? elapsed * (1 - fraction) / fraction : 0
         let bar = String(repeating: "#", count: filled) + String(repeating: ".", count: width - filled)
-        let line = String(format: "\r%@ [%@] %3.0f%%  %.1f s elapsed, ETA %.1f s ", label, bar, 100 * fraction, elapsed, eta)
-        FileHandle.standardError.write(Data(line.utf8))
+        let tail = String(format: " [%@] %3.0f%% %.1f s, ETA %.1f s", bar, 100 * fraction, elapsed, eta)
+        let room = max(0, columns - 1 - tail.count)
+        let head = label.count > room ? String(label.prefix(max(0, room - 1))) + "…" : label
+        // \r, then erase to the end of the line (ESC [ K), then the line.
+        FileHandle.standardError.write(Data(("\r\u{1B}[K" + head + tail).utf8))
         drawn = true
     }
 
@@ -47,7 +53,7 @@ final class ProgressBar: @unchecked Sendable {
         lock.lock()
         defer { lock.unlock() }
         guard drawn else { return }
-        FileHandle.standardError.write(Data(("\r" + String(repeating: " ", count: 100) + "\r").utf8))
+        FileHandle.standardError.write(Data("\r\u{1B}[K".utf8))
         drawn = false
     }
 }

@@ -43,6 +43,11 @@ struct AtScaleTests {
         let windowed = try CLI.run(["explain", "1", "--db", db, "--window", "0-50"])
         #expect(windowed.status == 0 && windowed.stdout.contains("critical path, 0-50 us:"))
         #expect(try CLI.run(["explain", "1", "--db", db, "--window", "50-0"]).status == 64)
+        let empty = try CLI.run(["explain", "1", "--db", db, "--layers", "999"])
+        #expect(empty.status == 64 && empty.stderr.contains("it passes layers"))
+        let picture = URL(fileURLWithPath: db).deletingLastPathComponent().appendingPathComponent("n.svg").path
+        let nothing = try CLI.run(["plot", "1", "--db", db, "--svg", picture, "--window", "1000000000-2000000000"])
+        #expect(nothing.status == 64 && nothing.stderr.contains("absolute simulated time"))
         let full = try CLI.run(["explain", "1", "--db", db, "--full"])
         #expect(full.stdout.split(separator: "\n").count > 100 && full.stdout.contains("start_us"))
         let bad = try CLI.run(["run", file, "--no-store", "--ranks", "40"])

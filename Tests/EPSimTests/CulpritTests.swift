@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import EventCore
 
 @testable import EPSim
 
@@ -45,5 +46,34 @@ struct CulpritTests {
         let two = Culprit.find(blockedWaitMicros: [128.1, 0])!
         #expect(two.rank == 0 && two.threshold == nil && two.standsOut)
         #expect(Culprit.find(blockedWaitMicros: [0, 0, 0]) == nil)
+    }
+}
+
+@Suite("Blocked wait: what the culprit is measured by")
+struct BlockedWaitTests {
+    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
+
+    @Test("a tie for the largest wait names no culprit")
+    func tie() {
+        let c = Culprit.find(blockedWaitMicros: [5, 5, 1])!
+        #expect(!c.standsOut && c.tiedWith == [1] && c.sentence.hasPrefix("no single culprit: ranks 0, 1"))
+    }
+
+    @Test("a rank's wait on itself and waits whose last arrivals tie are charged to nobody")
+    func selfAndTies() throws {
+        // Balanced: every flow of an operation arrives at once: nobody is charged.
+        let balanced = try Simulation.run(try Scenario.load(path: Self.root + "/Scenarios/balanced.yaml"))
+        #expect(balanced.blockedWait.allSatisfy { $0 == .zero })
+        #expect(Culprit.find(blockedWaitMicros: balanced.blockedWait.map(\.micros)) == nil)
+        // Batch imbalance: rank 1's dispatch waits on the heavy rank 0 alone (charged); its
+        // combine's last flows, from rank 0 and from itself, arrive together (charged to nobody).
+        let r = try Simulation.run(
+            try Scenario.load(path: Self.root + "/Scenarios/batch-imbalance.yaml"), options: SimulationOptions(recordFlows: true))
+        let dispatchWait = r.kernels.first { $0.rank == 1 && $0.kind == .dispatch }!.wait
+        let combineOp = r.flows.filter { $0.flow.destination == 1 }.map(\.flow.operation).max()!
+        let last = r.flows.filter { $0.flow.destination == 1 && $0.flow.operation == combineOp }.map(\.arrival)
+        #expect(last.count == 2 && last[0] == last[1], "rank 1's combine flows tie")
+        #expect(r.blockedWait[0] == dispatchWait && dispatchWait > .zero)
+        #expect(r.blockedWait[1] == .zero, "rank 0 never waits on rank 1's flow alone")
     }
 }

@@ -17,6 +17,8 @@ public struct Culprit: Sendable, Equatable {
     public static let minimumRanksForTest = 8
 
     public var rank: Int
+    /// Other ranks with exactly the same wait (then none is the culprit).
+    public var tiedWith: [Int]
     /// Ranks compared.
     public var ranks: Int
     /// Its blocked wait, µs.
@@ -30,17 +32,18 @@ public struct Culprit: Sendable, Equatable {
     /// The score needed: `sqrt(2 ln n) + 1`, or nil when there are too few ranks to test.
     public var threshold: Double?
     /// The lead is larger than noise among `n` ranks would give (always true untested).
-    public var standsOut: Bool { threshold.map { score > $0 } ?? true }
+    public var standsOut: Bool { tiedWith.isEmpty && (threshold.map { score > $0 } ?? true) }
 
     /// The culprit of per-rank blocked waits (µs), nil when no rank made another wait.
     public static func find(blockedWaitMicros w: [Double]) -> Culprit? {
         guard let worst = w.indices.max(by: { w[$0] < w[$1] || (w[$0] == w[$1] && $0 > $1) }), w[worst] > 0 else { return nil }
+        let tied = w.indices.filter { $0 != worst && w[$0] == w[worst] }
         let median = Self.median(w)
         let spread = 1.4826 * Self.median(w.map { abs($0 - median) })
         let lead = w[worst] - median
         let score = spread > 0 ? lead / spread : (lead > 0 ? .infinity : 0)
         let threshold = w.count >= minimumRanksForTest ? (2 * log(Double(w.count))).squareRoot() + 1 : nil
-        return Culprit(rank: worst, ranks: w.count, waitMicros: w[worst], medianMicros: median, spreadMicros: spread, score: score, threshold: threshold)
+        return Culprit(rank: worst, tiedWith: tied, ranks: w.count, waitMicros: w[worst], medianMicros: median, spreadMicros: spread, score: score, threshold: threshold)
     }
 
     static func median(_ xs: [Double]) -> Double {
@@ -52,6 +55,9 @@ public struct Culprit: Sendable, Equatable {
     /// One line for a report.
     public var sentence: String {
         let wait = String(format: "%.3f", waitMicros)
+        if !tiedWith.isEmpty {
+            return "no single culprit: ranks \(([rank] + tiedWith).sorted().map(String.init).joined(separator: ", ")) made the others wait the same, \(wait) us each"
+        }
         guard let threshold else {
             return "culprit: rank \(rank), which the others waited for \(wait) us (RECV wait summed over receivers)"
         }

@@ -45,7 +45,9 @@ extension Engine where Net: ~Copyable {
         lanes[lane].wait += wait
         lanes[lane].lastArrival = slot.lastArrival
         if wait > .zero {
-            blockedWait[Int(slot.blocker)] += wait
+            // Wait a rank caused others: its wait on its own flow is not counted, nor a wait
+            // whose last arrivals tie (no one rank caused it).
+            if Int(slot.blocker) != r && !slot.lastTied { blockedWait[Int(slot.blocker)] += wait }
             if wait > lanes[lane].blockerWait {
                 lanes[lane].blocker = slot.blocker
                 lanes[lane].blockerWait = wait

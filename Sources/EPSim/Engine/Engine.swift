@@ -80,6 +80,9 @@ struct RecvSlot {
     /// The last flow's particulars, for blame: its bytes, messages, path, SEND start and end.
     var blockerBytes: Int64 = 0
     var blockerMessages: Int32 = 0
+    /// Another flow arrived at exactly `lastArrival`: the wait is no one rank's (the blocker
+    /// is then the lowest of them, for blame, but ``RunResult/blockedWait`` charges nobody).
+    var lastTied = false
     var blockerPath = Path.nvlink
     var blockerStarted: SimTime = .zero
     var blockerPosted: SimTime = .zero
@@ -95,6 +98,7 @@ struct RecvSlot {
         arrived += 1
         bytesIn += flow.bytes
         messagesIn += Int64(flow.messages)
+        if blocker >= 0 && delivery.arrival == lastArrival { lastTied = true } else if delivery.arrival > lastArrival { lastTied = false }
         if blocker < 0 || delivery.arrival > lastArrival || (delivery.arrival == lastArrival && flow.source < blocker) {
             lastArrival = delivery.arrival
             blocker = flow.source

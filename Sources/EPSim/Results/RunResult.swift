@@ -135,7 +135,8 @@ public struct RunResult: Sendable {
     public var flowCount: Int
     public var messageCount: Int64
     public var eventCount: Int
-    /// Total RECV wait each rank caused as the last arrival (`blockedWait[rank]`).
+    /// Total RECV wait each rank caused other ranks as their last arrival (`blockedWait[rank]`;
+    /// a rank waiting on its own flow is not counted, nor a wait whose last arrivals tie).
     public var blockedWait: [SimTime]
 
     public init(
