@@ -97,8 +97,9 @@ public struct CostModel: Sendable {
 
     // MARK: Roofline
 
-    /// FLOPs and bytes of a kernel for the roofline.
-    public func rooflineWork(_ kind: KernelKind, work: ComputeWork) -> (flops: Double, bytes: Double) {
+    /// FLOPs and bytes of a kernel for the roofline, and of the FLOPs those of core attention
+    /// (`core`: run at the attention precision's peak, the rest at FP8's).
+    public func rooflineWork(_ kind: KernelKind, work: ComputeWork) -> (flops: Double, bytes: Double, core: Double) {
         let a = model.architecture
         let h = Double(a.hidden)
         let wb = a.weightBytes
@@ -116,7 +117,7 @@ public struct CostModel: Sendable {
             case let .gqa(qHeads, kvHeads, headDim):
                 params = h * Double((qHeads + 2 * kvHeads) * headDim)
             }
-            return (2 * t * params, params * wb + t * h * 2)
+            return (2 * t * params, params * wb + t * h * 2, 0)
         case .attn1:
             let gate = h * Double(a.routedExperts)
             switch a.attention {
@@ -129,20 +130,20 @@ public struct CostModel: Sendable {
                     core = 2 * t * context * Double(heads * (nope + rope + vDim))
                 }
                 let cache = phase == .decode ? t * kv * Double(kvRank + rope) * a.kvBytes : t * Double(kvRank + rope) * a.kvBytes
-                return (core + 2 * t * (out + gate), cache + out * wb + gate * 2 + t * h * 2)
+                return (core + 2 * t * (out + gate), cache + out * wb + gate * 2 + t * h * 2, core)
             case let .gqa(qHeads, kvHeads, headDim):
                 let out = Double(qHeads * headDim) * h
                 let core = 2 * t * context * Double(qHeads * headDim * 2)
                 let cache = phase == .decode ? t * kv * Double(2 * kvHeads * headDim) * a.kvBytes : t * Double(2 * kvHeads * headDim) * a.kvBytes
-                return (core + 2 * t * (out + gate), cache + out * wb + gate * 2 + t * h * 2)
+                return (core + 2 * t * (out + gate), cache + out * wb + gate * 2 + t * h * 2, core)
             }
         case .shared:
-            guard a.sharedExperts > 0 else { return (0, 0) }
+            guard a.sharedExperts > 0 else { return (0, 0, 0) }
             let params = Double(a.sharedExperts) * 3 * h * Double(a.moeIntermediate)
-            return (2 * t * params, params * wb + t * h * 3)
+            return (2 * t * params, params * wb + t * h * 3, 0)
         case .dense:
             let params = 3 * h * Double(a.denseIntermediate)
-            return (2 * t * params, params * wb + t * h * 3)
+            return (2 * t * params, params * wb + t * h * 3, 0)
         case .mlp:
             let perExpert = 3 * h * Double(a.moeIntermediate)
             var flops = 0.0
@@ -153,23 +154,29 @@ public struct CostModel: Sendable {
                 flops += 2 * padded * perExpert
                 bytes += perExpert * wb + Double(m) * h * 3
             }
-            return (flops, bytes)
+            return (flops, bytes, 0)
         default:
-            return (0, 0)
+            return (0, 0, 0)
         }
     }
 
-    /// `overhead + max(FLOPs / (peak x efficiency), bytes / (HBM x efficiency))`, FP8 peak; for
-    /// `MLP` on hardware with a measured grouped-FFN model, that model instead.
+    /// `overhead + max(FLOPs / (peak x efficiency), bytes / (HBM x efficiency))`: FP8 peak,
+    /// but core attention's FLOPs at the peak of ``Architecture/attentionPrecision`` (BF16 is
+    /// half FP8's on Hopper); for `MLP` on hardware with a measured grouped-FFN model, that
+    /// model instead.
     public func roofline(_ kind: KernelKind, work: ComputeWork) -> SimTime {
         let hw = costs.hardware
-        let (flops, bytes) = rooflineWork(kind, work: work)
+        let (flops, bytes, core) = rooflineWork(kind, work: work)
         if flops == 0 && bytes == 0 { return .zero }
         if kind == .mlp && hw.expertFFNStreamGBps > 0 {
             // Measured grouped FFN (Hardware.expertFFN*).
             return SimTime(micros: hw.expertFFNFixedMicros + max(flops / (hw.expertFFNTFLOPS * 1e6), bytes / (hw.expertFFNStreamGBps * 1e3)))
         }
-        let computeSeconds = flops / (hw.peakFP8TFLOPS * 1e12 * hw.computeEfficiency)
+        let corePeak = model.architecture.attentionPrecision == .bf16 ? hw.peakBF16TFLOPS : hw.peakFP8TFLOPS
+        let computeSeconds =
+            core == 0 || corePeak == hw.peakFP8TFLOPS
+            ? flops / (hw.peakFP8TFLOPS * 1e12 * hw.computeEfficiency)
+            : ((flops - core) / hw.peakFP8TFLOPS + core / corePeak) / (1e12 * hw.computeEfficiency)
         let memorySeconds = bytes / (hw.hbmGBps * 1e9 * hw.memoryEfficiency)
         return SimTime(micros: hw.kernelOverheadMicros + max(computeSeconds, memorySeconds) * 1e6)
     }

@@ -147,6 +147,11 @@ public enum AttentionShape: Sendable, Equatable {
     case gqa(queryHeads: Int, kvHeads: Int, headDim: Int)
 }
 
+/// The number format core attention computes in (`model.attention_dtype`).
+public enum AttentionPrecision: String, Sendable, CaseIterable {
+    case fp8, bf16
+}
+
 /// The architecture fields of a model preset (sizes the cost models use).
 public struct Architecture: Sendable, Equatable {
     public var name: String
@@ -164,20 +169,27 @@ public struct Architecture: Sendable, Equatable {
     public var attention: AttentionShape
     /// Bytes per weight (1 for FP8 checkpoints).
     public var weightBytes: Double
-    /// Bytes per KV-cache value.
+    /// Bytes per KV-cache value (`model.kv_cache_dtype`: 1 for FP8, 2 for BF16).
     public var kvBytes: Double
+    /// The precision core attention computes in (`model.attention_dtype`): its FLOPs run at
+    /// that peak; the projections and the gate stay at FP8 (FP8 weights).
+    public var attentionPrecision: AttentionPrecision = .bf16
 
     public static let presetNames = ["deepseek-v3", "qwen3-235b-a22b"]
 
     /// DeepSeek-V3/R1 (`config_671B.json`): 61 layers (3 dense), H 7168, 256 routed + 1
     /// shared experts, top-8 in 4 of 8 groups, MoE intermediate 2048, dense 18432, MLA with
     /// 128 heads, q rank 1536, kv rank 512, 128 + 64 qk head dims, 128 v head dim; FP8
-    /// weights, 576 cached values per token per layer.
+    /// weights, 576 cached values per token per layer. Core attention in BF16 with a BF16 KV
+    /// cache: DeepSeek's inference system runs "core-attention computation and combine
+    /// transmission in BF16" with FP8 GEMMs and dispatch (DeepSeek-V3/R1 Inference System
+    /// Overview, 2025-03-01), and FlashMLA, its decode kernel, reads a BF16 paged KV cache
+    /// (FlashMLA README, 2025-02).
     public static let deepseekV3 = Architecture(
         name: "deepseek-v3", layers: 61, denseLayers: 3, hidden: 7168, routedExperts: 256, sharedExperts: 1, topK: 8,
         moeIntermediate: 2048, denseIntermediate: 18432, groups: 8, topGroups: 4,
         attention: .mla(heads: 128, qLoraRank: 1536, kvLoraRank: 512, nopeHeadDim: 128, ropeHeadDim: 64, vHeadDim: 128),
-        weightBytes: 1, kvBytes: 1)
+        weightBytes: 1, kvBytes: 2)
 
     /// Qwen3-235B-A22B (its `config.json`): 94 layers, all MoE, H 4096, 128 experts, top-8,
     /// no shared expert, MoE intermediate 1536, GQA with 64 query and 4 KV heads of 128.

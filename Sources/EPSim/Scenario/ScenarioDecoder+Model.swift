@@ -44,6 +44,10 @@ extension ScenarioDecoder {
         let denseLayers = try map?.optional("dense_layers")?.int(in: 0...ScenarioLimits.maxLayers) ?? arch?.denseLayers ?? 0
         let precision =
             try map?.optional("dispatch_dtype").map { DispatchPrecision(rawValue: try $0.choice(DispatchPrecision.allCases.map(\.rawValue)))! } ?? .fp8
+        let attentionPrecision = try map?.optional("attention_dtype").map {
+            AttentionPrecision(rawValue: try $0.choice(AttentionPrecision.allCases.map(\.rawValue)))!
+        }
+        let kvBytes = try map?.optional("kv_cache_dtype").map { try $0.choice(["fp8", "bf16"]) == "fp8" ? 1.0 : 2.0 }
         let physicalValue = map?.optional("physical_experts")
         let physical =
             try physicalValue?.int(in: experts...ScenarioLimits.maxExperts, what: "a number of physical expert slots (at least model.experts)") ?? experts
@@ -101,6 +105,8 @@ extension ScenarioDecoder {
         architecture.hidden = hidden
         architecture.routedExperts = experts
         architecture.topK = topK
+        if let attentionPrecision { architecture.attentionPrecision = attentionPrecision }
+        if let kvBytes { architecture.kvBytes = kvBytes }
         let model = MoEModel(
             hidden: hidden, experts: experts, topK: topK, moeLayers: moeLayers, denseLayers: denseLayers,
             dispatchPrecision: precision, expertPlacement: ExpertPlacement(slotExpert: [], slotRank: [], experts: experts),
