@@ -42,6 +42,57 @@ effects() {
         }' "$1"
 }
 
+# Section 8: attention precision (Scenarios/decode-attention-precision.yaml).
+precision_section() {
+    local f=Scenarios/decode-attention-precision.yaml
+    sweep_csv "$f" --vary workload.kv_length=1024,2048,4096,8192,16384 --vary model.attention_dtype=bf16,fp8 \
+        --vary model.kv_cache_dtype=bf16,fp8 --vary schedule=none,deepseek-decode > "$tmp/precision.csv"
+    # The two ends (all BF16, DeepSeek's; all FP8), with and without overlap, for the plot.
+    awk -F, 'NR == 1 { print "kv_length,step_latency_us,p"; next }
+        $3 == $4 { print $2 "," $6 "," toupper($3) ($5 == "none" ? " no TBO" : " TBO") }' "$tmp/precision.csv" > "$tmp/precision-plot.csv"
+    "$epsim" plot --csv "$tmp/precision-plot.csv" --x kv_length --y step_latency_us --series p \
+        --svg "$out/img/attention-precision.svg" --title "EP 16 decode: step latency against context, by attention precision" >/dev/null
+    cat <<'EOF'
+
+## 8. What does BF16 core attention cost a decode step, with and without overlap?
+
+`Scenarios/decode-attention-precision.yaml`: DeepSeek-V3 decode at EP 16 (2 nodes of 8
+H800s), 8 MoE layers, 128 requests per rank, roofline costs. DeepSeek serves core attention
+in BF16 with a BF16 KV cache (the defaults, `model.attention_dtype` and
+`model.kv_cache_dtype`); FP8 for either is the what-if. BF16 halves the peak that core
+attention's FLOPs run at, and a BF16 cache doubles the bytes it reads, so which one matters
+depends on whether ATTN1 is bound by compute or by memory at that context length. Step
+latency (us):
+
+EOF
+    awk -F, '
+        NR > 1 { k = $2; key = $3 "/" $4; s[k, key, $5] = $6; if (!(k in seen)) { seen[k] = 1; ks[++n] = k } }
+        END {
+            print "| kv_length | BF16/BF16, no TBO | BF16/BF16, TBO | FP8 attention, no TBO | FP8 attention, TBO | FP8 cache, no TBO | FP8 cache, TBO | FP8/FP8, no TBO | FP8/FP8, TBO | BF16/BF16 over FP8/FP8, no TBO | the same, TBO |"
+            print "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+            for (i = 1; i <= n; i++) {
+                k = ks[i]
+                a = s[k, "bf16/bf16", "none"]; b = s[k, "bf16/bf16", "deepseek-decode"]
+                c = s[k, "fp8/fp8", "none"]; d = s[k, "fp8/fp8", "deepseek-decode"]
+                printf "| %s | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %+.1f%% | %+.1f%% |\n", k, a, b,
+                    s[k, "fp8/bf16", "none"], s[k, "fp8/bf16", "deepseek-decode"], s[k, "bf16/fp8", "none"], s[k, "bf16/fp8", "deepseek-decode"],
+                    c, d, 100 * (a / c - 1), 100 * (b / d - 1)
+            }
+        }' "$tmp/precision.csv"
+    cat <<'EOF'
+
+"FP8 attention" keeps the BF16 cache and computes in FP8; "FP8 cache" keeps BF16 compute.
+Where one column equals BF16/BF16, ATTN1 is bound by the other resource at that context.
+The last two columns are what DeepSeek's precision costs against all-FP8 attention, with and
+without two-micro-batch overlap (whether overlap pays at all at this size: compare the TBO
+columns with the no-TBO ones; question 5 shows where it does).
+
+The picture: all BF16 (DeepSeek's) against all FP8, with (TBO) and without overlap.
+
+![step latency against context, by attention precision](img/attention-precision.svg)
+EOF
+}
+
 # Section 7: the attention sweep at EP 128 (Scenarios/attention-sweep/). Every figure is
 # computed here from the runs; the prose around them only names the mechanism.
 attn_dir=Scenarios/attention-sweep
@@ -446,5 +497,6 @@ Rank 2 sends no data at all, yet every other rank's dispatch waits for its count
 the culprit.
 EOF
 attention_section
+precision_section
 } > "$page"
 echo "wrote $page" >&2
