@@ -84,8 +84,25 @@ EOF
 "FP8 attention" keeps the BF16 cache and computes in FP8; "FP8 cache" keeps BF16 compute.
 Where one column equals BF16/BF16, ATTN1 is bound by the other resource at that context.
 The last two columns are what DeepSeek's precision costs against all-FP8 attention, with and
-without two-micro-batch overlap (whether overlap pays at all at this size: compare the TBO
-columns with the no-TBO ones; question 5 shows where it does).
+without two-micro-batch overlap, relative to each one's own step; in absolute terms:
+EOF
+    awk -F, '
+        NR > 1 { k = $2; key = $3 "/" $4; s[k, key, $5] = $6; if (!(k in seen)) { seen[k] = 1; ks[++n] = k } }
+        END {
+            print ""
+            print "| kv_length | BF16 over FP8, no TBO (us) | BF16 over FP8, TBO (us) | hidden by TBO |"
+            print "|---:|---:|---:|---:|"
+            for (i = 1; i <= n; i++) {
+                k = ks[i]
+                a = s[k, "bf16/bf16", "none"] - s[k, "fp8/fp8", "none"]
+                b = s[k, "bf16/bf16", "deepseek-decode"] - s[k, "fp8/fp8", "deepseek-decode"]
+                printf "| %s | %.1f | %.1f | %.1f%% |\n", k, a, b, (a > 0 ? 100 * (a - b) / a : 0)
+            }
+            print ""
+        }' "$tmp/precision.csv"
+    cat <<'EOF'
+Whether overlap pays at all at this size: compare the TBO columns with the no-TBO ones
+above (question 5 shows where it does).
 
 The picture: all BF16 (DeepSeek's) against all FP8, with (TBO) and without overlap.
 
