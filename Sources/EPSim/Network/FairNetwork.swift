@@ -76,6 +76,8 @@ public struct FairNetwork: NetworkModel, ~Copyable {
     var weight: [Double]
     var portFlowStart: [Int32]
     var portFlows: [Int32] = []
+    /// Each port's next free place in `portFlows` while it is filled.
+    var portFill: [Int32]
     var heap: [(level: Double, port: Int32)] = []
 
     public init(config: NetworkConfig, topology: Topology) {
@@ -97,6 +99,7 @@ public struct FairNetwork: NetworkModel, ~Copyable {
         left = Array(repeating: 0, count: count)
         weight = Array(repeating: 0, count: count)
         portFlowStart = Array(repeating: 0, count: count + 1)
+        portFill = Array(repeating: 0, count: count)
     }
 
     static func portCount(config: NetworkConfig, topology: Topology) -> Int {
@@ -112,12 +115,8 @@ public struct FairNetwork: NetworkModel, ~Copyable {
         return bytes >= 9e18 ? .max : Int64(bytes)
     }
 
-    public func sendStoreTime(peerBytes: Int64, selfBytes: Int64) -> SimTime {
-        let nvlinkGBps = config.nvlink.bandwidthGBps
-        let selfGBps = config.selfCopyGBps
-        if nvlinkGBps == selfGBps { return SimTime.transfer(bytes: peerBytes + selfBytes, gigabytesPerSecond: nvlinkGBps) }
-        return SimTime.saturating(picos: (Double(peerBytes) * 1000 / nvlinkGBps + Double(selfBytes) * 1000 / selfGBps).rounded(.up))
-    }
+    /// The SEND's SMs store NVLink peers' and its own payload (``NetworkConfig/smStoreTime(peerBytes:selfBytes:)``).
+    public func sendStoreTime(peerBytes: Int64, selfBytes: Int64) -> SimTime { config.smStoreTime(peerBytes: peerBytes, selfBytes: selfBytes) }
 
     @inline(__always) func crossesNVLink(_ flow: Flow) -> Bool {
         nvlinkPorts && flow.bytes > 0 && flow.source != flow.destination
@@ -234,7 +233,7 @@ public struct FairNetwork: NetworkModel, ~Copyable {
         }
         for p in 0..<ports { portFlowStart[p + 1] += portFlowStart[p] }
         if portFlows.count < 2 * active.count { portFlows = Array(repeating: 0, count: 2 * active.count) }
-        var fill = Array(portFlowStart[0..<ports])
+        for p in 0..<ports { portFill[p] = portFlowStart[p] }
         heap.removeAll(keepingCapacity: true)
         for p in 0..<ports {
             left[p] = capacity[p]
@@ -244,10 +243,10 @@ public struct FairNetwork: NetworkModel, ~Copyable {
             active[i].frozen = false
             let e = Int(active[i].egress)
             let g = Int(active[i].ingress)
-            portFlows[Int(fill[e])] = Int32(i)
-            fill[e] += 1
-            portFlows[Int(fill[g])] = Int32(i)
-            fill[g] += 1
+            portFlows[Int(portFill[e])] = Int32(i)
+            portFill[e] += 1
+            portFlows[Int(portFill[g])] = Int32(i)
+            portFill[g] += 1
             weight[e] += active[i].egressCoefficient
             weight[g] += 1
         }

@@ -90,6 +90,15 @@ public protocol NetworkModel: ~Copyable {
 }
 
 extension NetworkConfig {
+    /// Time a SEND kernel's SMs spend storing `peerBytes` to NVLink peers at the NVLink
+    /// bandwidth and `selfBytes` to their own rank at ``selfCopyGBps``, for the models whose
+    /// SEND writes NVLink payload itself: one rounding when the two rates are equal (exactly
+    /// one transfer), else the sum of both rates' times rounded up.
+    func smStoreTime(peerBytes: Int64, selfBytes: Int64) -> SimTime {
+        if nvlink.bandwidthGBps == selfCopyGBps { return SimTime.transfer(bytes: peerBytes + selfBytes, gigabytesPerSecond: selfCopyGBps) }
+        return SimTime.saturating(picos: (Double(peerBytes) * 1000 / nvlink.bandwidthGBps + Double(selfBytes) * 1000 / selfCopyGBps).rounded(.up))
+    }
+
     /// Arrival of an RDMA flow alone on its links, shared by the models that move RDMA data
     /// themselves: the data leaves at `started` (`rdma_data: during-send`) or at `posted`,
     /// holds its egress port ``rdmaEgressTime(bytes:messages:)`` (its bytes over the

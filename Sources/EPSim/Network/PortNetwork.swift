@@ -104,9 +104,10 @@ public struct PortNetwork: NetworkModel, ~Copyable {
     var capacity: Int
     var pending: [PendingFlow] = []
     var freeSlots: [Int32] = []
-    /// Flows posted whose data has not started (`rdma_data: after-send`), by data start
-    /// (`PendingFlow.dataDone` holds the start until the flow joins its ports).
-    var waiting: [Int32] = []
+    /// Flows posted whose data has not started (`rdma_data: after-send`), their slots by
+    /// data start, so that a port never serves ahead of the engine's clock: a flow joins its
+    /// ports only when its data starts.
+    var waiting = EventQueue<Int32>()
     /// Busy ports ordered by their next departure (ties: lower port first).
     var departures: [Int32] = []
     public private(set) var eventCount = 0
@@ -160,14 +161,8 @@ public struct PortNetwork: NetworkModel, ~Copyable {
         slots.deallocate()
     }
 
-    /// The SEND's SMs store NVLink peers' and its own payload: one rounding when the two
-    /// rates are equal (exactly one transfer), else the sum of both rates' times rounded up.
-    public func sendStoreTime(peerBytes: Int64, selfBytes: Int64) -> SimTime {
-        let nvlinkGBps = config.nvlink.bandwidthGBps
-        let selfGBps = config.selfCopyGBps
-        if nvlinkGBps == selfGBps { return SimTime.transfer(bytes: peerBytes + selfBytes, gigabytesPerSecond: nvlinkGBps) }
-        return SimTime.saturating(picos: (Double(peerBytes) * 1000 / nvlinkGBps + Double(selfBytes) * 1000 / selfGBps).rounded(.up))
-    }
+    /// The SEND's SMs store NVLink peers' and its own payload (``NetworkConfig/smStoreTime(peerBytes:selfBytes:)``).
+    public func sendStoreTime(peerBytes: Int64, selfBytes: Int64) -> SimTime { config.smStoreTime(peerBytes: peerBytes, selfBytes: selfBytes) }
 
     /// NVLink: one latency after the later of the SEND's end and the payload's passage
     /// through the destination's ingress port alone (a peer's payload, when that port is
@@ -209,14 +204,14 @@ public struct PortNetwork: NetworkModel, ~Copyable {
         }
         if dataStart > start {
             // after-send: the data joins its ports when the SEND ends.
-            pushWaiting(slot)
+            waiting.push(slot, at: dataStart)
         } else {
             join(slot, at: dataStart)
         }
     }
 
     public mutating func nextEventTime() -> SimTime? {
-        let start = waiting.first.map { pending[Int($0)].dataDone }
+        let start = waiting.nextTime
         guard let departure = nextDeparture() else { return start }
         return start.map { min($0, departure) } ?? departure
     }
@@ -243,8 +238,8 @@ public struct PortNetwork: NetworkModel, ~Copyable {
         while let t = nextDeparture(), t == time {
             depart(port: Int(departures[0]), at: time, deliveries: &deliveries)
         }
-        while let slot = waiting.first, pending[Int(slot)].dataDone == time {
-            popWaiting()
+        while let (start, slot) = waiting.first, start == time {
+            waiting.removeFirst()
             join(slot, at: time)
         }
     }
@@ -258,43 +253,6 @@ public struct PortNetwork: NetworkModel, ~Copyable {
         }
         add(slot, bytes: Double(flow.bytes) + Double(flow.messages) * bytesPerMessage, to: 2 * Int(nicOfRank[Int(flow.source)]), at: time)
         add(slot, bytes: Double(flow.bytes), to: 2 * Int(nicOfRank[Int(flow.destination)]) + 1, at: time)
-    }
-
-    // MARK: Flows waiting for their data's start (rdma_data: after-send)
-
-    /// Binary min-heap of slots by data start (ties: lower slot), so that a port never
-    /// serves ahead of the engine's clock: a flow joins its ports only when its data starts.
-    @inline(__always) func waitsBefore(_ a: Int32, _ b: Int32) -> Bool {
-        let x = pending[Int(a)].dataDone
-        let y = pending[Int(b)].dataDone
-        return x < y || (x == y && a < b)
-    }
-
-    mutating func pushWaiting(_ slot: Int32) {
-        waiting.append(slot)
-        var c = waiting.count - 1
-        while c > 0 {
-            let parent = (c - 1) / 2
-            guard waitsBefore(waiting[c], waiting[parent]) else { break }
-            waiting.swapAt(c, parent)
-            c = parent
-        }
-    }
-
-    mutating func popWaiting() {
-        let last = waiting.removeLast()
-        guard !waiting.isEmpty else { return }
-        waiting[0] = last
-        var p = 0
-        while true {
-            let l = 2 * p + 1
-            guard l < waiting.count else { break }
-            var best = l
-            if l + 1 < waiting.count && waitsBefore(waiting[l + 1], waiting[l]) { best = l + 1 }
-            guard waitsBefore(waiting[best], waiting[p]) else { break }
-            waiting.swapAt(best, p)
-            p = best
-        }
     }
 
     // MARK: Ports
