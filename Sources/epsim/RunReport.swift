@@ -27,6 +27,7 @@ enum RunReport {
             out += "over \(summary.steps) steps: min \(us(sorted.first!)) us, mean \(us(mean)) us, p50 \(us(summary.step_latency_p50_us)) us, "
             out += "p90 \(us(summary.step_latency_p90_us)) us, p99 \(us(summary.step_latency_p99_us)) us, max \(us(sorted.last!)) us\n"
         }
+        out += throughputLine(summary, scenario: s)
         out += culpritLine(summary)
         out += "simulated \(summary.kernels) kernels, \(summary.flows) flows, \(summary.messages) messages in \(String(format: "%.3f", wallSeconds)) s\n"
         return out
@@ -34,6 +35,16 @@ enum RunReport {
 }
 
 extension RunReport {
+    /// With multi-token prediction, the accepted tokens per second per GPU and what each
+    /// request keeps per step; empty otherwise.
+    static func throughputLine(_ summary: RunSummary, scenario s: Scenario) -> String {
+        guard let d = s.workload.draftTokens, let rate = summary.accepted_tokens_per_s_per_gpu else { return "" }
+        let kept = Set(d).sorted().map { String(format: "%.3f", Workload.acceptedTokensPerRequest(draftTokens: $0, acceptanceRate: s.workload.acceptanceRate)) }
+        return String(
+            format: "throughput: %.1f accepted tokens/s per GPU (%@ tokens kept per request and step: %@ draft, acceptance %.2f)\n",
+            rate, kept.joined(separator: "/"), Set(d).sorted().map(String.init).joined(separator: "/"), s.workload.acceptanceRate)
+    }
+
     /// The culprit line (``Culprit``), empty when no rank made another wait.
     static func culpritLine(_ summary: RunSummary) -> String {
         Culprit.find(blockedWaitMicros: summary.blocked_wait_us).map { $0.sentence + "\n" } ?? ""

@@ -148,6 +148,12 @@ struct Engine<Net: NetworkModel & ~Copyable>: ~Copyable {
     let pairLimited: Bool
     /// Idle time of a stream before each kernel (``CostConfig/launchGap``).
     let launchGap: SimTime
+    /// The CPU launching the kernels, nil when always ahead (``HostConfig``).
+    let host: HostConfig?
+    /// Per rank: when its host began launching its current step (`h0`), and when it will be
+    /// done launching it.
+    var hostStepStart: [SimTime]
+    var hostDone: [SimTime]
 
     var net: Net
     /// Where each step's batches come from (``StepSource``).
@@ -176,6 +182,8 @@ struct Engine<Net: NetworkModel & ~Copyable>: ~Copyable {
     var kernelsByRank: [[KernelRecord]]
     var flows: [FlowRecord] = []
     var blockedWait: [SimTime]
+    /// Expected tokens kept over all ranks and steps so far (``RunResult/acceptedTokens``).
+    var acceptedTokens = 0.0
     var kernelCount = 0
     var flowCount = 0
     var messageCount: Int64 = 0
@@ -209,6 +217,9 @@ struct Engine<Net: NetworkModel & ~Copyable>: ~Copyable {
         paths = (0..<(n * n)).map { topology.path(from: RankID($0 / rankCount), to: RankID($0 % rankCount)) }
         pairLimited = !normalMode && (scenario.costs.dispatchRecv.pairGBps.isFinite || scenario.costs.combineSend.pairGBps.isFinite)
         launchGap = scenario.costs.launchGap
+        host = scenario.host
+        hostStepStart = Array(repeating: .zero, count: scenario.host == nil ? 0 : n)
+        hostDone = hostStepStart
         queue = EventQueue(reservingCapacity: 4 * n)
         ranks = Array(repeating: RankState(), count: n)
         lanes = Array(repeating: LaneState(), count: 2 * n)
@@ -262,7 +273,7 @@ struct Engine<Net: NetworkModel & ~Copyable>: ~Copyable {
             scenarioName: scenario.name, schedule: scenario.schedule.name, ranks: n, steps: scenario.steps,
             rankSteps: rankSteps, kernels: flattenKernels(), flows: flows,
             kernelCount: kernelCount, flowCount: flowCount, messageCount: messageCount, eventCount: eventCount + net.eventCount,
-            blockedWait: blockedWait)
+            blockedWait: blockedWait, acceptedTokens: acceptedTokens)
     }
 
     /// Throws `budget-exceeded` once the run has taken longer than its wall-time budget.
@@ -312,12 +323,49 @@ struct Engine<Net: NetworkModel & ~Copyable>: ~Copyable {
                     code: .badPlan,
                     message: "the step source's plan of step \(step) must give one entry per rank (\(n) ranks), tokens in \(range), no negative KV length or micro-batch A size")
             }
+            if let q = plan.queryTokensPerRequest,
+                q.count != n || q.indices.contains(where: { q[$0] < 1 || plan.tokens[$0] % q[$0] != 0 })
+            {
+                throw SimulationError(
+                    code: .badPlan,
+                    message: "the step source's plan of step \(step) must give each rank's tokens per request (at least 1, one entry per rank), and tokens that are whole requests")
+            }
+            try checkCapacity(plan)
+            for r in 0..<n {
+                acceptedTokens +=
+                    Double(plan.tokens[r] / plan.queryTokens(rank: r))
+                    * Workload.acceptedTokensPerRequest(draftTokens: plan.queryTokens(rank: r) - 1, acceptanceRate: scenario.workload.acceptanceRate)
+            }
             plans[step] = (plan, 0)
         }
         rankSteps[step * n + r].start = now
         rankSteps[step * n + r].tokens = plans[step]!.plan.tokens[r]
+        if let host {
+            // The host prepares the step (after reading the last one's output, unless it
+            // schedules ahead), then launches its kernels in program order.
+            let ready = step == 0 ? SimTime.zero : max(hostDone[r], host.waitsForGPU ? now : .zero) + host.stepGap[r]
+            hostStepStart[r] = ready + host.jitter(rank: r, step: step)
+            hostDone[r] = host.stepLaunched(rank: r, instructions: instructions.count, stepStart: hostStepStart[r])
+        }
         for s in 0..<2 { lanes[r * 2 + s].pc = 0 }
         for s in 0..<2 { try tryStart(lane: r * 2 + s, at: now) }
+    }
+
+    /// Throws `capacity-exceeded` when some rank's micro-batch of `plan` dispatches more
+    /// tokens than `workload.max_dispatch_tokens_per_rank` (DeepEP checks the same:
+    /// `x.size(0) <= num_max_dispatch_tokens_per_rank`, once per dispatch call).
+    func checkCapacity(_ plan: StepPlan) throws {
+        guard let capacity = scenario.workload.maxDispatchTokensPerRank else { return }
+        for r in 0..<n {
+            for m in 0..<microBatches {
+                let t = plan.tokenRange(rank: r, microBatch: MicroBatch(rawValue: UInt8(m))!, of: microBatches).count
+                if t > capacity {
+                    throw SimulationError(
+                        code: .capacityExceeded,
+                        message: "step \(plan.step): rank \(r) dispatches \(t) tokens in micro-batch \(m == 0 ? "A" : "B"), more than workload.max_dispatch_tokens_per_rank (\(capacity))")
+                }
+            }
+        }
     }
 
     /// Starts the lane's next kernel if the lane is free and the kernel's cross-stream
@@ -330,7 +378,7 @@ struct Engine<Net: NetworkModel & ~Copyable>: ~Copyable {
         let stepMark = ranks[r].step + 1
         let base = r * instructions.count
         for dep in instructions[i].crossStreamDependencies where completedInStep[base + Int(dep)] != stepMark { return }
-        try startKernel(lane: lane, instruction: i, at: now, launched: launchGap == .zero)
+        try startKernel(lane: lane, instruction: i, at: now, launched: launchGap == .zero && host == nil)
     }
 
     /// What a compute kernel works on and how long it takes.
@@ -357,6 +405,9 @@ struct Engine<Net: NetworkModel & ~Copyable>: ~Copyable {
             work.tokensA = plan.tokenRange(rank: r, microBatch: .a, of: microBatches).count
             work.tokens = plan.tokenRange(rank: r, microBatch: mb, of: microBatches).count
             work.kvLength = plan.kvLength[r]
+            if plan.queryTokens(rank: r) > 1 {
+                work.requests = plan.requests(rank: r, tokens: work.wholeBatch ? work.tokensTotal : work.tokens)
+            }
         }
         return (work, cost.computeDuration(instr.kind, rank: RankID(r), microBatch: mb, microBatches: microBatches, work: work))
     }
@@ -373,11 +424,16 @@ struct Engine<Net: NetworkModel & ~Copyable>: ~Copyable {
             try checkWallBudget(at: now)
         }
         if !launched && (!instr.kind.isCompute || computeWork(lane: lane, instruction: i).duration > .zero) {
-            lanes[lane].phase = .launching
-            lanes[lane].instruction = i
-            if instr.stream == .compute { rankSteps[Int(ranks[r].step) * n + r].launchGaps += launchGap }
-            queue.push(EngineEvent(lane: Int32(lane), kind: .launch, version: lanes[lane].version), at: now + launchGap)
-            return
+            // The GPU's own gap between kernels, or the host's launch if that comes later.
+            var ready = now + launchGap
+            if let host { ready = max(ready, host.launchTime(rank: r, instruction: i, stepStart: hostStepStart[r])) }
+            if ready > now {
+                lanes[lane].phase = .launching
+                lanes[lane].instruction = i
+                if instr.stream == .compute { rankSteps[Int(ranks[r].step) * n + r].launchGaps += ready - now }
+                queue.push(EngineEvent(lane: Int32(lane), kind: .launch, version: lanes[lane].version), at: ready)
+                return
+            }
         }
         let step = Int(ranks[r].step)
         assert(now >= lanes[lane].previousEnd, "rank \(r): a kernel starts at \(now) before the stream's previous one ended")

@@ -38,6 +38,9 @@ public struct SimulationError: Error, Sendable, CustomStringConvertible {
         case budgetExceeded = "budget-exceeded"
         /// Simulated time passed ``SimTime/horizon`` (about 53 days): durations too large.
         case timeOverflow = "time-overflow"
+        /// A step's micro-batch dispatched more tokens from one rank than DeepEP's buffers hold
+        /// (`workload.max_dispatch_tokens_per_rank`).
+        case capacityExceeded = "capacity-exceeded"
     }
     public var code: Code
     public var message: String
@@ -115,6 +118,11 @@ public enum Simulation {
         // One program for both checks (building it is most of their cost).
         let program = program(of: scenario)
         try checkTimeBound(scenario, program: program)
+        if let (r, mb, t) = scenario.capacityOverflow() {
+            throw SimulationError(
+                code: .capacityExceeded,
+                message: "rank \(r) dispatches \(t) tokens in \(scenario.schedule.microBatchName(mb)) of schedule \(scenario.schedule.name), more than workload.max_dispatch_tokens_per_rank (\(scenario.workload.maxDispatchTokensPerRank ?? 0))")
+        }
         guard let limit = options.budget.memoryBytes else { return }
         let estimate = residentBytes(scenario, options: options, program: program)
         guard estimate.total > limit else { return }

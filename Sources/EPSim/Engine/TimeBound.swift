@@ -31,7 +31,8 @@ extension Simulation {
         case .constant(let v)?: maxTokens = Int(min(max(v.rounded(.up), 0), Double(ScenarioLimits.maxTokensPerRank)))
         default: maxTokens = ScenarioLimits.maxTokensPerRank
         }
-        let tokens = min(maxTokens, ScenarioLimits.maxTokensPerRank)
+        // Requests times the tokens each brings (multi-token prediction), within the token limit.
+        let tokens = min(maxTokens.multipliedReportingOverflow(by: 1 + (w.draftTokens?.max() ?? 0)).partialValue, ScenarioLimits.maxTokensPerRank)
         let selections = Double(tokens) * n * Double(s.model.topK)
         var work = ComputeWork()
         work.tokens = tokens
@@ -88,6 +89,12 @@ extension Simulation {
             }
             total += term
             if term > dominant.0 { dominant = (term, "\(key), \(instr.label)") }
+        }
+        if let host = s.host {
+            // The host can delay a step by all its launches, its gap and its largest jitter.
+            let term = host.largestStepMicros(instructions: program.instructions.count)
+            total += term
+            if term > dominant.0 { dominant = (term, "host (launches, step_gap_us, jitter_us)") }
         }
         return (total * Double(s.steps), dominant.1)
     }

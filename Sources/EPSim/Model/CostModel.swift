@@ -14,6 +14,11 @@ public struct ComputeWork: Sendable {
     public var expertTokens: [Int32] = []
     /// Context length of the rank's requests.
     public var kvLength = 0
+    /// The requests behind `tokens` (`tokensTotal` for a whole-batch kernel): fewer than the
+    /// tokens with multi-token prediction, where each request's `1 + d` query tokens read its
+    /// KV cache once (FlashMLA's decode kernel takes `s_q` query tokens per request). nil:
+    /// one token per request.
+    public var requests: Int?
     /// A dense layer's kernels always run on the whole batch.
     public var wholeBatch = false
 
@@ -105,6 +110,9 @@ public struct CostModel: Sendable {
         let wb = a.weightBytes
         let t = Double(work.wholeBatch ? work.tokensTotal : work.tokens)
         let kv = Double(work.kvLength)
+        // The requests whose KV caches decode attention reads: once per request, whatever
+        // its query tokens (multi-token prediction verifies 1 + d tokens against one cache).
+        let cachedRequests = Double(work.requests ?? Int(t))
         // Prefill attends, per token, to half its prompt on average (causal); decode to all of it.
         let context = phase == .decode ? kv : kv / 2
         switch kind {
@@ -129,12 +137,12 @@ public struct CostModel: Sendable {
                 } else {
                     core = 2 * t * context * Double(heads * (nope + rope + vDim))
                 }
-                let cache = phase == .decode ? t * kv * Double(kvRank + rope) * a.kvBytes : t * Double(kvRank + rope) * a.kvBytes
+                let cache = phase == .decode ? cachedRequests * kv * Double(kvRank + rope) * a.kvBytes : t * Double(kvRank + rope) * a.kvBytes
                 return (core + 2 * t * (out + gate), cache + out * wb + gate * 2 + t * h * 2, core)
             case let .gqa(qHeads, kvHeads, headDim):
                 let out = Double(qHeads * headDim) * h
                 let core = 2 * t * context * Double(qHeads * headDim * 2)
-                let cache = phase == .decode ? t * kv * Double(2 * kvHeads * headDim) * a.kvBytes : t * Double(2 * kvHeads * headDim) * a.kvBytes
+                let cache = phase == .decode ? cachedRequests * kv * Double(2 * kvHeads * headDim) * a.kvBytes : t * Double(2 * kvHeads * headDim) * a.kvBytes
                 return (core + 2 * t * (out + gate), cache + out * wb + gate * 2 + t * h * 2, core)
             }
         case .shared:

@@ -138,11 +138,18 @@ public struct RunResult: Sendable {
     /// Total RECV wait each rank caused other ranks as their last arrival (`blockedWait[rank]`;
     /// a rank waiting on its own flow is not counted, nor a wait whose last arrivals tie).
     public var blockedWait: [SimTime]
+    /// Tokens the run's requests keep, over all ranks and steps: one per request and step,
+    /// plus the expected accepted draft tokens with multi-token prediction
+    /// (``Workload/acceptedTokensPerRequest(draftTokens:acceptanceRate:)``); in prefill, the
+    /// tokens processed. nil for a run read back from a database that did not store it.
+    public var acceptedTokens: Double?
 
     public init(
         scenarioName: String, schedule: String, ranks: Int, steps: Int, rankSteps: [RankStepResult], kernels: [KernelRecord],
-        flows: [FlowRecord], kernelCount: Int, flowCount: Int, messageCount: Int64, eventCount: Int, blockedWait: [SimTime]
+        flows: [FlowRecord], kernelCount: Int, flowCount: Int, messageCount: Int64, eventCount: Int, blockedWait: [SimTime],
+        acceptedTokens: Double? = nil
     ) {
+        self.acceptedTokens = acceptedTokens
         self.scenarioName = scenarioName
         self.schedule = schedule
         self.ranks = ranks
@@ -158,6 +165,16 @@ public struct RunResult: Sendable {
     }
 
     public func rankStep(rank: Int, step: Int) -> RankStepResult { rankSteps[step * ranks + rank] }
+
+    /// When the last rank ended its last step (every rank starts at 0).
+    public var makespan: SimTime { rankSteps.map(\.end).max() ?? .zero }
+
+    /// ``acceptedTokens`` per second per GPU: over all ranks and steps, divided by the ranks
+    /// and the ``makespan``. nil when unknown or nothing ran.
+    public var acceptedTokensPerSecondPerGPU: Double? {
+        guard let acceptedTokens, makespan > .zero, ranks > 0 else { return nil }
+        return acceptedTokens / (makespan.micros * 1e-6) / Double(ranks)
+    }
 
     /// Step latency of each step: the maximum over ranks of their own step latency.
     public var stepLatencies: [SimTime] {

@@ -111,6 +111,11 @@ public struct RunSummary: Codable, Sendable, Equatable {
     public var kernels: Int
     public var flows: Int
     public var messages: Int64
+    /// Tokens kept per second per GPU over the run (``RunResult/acceptedTokensPerSecondPerGPU``):
+    /// with multi-token prediction the accepted ones; nil for a stored run without it.
+    public var accepted_tokens_per_s_per_gpu: Double?
+    /// Tokens kept per step, summed over ranks (mean over steps).
+    public var accepted_tokens_per_step: Double?
     public var rank_mean: RankMeans
     /// One row per rank and step (empty when read back from a run stored without them).
     public var per_rank: [RankRow]
@@ -134,6 +139,8 @@ public struct RunSummary: Codable, Sendable, Equatable {
         kernels = result.kernelCount
         flows = result.flowCount
         messages = result.messageCount
+        accepted_tokens_per_s_per_gpu = result.acceptedTokensPerSecondPerGPU
+        accepted_tokens_per_step = result.acceptedTokens.map { $0 / Double(max(result.steps, 1)) }
         per_rank = result.rankSteps.map(RankRow.init)
         rank_mean = RankMeans(per_rank)
     }

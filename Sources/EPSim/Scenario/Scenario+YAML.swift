@@ -20,14 +20,37 @@ public enum ScenarioLimits {
     /// Upper bound on selections of one layer (they are counted in 32-bit integers).
     public static let maxSelectionsPerLayer = Int(Int32.max)
     public static let maxMicros = 1e9
+    /// Draft tokens a decode request may verify per step (multi-token prediction); a sanity
+    /// bound, well above the 1-7 that MTP and EAGLE-style drafters use.
+    public static let maxDraftTokens = 15
+    /// The largest `max_dispatch_tokens_per_rank` DeepEP's low-latency kernels accept.
+    public static let maxDispatchCapacity = DeepEPLimits.maxDispatchTokensPerRank
 }
 
 extension Scenario {
     /// Replaces the schedule (e.g. from `epsim run --schedule`), validating it against the
     /// scenario's layers.
     public mutating func setSchedule(_ spec: ScheduleSpec) throws(ScheduleError) {
-        _ = try Program(spec: spec, denseLayers: model.denseLayers, moeLayers: model.moeLayers)
+        let program = try Program(spec: spec, denseLayers: model.denseLayers, moeLayers: model.moeLayers)
         schedule = spec
+        workload.maxRequestsPerRank = workload.requestCap(microBatches: program.microBatches)
+    }
+
+    /// The first rank and micro-batch whose fixed batch dispatches more tokens than
+    /// `workload.max_dispatch_tokens_per_rank`, with those tokens; nil when every one fits
+    /// (or no capacity is set, or the batches are drawn per step: those are clamped to it).
+    public func capacityOverflow() -> (rank: Int, microBatch: MicroBatch, tokens: Int)? {
+        guard let capacity = workload.maxDispatchTokensPerRank, workload.tokenDistribution == nil,
+            let program = try? Program(spec: schedule, denseLayers: model.denseLayers, moeLayers: model.moeLayers)
+        else { return nil }
+        let plan = workload.plan(step: 0)
+        for r in 0..<cluster.ranks {
+            for mb in [MicroBatch.a, .b].prefix(program.microBatches) {
+                let t = plan.tokenRange(rank: r, microBatch: mb, of: program.microBatches).count
+                if t > capacity { return (r, mb, t) }
+            }
+        }
+        return nil
     }
 
     /// Reads and validates the scenario file at `path`, with `overrides` (a sweep point's
@@ -231,5 +254,14 @@ extension Scenario {
         default:
             return ScenarioError(.syntax, file: file, keyPath: "", message: "YAML error: \(error)")
         }
+    }
+}
+
+extension ScheduleSpec {
+    /// How messages name micro-batch `mb`'s dispatch: "micro-batch A" in a two-micro-batch
+    /// schedule, "its dispatch" in a one-micro-batch one.
+    func microBatchName(_ mb: MicroBatch) -> String {
+        let two = (try? Program(spec: self, denseLayers: 0, moeLayers: 1).microBatches) == 2
+        return two ? "micro-batch \(mb == .a ? "A" : "B")" : "its dispatch"
     }
 }

@@ -15,6 +15,8 @@ public struct Scenario: Sendable {
     public var steps: Int
     public var network: NetworkConfig
     public var costs: CostConfig
+    /// The CPU that launches the kernels; nil: always ahead of the GPU (``HostConfig``).
+    public var host: HostConfig? = nil
 }
 
 /// The GPUs: `ranks` of them, `gpusPerNode` per node (rank `r` is on node `r / gpusPerNode`).
@@ -121,6 +123,16 @@ public struct Workload: Sendable, Equatable {
     public var groupLimit: GroupLimit?
     public var trace: RoutingTrace?
     public var replicaPolicy: ReplicaPolicy
+    /// Multi-token prediction: draft tokens each decode request verifies per step, per rank
+    /// (`d`; nil: none). A request then contributes `1 + d` tokens to attention, routing,
+    /// dispatch, the experts and combine, and `tokensPerRank` counts requests.
+    public var draftTokens: [Int]?
+    /// Probability that a draft token is accepted given that the one before it was (the
+    /// DeepSeek-V3 report's 85-90% for its one MTP module); used for accepted tokens only.
+    public var acceptanceRate: Double = 0
+    /// DeepEP's `num_max_dispatch_tokens_per_rank` (the receive buffers' and the masked
+    /// GEMM layout's rows per source rank); nil: not set, no limit checked.
+    public var maxDispatchTokensPerRank: Int?
 
     public init(
         tokensPerRank: [Int], routing: RoutingKind, seed: UInt64, microBatchATokens: [Int]? = nil,
@@ -144,20 +156,70 @@ public struct Workload: Sendable, Equatable {
     /// Seed purpose for token-count draws.
     static let tokenPurpose: UInt64 = 0x70C3
 
-    /// Tokens of `rank` in `step`.
-    public func tokens(step: Int, rank: Int) -> Int {
+    /// `acceptance_rate` when draft tokens are given without it: 0.85, the low end of the
+    /// DeepSeek-V3 technical report's "acceptance rate of the second token prediction ranges
+    /// between 85% and 90%" (section 5.4.3).
+    public static let defaultAcceptanceRate = 0.85
+
+    /// Tokens each request of `rank` brings to a step: `1 + draft tokens` (1 without MTP).
+    @inline(__always) public func queryTokensPerRequest(rank: Int) -> Int { 1 + (draftTokens?[rank] ?? 0) }
+
+    /// Expected tokens a request of `rank` keeps per step: `1 + p + p^2 + ... + p^d` (a draft
+    /// token counts only when every draft before it was accepted), 1 without MTP.
+    public func acceptedTokensPerRequest(rank: Int) -> Double {
+        Self.acceptedTokensPerRequest(draftTokens: draftTokens?[rank] ?? 0, acceptanceRate: acceptanceRate)
+    }
+
+    /// `1 + p + p^2 + ... + p^d`: the expected tokens a request keeps when it verifies `d`
+    /// draft tokens, each accepted with probability `p` once the one before it was.
+    public static func acceptedTokensPerRequest(draftTokens d: Int, acceptanceRate: Double) -> Double {
+        var sum = 1.0
+        var term = 1.0
+        for _ in 0..<d {
+            term *= acceptanceRate
+            sum += term
+        }
+        return sum
+    }
+
+    /// Requests (decode; tokens in prefill) of `rank` in `step`: `tokens_per_rank`, or its
+    /// distribution's draw for the step.
+    public func requests(step: Int, rank: Int) -> Int {
         guard let d = tokenDistribution, step > 0 else { return tokensPerRank[rank] }
-        return d.draw(rank: rank, step: step, seed: seed, purpose: Self.tokenPurpose, range: 0...ScenarioLimits.maxTokensPerRank)
+        return d.draw(rank: rank, step: step, seed: seed, purpose: Self.tokenPurpose, range: 0...requestLimit(rank: rank))
+    }
+
+    /// The most requests a drawn batch of `rank` may hold: the token limit over the tokens
+    /// per request, and no more than the dispatch capacity allows (`maxRequestsPerRank`).
+    func requestLimit(rank: Int) -> Int {
+        let byTokens = ScenarioLimits.maxTokensPerRank / queryTokensPerRequest(rank: rank)
+        return maxRequestsPerRank.map { min($0, byTokens) } ?? byTokens
+    }
+
+    /// The most requests a rank's batch may hold for every micro-batch's dispatch to fit
+    /// `maxDispatchTokensPerRank` with the default split (A the first `ceil(R/2)` requests):
+    /// `floor(C / (1 + d))` per micro-batch. nil without a capacity.
+    public func requestCap(microBatches: Int) -> Int? {
+        guard let capacity = maxDispatchTokensPerRank else { return nil }
+        let d = draftTokens?.max() ?? 0
+        return capacity / (1 + d) * max(microBatches, 1)
+    }
+
+    /// Set by ``Scenario`` for a schedule with a dispatch capacity: a drawn batch is clamped
+    /// to what fits every micro-batch's dispatch (a scheduler never admits more than the
+    /// buffers hold). nil: the token limit only.
+    public var maxRequestsPerRank: Int?
+
+    /// Tokens of `rank` in `step`: its requests times the tokens each brings.
+    public func tokens(step: Int, rank: Int) -> Int {
+        requests(step: step, rank: rank) * queryTokensPerRequest(rank: rank)
     }
 
     /// The tokens of `rank` in micro-batch `mb` of `step` when the batch is split into
     /// `microBatches`: A is the first `microBatchATokens[rank]` (default `ceil(T/2)`) tokens,
     /// B the rest.
     public func tokenRange(rank: Int, step: Int = 0, microBatch mb: MicroBatch, of microBatches: Int) -> Range<Int> {
-        let tokens = self.tokens(step: step, rank: rank)
-        guard microBatches == 2 else { return 0..<tokens }
-        let a = microBatchATokens?[rank] ?? (tokens + 1) / 2
-        return mb == .a ? 0..<a : a..<tokens
+        plan(step: step).tokenRange(rank: rank, microBatch: mb, of: microBatches)
     }
 }
 

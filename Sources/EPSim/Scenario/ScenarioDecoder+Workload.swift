@@ -41,13 +41,44 @@ extension ScenarioDecoder {
         if routing == .trace {
             trace = try loadTrace(routingMap, ranks: ranks, model: model)
         }
+        let phase = try map?.optional("phase").map { InferencePhase(rawValue: try $0.choice(InferencePhase.allCases.map(\.rawValue)))! } ?? .decode
+        // Multi-token prediction: each decode request brings 1 + d tokens.
+        let draftValue = map?.optional("draft_tokens")
+        let draft = try draftValue.map {
+            try perRankIntegers($0, ranks: ranks, range: 0...ScenarioLimits.maxDraftTokens, what: "a number of draft tokens", seed: seed, purpose: 0x4D54).0
+        }
+        if let draftValue, phase == .prefill, draft?.contains(where: { $0 > 0 }) == true {
+            throw draftValue.error(.inconsistent, "draft tokens (multi-token prediction) apply to decode, not prefill")
+        }
+        let acceptanceValue = map?.optional("acceptance_rate")
+        let acceptance = try acceptanceValue?.double(in: 0...1, what: "a probability") ?? Workload.defaultAcceptanceRate
+        if let acceptanceValue, draft == nil {
+            throw acceptanceValue.error(.inconsistent, "acceptance_rate needs draft_tokens (the draft tokens it accepts)")
+        }
+        let perRequest = (0..<ranks).map { 1 + (draft?[$0] ?? 0) }
+        let maxRequests = (0..<ranks).map { ScenarioLimits.maxTokensPerRank / perRequest[$0] }
         let tokensValue = map?.optional("tokens_per_rank")
-        let (tokens, drawn) =
-            try tokensValue.map {
-                try perRankIntegers(
-                    $0, ranks: ranks, range: 0...ScenarioLimits.maxTokensPerRank, what: "a non-negative number of tokens",
-                    seed: seed, purpose: Workload.tokenPurpose)
-            } ?? (trace?.tokensPerRank ?? Array(repeating: 128, count: ranks), nil)
+        let (requests, drawn): ([Int], Distribution?)
+        if let tokensValue {
+            (requests, drawn) = try perRankIntegers(
+                tokensValue, ranks: ranks, range: 0...ScenarioLimits.maxTokensPerRank,
+                what: draft == nil ? "a non-negative number of tokens" : "a non-negative number of requests", seed: seed,
+                purpose: Workload.tokenPurpose)
+            if let r = requests.indices.first(where: { requests[$0] > maxRequests[$0] }) {
+                throw tokensValue.error(
+                    .tooLarge, "rank \(r)'s \(requests[r]) requests of \(perRequest[r]) tokens exceed \(ScenarioLimits.maxTokensPerRank) tokens")
+            }
+        } else if let trace {
+            // The trace records every token, draft tokens included: whole requests only.
+            if let r = (0..<ranks).first(where: { trace.tokensPerRank[$0] % perRequest[$0] != 0 }) {
+                throw (draftValue ?? value).error(
+                    .inconsistent, "the routing trace gives rank \(r) \(trace.tokensPerRank[r]) tokens, not a whole number of requests of \(perRequest[r]) tokens (1 + draft_tokens)")
+            }
+            (requests, drawn) = ((0..<ranks).map { trace.tokensPerRank[$0] / perRequest[$0] }, nil)
+        } else {
+            (requests, drawn) = (Array(repeating: 128, count: ranks), nil)
+        }
+        let tokens = (0..<ranks).map { requests[$0] * perRequest[$0] }
         if let trace, trace.tokensPerRank != tokens {
             throw (tokensValue ?? value).error(.inconsistent, "the routing trace has \(trace.tokensPerRank) tokens per rank, not \(tokens)")
         }
@@ -68,7 +99,6 @@ extension ScenarioDecoder {
         let kv = try map?.optional("kv_length").map {
             try perRankIntegers($0, ranks: ranks, range: 0...(1 << 24), what: "a context length in tokens", seed: seed, purpose: 0x4B56).0
         }
-        let phase = try map?.optional("phase").map { InferencePhase(rawValue: try $0.choice(InferencePhase.allCases.map(\.rawValue)))! } ?? .decode
         var splitA: [Int]?
         if let splitValue = map?.optional("micro_batch_a_tokens") {
             if redraw { throw splitValue.error(.inconsistent, "micro_batch_a_tokens cannot be combined with redraw_tokens") }
@@ -77,16 +107,27 @@ extension ScenarioDecoder {
                 let at = splitValue.isSequence ? try splitValue.list()[r] : splitValue
                 throw at.error(.inconsistent, "micro-batch A of rank \(r) cannot hold \(split[r]) tokens: the rank has \(tokens[r])")
             }
+            if let r = split.indices.first(where: { split[$0] % perRequest[$0] != 0 }) {
+                let at = splitValue.isSequence ? try splitValue.list()[r] : splitValue
+                throw at.error(
+                    .inconsistent, "micro-batch A of rank \(r) must hold whole requests: \(split[r]) tokens is not a multiple of \(perRequest[r]) (1 + draft_tokens)")
+            }
             splitA = split
         }
         let popularity = try decodePopularity(routing, routingMap, model: model, seed: seed)
         let groupLimit = try decodeGroupLimit(map?.optional("group_limit"), routing: routing, model: model)
         let replica = try map?.optional("replica").map { ReplicaPolicy(rawValue: try $0.choice(ReplicaPolicy.allCases.map(\.rawValue)))! } ?? .roundRobin
+        let capacity = try map?.optional("max_dispatch_tokens_per_rank")?.int(
+            in: 1...ScenarioLimits.maxDispatchCapacity, what: "DeepEP's num_max_dispatch_tokens_per_rank (tokens)")
         try routingMap?.finish()
         try map?.finish()
-        return Workload(
-            tokensPerRank: tokens, routing: routing, seed: seed, microBatchATokens: splitA, phase: phase, kvLength: kv,
+        var w = Workload(
+            tokensPerRank: requests, routing: routing, seed: seed, microBatchATokens: splitA, phase: phase, kvLength: kv,
             tokenDistribution: distribution, popularity: popularity, groupLimit: groupLimit, trace: trace, replicaPolicy: replica)
+        w.draftTokens = draft
+        w.acceptanceRate = draft == nil ? 0 : acceptance
+        w.maxDispatchTokensPerRank = capacity
+        return w
     }
 
     /// `routing: KIND` or `routing: {kind: KIND, ...}`.

@@ -31,13 +31,25 @@ struct ScenarioDecoder {
         } catch {
             throw (scheduleValue ?? rootValue).error(.invalidSchedule, "invalid schedule \"\(schedule.name)\": \(error.message)")
         }
+        var scenarioWorkload = workload
+        if let program = try? Program(spec: schedule, denseLayers: model.model.denseLayers, moeLayers: model.model.moeLayers) {
+            scenarioWorkload.maxRequestsPerRank = workload.requestCap(microBatches: program.microBatches)
+        }
         let network = try decodeNetwork(root.optional("network")?.mapping(), hardware: hardware, cluster: cluster)
         let costs = try decodeCosts(root.optional("costs")?.mapping(), ranks: cluster.ranks, hardware: hardware)
+        let host = try decodeHost(root.optional("host"), ranks: cluster.ranks, seed: workload.seed)
         try root.finish()
 
-        return Scenario(
-            name: name, description: description, cluster: cluster, model: model.model, workload: workload,
-            schedule: schedule, steps: steps, network: network, costs: costs)
+        let scenario = Scenario(
+            name: name, description: description, cluster: cluster, model: model.model, workload: scenarioWorkload,
+            schedule: schedule, steps: steps, network: network, costs: costs, host: host)
+        if let (r, mb, t) = scenario.capacityOverflow() {
+            let at = (try? workloadValue?.mapping().optional("max_dispatch_tokens_per_rank")) ?? nil
+            throw (at ?? workloadValue ?? rootValue).error(
+                .inconsistent,
+                "rank \(r) dispatches \(t) tokens in \(schedule.microBatchName(mb)) of schedule \(schedule.name), more than max_dispatch_tokens_per_rank (\(workload.maxDispatchTokensPerRank ?? 0)): DeepEP refuses a dispatch larger than its buffers")
+        }
+        return scenario
     }
 
     func decodeHardware(_ value: YAMLValue) throws -> Hardware {

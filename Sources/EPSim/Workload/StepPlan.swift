@@ -13,23 +13,40 @@ public struct StepPlan: Sendable, Equatable {
     public var microBatchATokens: [Int]?
     /// KV-cache tokens per request on each rank, for the attention cost.
     public var kvLength: [Int]
+    /// Tokens each request brings on each rank: `1 + draft tokens` with multi-token
+    /// prediction; nil: one (a request is a token). A rank's `tokens` is then a multiple of it.
+    public var queryTokensPerRequest: [Int]?
 
-    public init(step: Int, tokens: [Int], microBatchATokens: [Int]? = nil, kvLength: [Int]) {
+    public init(step: Int, tokens: [Int], microBatchATokens: [Int]? = nil, kvLength: [Int], queryTokensPerRequest: [Int]? = nil) {
         self.step = step
         self.tokens = tokens
         self.microBatchATokens = microBatchATokens
         self.kvLength = kvLength
+        self.queryTokensPerRequest = queryTokensPerRequest
     }
+
+    /// Tokens per request of `rank` (1 without multi-token prediction).
+    @inline(__always) public func queryTokens(rank: Int) -> Int { queryTokensPerRequest?[rank] ?? 1 }
 
     public var ranks: Int { tokens.count }
 
     /// The tokens of `rank` in micro-batch `mb` when the batch is split into `microBatches`:
-    /// A is the first `microBatchATokens[rank]` (default `ceil(T/2)`) tokens, B the rest.
+    /// A is the first `microBatchATokens[rank]` (default the first `ceil(R/2)` of the rank's
+    /// `R` requests, all of each request's tokens: `ceil(T/2)` without multi-token
+    /// prediction) tokens, B the rest.
     @inline(__always) public func tokenRange(rank: Int, microBatch mb: MicroBatch, of microBatches: Int) -> Range<Int> {
         let t = tokens[rank]
         guard microBatches == 2 else { return 0..<t }
-        let a = min(microBatchATokens?[rank] ?? (t + 1) / 2, t)
+        let q = queryTokens(rank: rank)
+        let a = min(microBatchATokens?[rank] ?? (t / q + 1) / 2 * q, t)
         return mb == .a ? 0..<a : a..<t
+    }
+
+    /// The requests behind `tokens` tokens of `rank`: whole requests, at least one when
+    /// there is any token (a micro-batch split inside a request counts it in both).
+    @inline(__always) public func requests(rank: Int, tokens count: Int) -> Int {
+        let q = queryTokens(rank: rank)
+        return q == 1 ? count : (count + q - 1) / q
     }
 }
 
@@ -60,7 +77,8 @@ public struct StaticWorkloadSource: StepSource {
     public func plan(step: Int, at time: SimTime = .zero) -> StepPlan {
         StepPlan(
             step: step, tokens: (0..<workload.tokensPerRank.count).map { workload.tokens(step: step, rank: $0) },
-            microBatchATokens: workload.microBatchATokens, kvLength: workload.kvLength)
+            microBatchATokens: workload.microBatchATokens, kvLength: workload.kvLength,
+            queryTokensPerRequest: workload.draftTokens.map { d in d.map { 1 + $0 } })
     }
 
     public func rankFinished(rank: RankID, step: Int, at time: SimTime) {}
