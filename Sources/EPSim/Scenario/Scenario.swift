@@ -185,7 +185,8 @@ public struct Workload: Sendable, Equatable {
     /// Requests (decode; tokens in prefill) of `rank` in `step`: `tokens_per_rank`, or its
     /// distribution's draw for the step.
     public func requests(step: Int, rank: Int) -> Int {
-        guard let d = tokenDistribution, step > 0 else { return tokensPerRank[rank] }
+        // Step 0 too: its draw is the one `tokensPerRank` holds, clamped like every other.
+        guard let d = tokenDistribution else { return tokensPerRank[rank] }
         return d.draw(rank: rank, step: step, seed: seed, purpose: Self.tokenPurpose, range: 0...requestLimit(rank: rank))
     }
 
