@@ -286,7 +286,7 @@ struct ScheduleValidationTests {
         ),
         ("  body: [ATTN0(B), ATTN1, SHARED, DISPATCH, MLP, COMBINE]\n", "ATTN0(B) names micro-batch B, but the schedule has one micro-batch"),
         ("  mode: normal\n  body: [ATTN0, ATTN1, SHARED, SEND-D, RECV-D, MLP, COMBINE]\n", "SEND-D(A): normal-mode kernels have no receive hook"),
-        ("  body: [ATTN0, ATTN1, SHARED, DISPATCH@comm, MLP, COMBINE]\n", "low-latency kernels of a rank must share one stream"),
+        ("  body: [ATTN0, ATTN1, SHARED, DISPATCH@comm, MLP, COMBINE]\n", "a fused low-latency kernel holds every SM, so it runs on the compute stream"),
         ("  mode: normal\n  body: [ATTN0, ATTN1, SHARED, MLP@comm, DISPATCH@comm, COMBINE@comm]\n", "MLP(A, layer 0) comes before DISPATCH(A, layer 0)"),
         ("  body: [ATTN0, ATTN2, SHARED]\n", "unknown kernel \"ATTN2\""),
         ("  body: [ATTN0(C)]\n", "unknown micro-batch \"C\""),

@@ -10,6 +10,10 @@ extension Engine where Net: ~Copyable {
         lanes[lane].workLeft = duration.times(totalSMs).picos
         lanes[lane].lastUpdate = now
         lanes[lane].sms = availableSMs(rank: lane >> 1, stream: lane & 1)
+        // Single-batch overlap: the down projection is the MLP's last third of work.
+        let instr = instructions[lanes[lane].instruction]
+        lanes[lane].releaseWorkLeft =
+            program.overlapDownGEMM && instr.kind == .mlp ? Int64((Double(lanes[lane].workLeft) * ScheduleSpec.downProjectionShare).rounded(.down)) : -1
         scheduleComputeEnd(lane: lane, at: now)
     }
 
@@ -21,6 +25,12 @@ extension Engine where Net: ~Copyable {
         let sms = lanes[lane].sms
         let left = lanes[lane].workLeft
         let end = now + SimTime(picos: left / sms + (left % sms == 0 ? 0 : 1))
+        let release = lanes[lane].releaseWorkLeft
+        if release >= 0 {
+            let toGo = max(0, left - release)
+            queue.push(
+                EngineEvent(lane: Int32(lane), kind: .release, version: lanes[lane].version), at: now + SimTime(picos: toGo / sms + (toGo % sms == 0 ? 0 : 1)))
+        }
         queue.push(EngineEvent(lane: Int32(lane), kind: .kernelEnd, version: lanes[lane].version), at: end)
     }
 

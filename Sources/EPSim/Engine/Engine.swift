@@ -9,6 +9,9 @@ struct EngineEvent {
         case kernelEnd
         /// The lane's next kernel starts after the launch gap.
         case launch
+        /// Single-batch overlap: the lane's `MLP` reached its down projection, releasing the
+        /// combine SEND that overlaps it.
+        case release
     }
     /// `rank * 2 + stream`.
     var lane: Int32
@@ -57,6 +60,9 @@ struct LaneState {
     var workLeft: Int64 = 0
     var sms: Int64 = 0
     var lastUpdate: SimTime = .zero
+    /// Single-batch overlap: the `MLP`'s work left (SM-ps) at which its down projection
+    /// starts and releases its combine SEND; -1 when nothing waits for it.
+    var releaseWorkLeft: Int64 = -1
     /// End of the lane's previous kernel (debug check: kernels on a stream never overlap).
     var previousEnd: SimTime = .zero
 }
@@ -172,6 +178,9 @@ struct Engine<Net: NetworkModel & ~Copyable>: ~Copyable {
     var lanes: [LaneState]
     /// `completedInStep[rank * P + instruction] == step + 1` once it ran in that step.
     var completedInStep: [Int32]
+    /// `releasedInStep[rank * P + instruction] == step + 1` once that `MLP` reached its down
+    /// projection in that step (single-batch overlap).
+    var releasedInStep: [Int32]
     /// `slots[rank * ringSize + operation % ringSize]`; written once per flow, so kept in
     /// a ``FixedTable`` (no copy-on-write check per write).
     var slots: FixedTable<RecvSlot>
@@ -224,6 +233,7 @@ struct Engine<Net: NetworkModel & ~Copyable>: ~Copyable {
         ranks = Array(repeating: RankState(), count: n)
         lanes = Array(repeating: LaneState(), count: 2 * n)
         completedInStep = Array(repeating: 0, count: n * program.instructions.count)
+        releasedInStep = Array(repeating: 0, count: program.overlapDownGEMM ? n * program.instructions.count : 0)
         slots = FixedTable(repeating: RecvSlot(), count: n * Self.ringSize)
         ownSends = Array(repeating: (-1, .zero, .zero), count: n * Self.ringSize)
         rankSteps = (0..<scenario.steps).flatMap { s in (0..<rankCount).map { RankStepResult(rank: Int32($0), step: Int32(s)) } }
@@ -260,6 +270,7 @@ struct Engine<Net: NetworkModel & ~Copyable>: ~Copyable {
             case .sendDone: try sendDone(lane, at: now)
             case .kernelEnd: try finishKernel(lane, at: now)
             case .launch: try startKernel(lane: lane, instruction: lanes[lane].instruction, at: now, launched: true)
+            case .release: try releaseDownGEMM(lane, at: now)
             }
         }
         if let stuck = ranks.indices.first(where: { !ranks[$0].done }) {
@@ -377,7 +388,11 @@ struct Engine<Net: NetworkModel & ~Copyable>: ~Copyable {
         let i = Int(stream[lanes[lane].pc])
         let stepMark = ranks[r].step + 1
         let base = r * instructions.count
-        for dep in instructions[i].crossStreamDependencies where completedInStep[base + Int(dep)] != stepMark { return }
+        for dep in instructions[i].crossStreamDependencies where completedInStep[base + Int(dep)] != stepMark {
+            // Single-batch overlap: the down projection's start releases the combine SEND.
+            if dep == instructions[i].releasedByDownGEMM && releasedInStep[base + Int(dep)] == stepMark { continue }
+            return
+        }
         try startKernel(lane: lane, instruction: i, at: now, launched: launchGap == .zero && host == nil)
     }
 
@@ -526,7 +541,8 @@ struct Engine<Net: NetworkModel & ~Copyable>: ~Copyable {
         let duration = cost.sendDuration(
             dispatch: dispatch, rank: RankID(r), messages: Int(messages), stores: net.sendStoreTime(peerBytes: peerBytes, selfBytes: selfBytes),
             pairBytes: pairBytes)
-        let end = now + duration
+        var end = now + duration
+        if instr.releasedByDownGEMM >= 0 { end = max(end, overlappedSendEnd(rank: r, instr: instr, duration: duration, routing: routing, at: now)) }
         let operation = Int32(step * opsPerStep + Int(instr.commOp))
         ownSends[r * Self.ringSize + Int(operation) % Self.ringSize] = (operation, now, end)
         for d in 0..<n {
@@ -622,6 +638,32 @@ struct Engine<Net: NetworkModel & ~Copyable>: ~Copyable {
                 try startStep(r, at: now)
             }
         }
+    }
+
+    // MARK: Single-batch overlap
+
+    /// The down projection of the `MLP` on `lane` has started: its combine SEND may start.
+    mutating func releaseDownGEMM(_ lane: Int, at now: SimTime) throws {
+        let r = lane >> 1
+        lanes[lane].releaseWorkLeft = -1
+        releasedInStep[r * instructions.count + lanes[lane].instruction] = ranks[r].step + 1
+        try tryStart(lane: lane ^ 1, at: now)
+    }
+
+    /// When a combine SEND that overlaps its `MLP`'s down projection can end: after the GEMM's
+    /// last 64-row block is done and its share of the SEND (`duration` over the blocks) sent.
+    /// The GEMM's end is known from now on: the SEND holds the comm SMs until then.
+    func overlappedSendEnd(rank r: Int, instr: Instruction, duration: SimTime, routing: LayerRouting, at now: SimTime) -> SimTime {
+        let mlpLane = r * 2 + Int(StreamKind.compute.rawValue)
+        var gemmEnd = now
+        if lanes[mlpLane].phase == .compute && lanes[mlpLane].instruction == Int(instr.releasedByDownGEMM) {
+            let sms = lanes[mlpLane].sms
+            let left = max(0, lanes[mlpLane].workLeft - (now - lanes[mlpLane].lastUpdate).times(sms).picos)
+            gemmEnd = now + SimTime(picos: left / sms + (left % sms == 0 ? 0 : 1))
+        }
+        let load = routing.microBatches[Int(instr.microBatch.rawValue)].expertLoad
+        let blocks = max(1, localExperts[r].reduce(0) { $0 + (Int(load[$1]) + 63) / 64 })
+        return gemmEnd + SimTime(picos: duration.picos / Int64(blocks))
     }
 
     // MARK: Routing

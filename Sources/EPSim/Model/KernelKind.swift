@@ -84,6 +84,9 @@ public struct Instruction: Sendable, Equatable {
     /// Instructions on the other stream that must have ended before this one starts
     /// (cross-stream data dependencies, like `cudaStreamWaitEvent`).
     public var crossStreamDependencies: [Int32]
+    /// Single-batch overlap: the one cross-stream producer (an `MLP`) whose down projection's
+    /// start, not its end, releases this combine SEND; -1 for none.
+    public var releasedByDownGEMM: Int32 = -1
 
     /// `KIND(MB, layer L)` for messages.
     public var label: String { moeLayer < 0 ? "\(kind)(dense layer \(layer))" : "\(kind)(\(microBatch), layer \(moeLayer))" }

@@ -11,6 +11,9 @@ public struct Program: Sendable {
     public var microBatches: Int
     public var mode: CommunicationMode
     public var commSMs: Int
+    /// Single-batch overlap of the down GEMM with comm-stream combine SENDs
+    /// (``ScheduleSpec/overlapDownGEMM``; ``Instruction/releasedByDownGEMM`` says which).
+    public var overlapDownGEMM = false
 
     /// Builds and validates the program of `spec` for `denseLayers` dense then `moeLayers`
     /// MoE layers.
@@ -61,9 +64,15 @@ public struct Program: Sendable {
         let index = try Self.checkCompleteness(list, microBatches: spec.microBatches, moeLayers: moeLayers)
         try Self.addDependencies(&list, index: index, denseLayers: denseLayers)
         let ops = try Self.numberOperations(&list, index: index, mode: spec.mode)
-        if spec.mode == .lowLatency { try Self.checkLowLatencyOrder(list, microBatches: spec.microBatches) }
         streams = StreamKind.allCases.map { s in list.indices.filter { list[$0].stream == s }.map(Int32.init) }
+        if spec.mode == .lowLatency { try Self.checkLowLatencyOrder(list, microBatches: spec.microBatches, streams: streams) }
         try Self.checkNoCrossStreamDeadlock(list, streams: streams)
+        overlapDownGEMM = spec.overlapDownGEMM
+        if spec.overlapDownGEMM {
+            for i in list.indices where list[i].kind == .sendCombine && list[i].stream == .comm {
+                list[i].releasedByDownGEMM = list[i].crossStreamDependencies.first { list[Int($0)].kind == .mlp } ?? -1
+            }
+        }
         instructions = list
         commOpsPerStep = ops
     }
@@ -173,11 +182,13 @@ public struct Program: Sendable {
 
     /// DeepEP low-latency: two buffers, no acknowledgement. Operations run D(A), C(A), D(B),
     /// C(B) per layer, all on one stream, and each SEND comes after the previous RECV.
-    static func checkLowLatencyOrder(_ list: [Instruction], microBatches: Int) throws(ScheduleError) {
+    static func checkLowLatencyOrder(_ list: [Instruction], microBatches: Int, streams: [[Int32]]) throws(ScheduleError) {
         let comm = list.indices.filter { list[$0].kind.isCommunication }
-        if let first = comm.first, let other = comm.first(where: { list[$0].stream != list[first].stream }) {
+        // A fused kernel is one cooperative launch over every SM (DeepEP has no SM control for
+        // its low-latency kernels); only hook-mode halves may run beside compute (SBO).
+        if let fused = comm.first(where: { list[$0].stream == .comm && (list[$0].kind == .dispatch || list[$0].kind == .combine) }) {
             throw ScheduleError(
-                "\(list[other].label) is on the \(list[other].stream) stream but \(list[first].label) on the \(list[first].stream) stream: low-latency kernels of a rank must share one stream"
+                "\(list[fused].label) is on the comm stream: a fused low-latency kernel holds every SM, so it runs on the compute stream; put hook-mode halves (SEND-D, RECV-D, SEND-C, RECV-C) on the comm stream to overlap them with compute"
             )
         }
         let sends = comm.filter { list[$0].kind.sends }
@@ -200,15 +211,59 @@ public struct Program: Sendable {
                 )
             }
         }
-        // Each operation's SEND must follow the previous operation's RECV.
+        // Each operation's SEND must follow the previous operation's RECV: on one stream, later
+        // in it; across streams, through a chain of stream order and cross-stream dependencies
+        // (a vector clock per kernel: how many kernels of each stream surely ended before it).
+        let clocks = happensBefore(list, streams: streams)
+        var position = [Int](repeating: 0, count: list.count)
+        for stream in streams { for (p, i) in stream.enumerated() { position[Int(i)] = p } }
         var receivedAt: [Int32: Int] = [:]
         for i in comm where list[i].kind.receives { receivedAt[list[i].commOp] = i }
         for i in comm where list[i].kind.sends && list[i].commOp > 0 {
-            guard let r = receivedAt[list[i].commOp - 1], r > i else { continue }
+            guard let r = receivedAt[list[i].commOp - 1] else { continue }
+            let before = r == i ? false : position[r] < clocks[i][Int(list[r].stream.rawValue)]
+            guard !before else { continue }
             throw ScheduleError(
                 "\(list[i].label) is issued before \(list[r].label) has finished: it would overwrite a receive buffer that may still be unread (DeepEP keeps two buffers and sends no acknowledgement)"
             )
         }
+    }
+
+    /// For each kernel, how many kernels of each stream have surely ended when it starts
+    /// (those before it on its stream, its cross-stream producers and, transitively, theirs),
+    /// in the order the streams can run; kernels a deadlock leaves unreached get zeros (the
+    /// deadlock check reports them).
+    static func happensBefore(_ list: [Instruction], streams: [[Int32]]) -> [[Int]] {
+        var clocks = [[Int]](repeating: [0, 0], count: list.count)
+        var done = [Bool](repeating: false, count: list.count)
+        var pc = [Int](repeating: 0, count: streams.count)
+        var progressed = true
+        while progressed {
+            progressed = false
+            for s in streams.indices {
+                while pc[s] < streams[s].count {
+                    let i = Int(streams[s][pc[s]])
+                    guard list[i].crossStreamDependencies.allSatisfy({ done[Int($0)] }) else { break }
+                    var c = [0, 0]
+                    c[s] = pc[s]
+                    if pc[s] > 0 {
+                        let prev = clocks[Int(streams[s][pc[s] - 1])]
+                        c = [max(c[0], prev[0]), max(c[1], prev[1])]
+                    }
+                    for d in list[i].crossStreamDependencies {
+                        let other = Int(list[Int(d)].stream.rawValue)
+                        var dc = clocks[Int(d)]
+                        dc[other] += 1  // the producer itself
+                        c = [max(c[0], dc[0]), max(c[1], dc[1])]
+                    }
+                    clocks[i] = c
+                    done[i] = true
+                    pc[s] += 1
+                    progressed = true
+                }
+            }
+        }
+        return clocks
     }
 
     /// Abstract execution of the two streams: each advances while its next kernel's

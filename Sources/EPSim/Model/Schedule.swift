@@ -113,11 +113,22 @@ public struct ScheduleSpec: Sendable, Equatable {
     public var prologue: [KernelRef]
     public var body: [KernelRef]
     public var epilogue: [KernelRef]
+    /// Single-batch overlap of the down GEMM with the combine SEND (DeepEP pull request 390,
+    /// DeepGEMM pull request 183, SGLang's `single_batch_overlap.py`): a combine SEND on the
+    /// comm stream starts when its `MLP`'s down projection starts (the last
+    /// ``downProjectionShare`` of the kernel), not when the `MLP` ends, and sends each 64-row
+    /// block as the GEMM signals it; false: the SEND waits for the whole `MLP`.
+    public var overlapDownGEMM: Bool = false
+
+    /// The down projection's share of an `MLP`'s work: `H x I` of the expert's `3 H x I`
+    /// weights (gate and up are the other two): its FLOPs and weight bytes alike.
+    public static let downProjectionShare = 1.0 / 3.0
 
     public init(
         name: String, mode: CommunicationMode = .lowLatency, microBatches: Int, commSMs: Int = 0,
-        prologue: [KernelRef] = [], body: [KernelRef], epilogue: [KernelRef] = []
+        prologue: [KernelRef] = [], body: [KernelRef], epilogue: [KernelRef] = [], overlapDownGEMM: Bool = false
     ) {
+        self.overlapDownGEMM = overlapDownGEMM
         self.name = name
         self.mode = mode
         self.microBatches = microBatches
@@ -128,7 +139,7 @@ public struct ScheduleSpec: Sendable, Equatable {
     }
 
     /// The preset names `epsim run --schedule` and the `schedule:` key accept.
-    public static let presetNames = ["none", "deepseek-decode", "deepseek-prefill"]
+    public static let presetNames = ["none", "deepseek-decode", "deepseek-prefill", "sbo"]
 
     /// A named preset, or nil.
     public static func preset(_ name: String) -> ScheduleSpec? {
@@ -156,6 +167,13 @@ public struct ScheduleSpec: Sendable, Equatable {
                     DISPATCH(B)@comm DISPATCH(A)@comm MLP(B) MLP(A) SHARED(B) COMBINE(B)@comm
                     """),
                 epilogue: refs("COMBINE(A,-1)@comm SHARED(A,-1)"))
+        case "sbo":
+            // Single-batch overlap as SGLang runs it on Hopper (single_batch_overlap.py): the
+            // shared experts beside the dispatch RECV, the combine SEND on a second stream with
+            // 3 SMs beside the down GEMM on the other 129, signalled per 64-row block.
+            return ScheduleSpec(
+                name: name, microBatches: 1, commSMs: 3,
+                body: refs("ATTN0 ATTN1 SEND-D RECV-D@comm SHARED MLP SEND-C@comm RECV-C"), overlapDownGEMM: true)
         default:
             return nil
         }

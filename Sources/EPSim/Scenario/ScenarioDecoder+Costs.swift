@@ -180,9 +180,14 @@ extension ScenarioDecoder {
         let epilogue = try refs("epilogue", required: false)
         let usesComm = (prologue + body + epilogue).contains { $0.stream == .comm }
         let commSMs = try map.optional("comm_sms")?.int(in: 0...(cluster.smsPerGPU - 1), what: "a number of SMs") ?? (usesComm ? 24 : 0)
+        let overlapValue = map.optional("overlap_down_gemm")
+        let overlap = try overlapValue?.bool() ?? false
+        if let overlapValue, overlap, !(prologue + body + epilogue).contains(where: { $0.kind == .sendCombine && $0.stream == .comm }) {
+            throw overlapValue.error(.invalidSchedule, "overlap_down_gemm needs a SEND-C on the comm stream (SEND-C@comm) to overlap with the MLP")
+        }
         try map.finish()
         return ScheduleSpec(
             name: name, mode: mode, microBatches: microBatches, commSMs: commSMs,
-            prologue: prologue, body: body, epilogue: epilogue)
+            prologue: prologue, body: body, epilogue: epilogue, overlapDownGEMM: overlap)
     }
 }
