@@ -104,7 +104,7 @@ struct DecodeRealismTests {
         try one.setSchedule(ScheduleSpec.preset("none")!)
         #expect(throws: SimulationError.self) { try Simulation.checkBudget(one, options: .init()) }
         do {
-            _ = try scenario(Self.base + "workload: {tokens_per_rank: 8, draft_tokens: 1, max_dispatch_tokens_per_rank: 15}\n")
+            _ = try scenario(Self.base + "workload: {tokens_per_rank: 8, draft_tokens: 1, max_dispatch_tokens_per_rank: 14}\n")
             Issue.record("accepted")
         } catch {
             #expect("\(error)".contains("workload.max_dispatch_tokens_per_rank") && "\(error)".contains("16 tokens"), "\(error)")

@@ -142,6 +142,8 @@ struct Engine<Net: NetworkModel & ~Copyable>: ~Copyable {
     let cost: CostModel
     let router: RoutingGenerator
     let localExperts: [[Int]]
+    /// ``ExpertGEMMLayout/padded``: the rows of each local expert's buffer slice (`ranks x C`).
+    let capacityRows: Int?
     let dispatchBytes: Int64
     let combineBytes: Int64
     let totalSMs: Int64
@@ -214,6 +216,8 @@ struct Engine<Net: NetworkModel & ~Copyable>: ~Copyable {
         var local = [[Int]](repeating: [], count: n)
         for (e, r) in scenario.model.placement.enumerated() { local[Int(r)].append(e) }
         localExperts = local
+        capacityRows =
+            scenario.costs.expertGEMM == .padded ? scenario.workload.maxDispatchTokensPerRank.map { $0 * scenario.cluster.ranks } : nil
         dispatchBytes = scenario.model.dispatchMessageBytes
         combineBytes = scenario.model.combineMessageBytes
         totalSMs = Int64(scenario.cluster.smsPerGPU)
@@ -413,6 +417,7 @@ struct Engine<Net: NetworkModel & ~Copyable>: ~Copyable {
                 work.receivedTotal += received
             }
             work.expertTokens = localExperts[r].map { routing.microBatches[Int(mb.rawValue)].expertLoad[$0] }
+            work.capacityRows = capacityRows
         } else {
             work.wholeBatch = instr.moeLayer < 0
             let plan = plans[step]!.plan

@@ -44,6 +44,11 @@ extension Simulation {
         work.kvLength = w.kvLength.max() ?? 0
         work.wholeBatch = true
         work.expertTokens = [Int32(clamping: work.received)]
+        if s.costs.expertGEMM == .padded, let c = w.maxDispatchTokensPerRank {
+            // Every local expert computes its whole buffer slice; a rank holds at most all experts.
+            work.expertTokens = Array(repeating: 0, count: Dictionary(grouping: s.model.placement, by: { $0 }).values.map(\.count).max() ?? 1)
+            work.capacityRows = c * s.cluster.ranks
+        }
         let cost = CostModel(costs: s.costs, model: s.model, phase: w.phase)
         func largest(_ c: ComputeCost, _ kind: KernelKind) -> Double {
             switch c {

@@ -12,6 +12,9 @@ public struct ComputeWork: Sendable {
     public var receivedTotal = 0
     public var received = 0
     public var expertTokens: [Int32] = []
+    /// MLP under ``ExpertGEMMLayout/padded``: the rows the GEMM computes for every local
+    /// expert (`ranks x C`); nil: each expert's received rows, padded to 64.
+    public var capacityRows: Int?
     /// Context length of the rank's requests.
     public var kvLength = 0
     /// The requests behind `tokens` (`tokensTotal` for a whole-batch kernel): fewer than the
@@ -82,7 +85,8 @@ public struct CostModel: Sendable {
             if work.wholeBatch || microBatches == 1 { return a[rank] + b[rank] }
             return microBatch == .a ? a[rank] : b[rank]
         case .table(let points):
-            return SimTime(micros: Self.interpolate(points, at: Double(isMLP ? work.received : work.tokens)))
+            let rows = isMLP ? work.capacityRows.map { $0 * work.expertTokens.count } ?? work.received : work.tokens
+            return SimTime(micros: Self.interpolate(points, at: Double(rows)))
         case .roofline:
             return roofline(kind, work: work)
         }
@@ -156,7 +160,14 @@ public struct CostModel: Sendable {
             let perExpert = 3 * h * Double(a.moeIntermediate)
             var flops = 0.0
             var bytes = 0.0
-            for m in work.expertTokens where m > 0 {
+            for m in work.expertTokens {
+                if let rows = work.capacityRows.map(Double.init) {
+                    // A GEMM over the whole packed buffer: every row of every expert's slice.
+                    flops += 2 * rows * perExpert
+                    bytes += perExpert * wb + rows * h * 3
+                    continue
+                }
+                guard m > 0 else { continue }
                 // DeepGEMM's masked grouped GEMM pads each expert's rows to the 64-row tile.
                 let padded = Double((Int(m) + 63) / 64 * 64)
                 flops += 2 * padded * perExpert

@@ -23,8 +23,13 @@ public enum ScenarioLimits {
     /// Draft tokens a decode request may verify per step (multi-token prediction); a sanity
     /// bound, well above the 1-7 that MTP and EAGLE-style drafters use.
     public static let maxDraftTokens = 15
-    /// The largest `max_dispatch_tokens_per_rank` DeepEP's low-latency kernels accept.
-    public static let maxDispatchCapacity = DeepEPLimits.maxDispatchTokensPerRank
+    /// The largest `max_dispatch_tokens_per_rank` the decoder reads (a sanity bound, the
+    /// per-rank token limit); DeepEP's own limit depends on `nvshmem_qp_depth`
+    /// (``DeepEPLimits/maxDispatchTokensPerRank(qpDepth:)``), checked after it.
+    public static let maxDispatchCapacity = maxTokensPerRank
+    /// The largest `nvshmem_qp_depth` the decoder reads (a sanity bound: NVSHMEM sizes each
+    /// queue pair's work-request ring from it).
+    public static let maxQPDepth = 1 << 20
 }
 
 extension Scenario {

@@ -133,6 +133,9 @@ public struct Workload: Sendable, Equatable {
     /// DeepEP's `num_max_dispatch_tokens_per_rank` (the receive buffers' and the masked
     /// GEMM layout's rows per source rank); nil: not set, no limit checked.
     public var maxDispatchTokensPerRank: Int?
+    /// NVSHMEM's queue-pair depth (`NVSHMEM_QP_DEPTH`), which bounds the capacity
+    /// (``DeepEPLimits/maxDispatchTokensPerRank(qpDepth:)``).
+    public var qpDepth = DeepEPLimits.defaultQPDepth
 
     public init(
         tokensPerRank: [Int], routing: RoutingKind, seed: UInt64, microBatchATokens: [Int]? = nil,
@@ -411,4 +414,20 @@ public struct CostConfig: Sendable, Equatable {
     /// Idle time of a stream before each kernel it launches (compute kernels of zero
     /// duration stand for no kernel and take none); zero for none.
     public var launchGap: SimTime = .zero
+    /// The rows the routed-expert grouped GEMM computes (`costs.expert_gemm`).
+    public var expertGEMM: ExpertGEMMLayout = .masked
+}
+
+/// Which rows of DeepEP's packed low-latency receive buffer (`[local experts, ranks x C,
+/// hidden]`, `C` = `workload.max_dispatch_tokens_per_rank`) the routed-expert GEMM computes.
+public enum ExpertGEMMLayout: String, Sendable, Equatable, CaseIterable {
+    /// DeepGEMM's `m_grouped_fp8_gemm_nt_masked` (SGLang's and DeepEP's own tests' choice):
+    /// each expert's received rows (`masked_m`), rounded up to the 64-row tile; blocks past
+    /// `masked_m` exit at once. `expected_m` only picks the tiling, which EPSim does not model.
+    case masked
+    /// A GEMM over the whole buffer: `ranks x C` rows for every local expert, whatever it
+    /// received, as vLLM's DeepEP V2 decode path ran before pull request 46404 bounded `C`
+    /// ("the expert kernels processed ~R x 8192 rows even when only a handful of decode
+    /// tokens were present").
+    case padded
 }

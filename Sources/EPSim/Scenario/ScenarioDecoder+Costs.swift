@@ -150,6 +150,7 @@ extension ScenarioDecoder {
         costs.launchGap = SimTime(
             micros: try map?.optional("launch_gap_us")?.double(in: 0...ScenarioLimits.maxMicros, what: "a duration in microseconds")
                 ?? (preset ? hw.launchGapMicros : 0))
+        costs.expertGEMM = try map?.optional("expert_gemm").map { ExpertGEMMLayout(rawValue: try $0.choice(ExpertGEMMLayout.allCases.map(\.rawValue)))! } ?? .masked
         try map?.finish()
         return costs
     }

@@ -119,6 +119,11 @@ extension ScenarioDecoder {
         let replica = try map?.optional("replica").map { ReplicaPolicy(rawValue: try $0.choice(ReplicaPolicy.allCases.map(\.rawValue)))! } ?? .roundRobin
         let capacity = try map?.optional("max_dispatch_tokens_per_rank")?.int(
             in: 1...ScenarioLimits.maxDispatchCapacity, what: "DeepEP's num_max_dispatch_tokens_per_rank (tokens)")
+        let qpDepthValue = map?.optional("nvshmem_qp_depth")
+        if let qpDepthValue, capacity == nil {
+            throw qpDepthValue.error(.inconsistent, "nvshmem_qp_depth limits max_dispatch_tokens_per_rank, which is not set")
+        }
+        let qpDepth = try qpDepthValue?.int(in: 2...ScenarioLimits.maxQPDepth, what: "NVSHMEM's queue-pair depth (work requests)") ?? DeepEPLimits.defaultQPDepth
         try routingMap?.finish()
         try map?.finish()
         var w = Workload(
@@ -127,6 +132,7 @@ extension ScenarioDecoder {
         w.draftTokens = draft
         w.acceptanceRate = draft == nil ? 0 : acceptance
         w.maxDispatchTokensPerRank = capacity
+        w.qpDepth = qpDepth
         return w
     }
 

@@ -36,7 +36,20 @@ struct ScenarioDecoder {
             scenarioWorkload.maxRequestsPerRank = workload.requestCap(microBatches: program.microBatches)
         }
         let network = try decodeNetwork(root.optional("network")?.mapping(), hardware: hardware, cluster: cluster)
-        let costs = try decodeCosts(root.optional("costs")?.mapping(), ranks: cluster.ranks, hardware: hardware)
+        let costsValue = root.optional("costs")
+        let costs = try decodeCosts(costsValue?.mapping(), ranks: cluster.ranks, hardware: hardware)
+        let capacityValue = (try? workloadValue?.mapping().optional("max_dispatch_tokens_per_rank")) ?? nil
+        if costs.expertGEMM == .padded && workload.maxDispatchTokensPerRank == nil {
+            let at = (try? costsValue?.mapping().optional("expert_gemm")) ?? nil
+            throw (at ?? rootValue).error(
+                .inconsistent, "expert_gemm: padded computes ranks x max_dispatch_tokens_per_rank rows per expert: set workload.max_dispatch_tokens_per_rank")
+        }
+        if let capacity = workload.maxDispatchTokensPerRank,
+            let why = DeepEPLimits.violation(
+                capacity: capacity, qpDepth: workload.qpDepth, ranks: cluster.ranks, hidden: model.model.hidden, fp8: model.model.dispatchPrecision == .fp8)
+        {
+            throw (capacityValue ?? rootValue).error(.inconsistent, why)
+        }
         let host = try decodeHost(root.optional("host"), ranks: cluster.ranks, seed: workload.seed)
         try root.finish()
 
@@ -44,8 +57,7 @@ struct ScenarioDecoder {
             name: name, description: description, cluster: cluster, model: model.model, workload: scenarioWorkload,
             schedule: schedule, steps: steps, network: network, costs: costs, host: host)
         if let (r, mb, t) = scenario.capacityOverflow() {
-            let at = (try? workloadValue?.mapping().optional("max_dispatch_tokens_per_rank")) ?? nil
-            throw (at ?? workloadValue ?? rootValue).error(
+            throw (capacityValue ?? workloadValue ?? rootValue).error(
                 .inconsistent,
                 "rank \(r) dispatches \(t) tokens in \(schedule.microBatchName(mb)) of schedule \(schedule.name), more than max_dispatch_tokens_per_rank (\(workload.maxDispatchTokensPerRank ?? 0)): DeepEP refuses a dispatch larger than its buffers")
         }
