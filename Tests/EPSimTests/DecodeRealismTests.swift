@@ -184,6 +184,22 @@ struct DecodeRealismTests {
         #expect(waits.makespan == plain.makespan + .us(110))
     }
 
+    @Test("a wake-up after an idle GPU delays that rank's step like a late attention; below the idle threshold nothing")
+    func wakeAfterIdle() throws {
+        let plain = try Self.run("workload: {tokens_per_rank: [32, 32]}\nsteps: 2\nhost: {mode: graph, graph_launch_us: 0, step_gap_us: 20000}\n")
+        let woken = try Self.run(
+            "workload: {tokens_per_rank: [32, 32]}\nsteps: 2\nhost: {mode: graph, graph_launch_us: 0, step_gap_us: 20000, wake_us: [0, 100]}\n")
+        let short = try Self.run(
+            "workload: {tokens_per_rank: [32, 32]}\nsteps: 2\nhost: {mode: graph, graph_launch_us: 0, step_gap_us: 5000, wake_us: [0, 100]}\n")
+        let shortPlain = try Self.run("workload: {tokens_per_rank: [32, 32]}\nsteps: 2\nhost: {mode: graph, graph_launch_us: 0, step_gap_us: 5000}\n")
+        let dispatchWait = { (r: RunResult, step: Int32) in r.kernels.first { $0.rank == 0 && $0.step == step && $0.kind == .dispatch }!.wait }
+        // Step 0 follows no idle GPU; step 1 follows 20 ms of it: rank 1 wakes 100 us late.
+        #expect(dispatchWait(woken, 0) == dispatchWait(plain, 0))
+        #expect(dispatchWait(woken, 1) == dispatchWait(plain, 1) + .us(100))
+        #expect(woken.stepLatencies[1] == plain.stepLatencies[1] + .us(100))
+        #expect(short.stepLatencies == shortPlain.stepLatencies, "5 ms is below the 10 ms threshold")
+    }
+
     @Test(
         "malformed host keys are refused with the key path",
         arguments: [

@@ -359,7 +359,8 @@ struct Engine<Net: NetworkModel & ~Copyable>: ~Copyable {
             // The host prepares the step (after reading the last one's output, unless it
             // schedules ahead), then launches its kernels in program order.
             let ready = step == 0 ? SimTime.zero : max(hostDone[r], host.waitsForGPU ? now : .zero) + host.stepGap[r]
-            hostStepStart[r] = ready + host.jitter(rank: r, step: step)
+            let h0 = ready + host.jitter(rank: r, step: step)
+            hostStepStart[r] = step == 0 ? h0 : h0 + host.wake(rank: r, step: step, idle: h0 > now ? h0 - now : .zero)
             hostDone[r] = host.stepLaunched(rank: r, instructions: instructions.count, stepStart: hostStepStart[r])
         }
         for s in 0..<2 { lanes[r * 2 + s].pc = 0 }

@@ -2,8 +2,10 @@
 /// capacity `C` of each rank's dispatch send and receive buffers), which a scenario that sets
 /// `workload.max_dispatch_tokens_per_rank` must respect to describe a deployment that could run.
 ///
-/// Source: deepseek-ai/DeepEP at commit dd758ca (`deep_ep/buffers/legacy.py`,
-/// `csrc/legacy/buffer.hpp`), the code the calibration harness builds.
+/// Source: deepseek-ai/DeepEP at commit 567632d, the code the calibration harness built
+/// (`deep_ep/buffer.py` lines 602 and 656, `csrc/deep_ep.cpp` lines 1598 and 1602); the same
+/// assertions stand at dd758ca (moved to `deep_ep/buffers/legacy.py` lines 113, 609, 665 and
+/// `csrc/legacy/buffer.hpp` lines 1526 and 1530). Line numbers below are dd758ca's.
 public enum DeepEPLimits {
     /// `NVSHMEM_QP_DEPTH` when the environment leaves it unset: `legacy.py` line 113 sets
     /// `int(os.environ.get('NVSHMEM_QP_DEPTH', '1024'))` for low-latency mode.

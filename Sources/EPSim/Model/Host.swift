@@ -12,7 +12,13 @@ import EventCore
 /// graph:  launch(i) = h0 + graph_launch_us              (one replay launches the whole step)
 /// h0(step 0)   = jitter(rank, 0)
 /// h0(step s+1) = max(host done with step s, GPU end of step s if waits_for_gpu) + step_gap_us + jitter(rank, s+1)
+///                + wake(rank, s+1)   if the GPU would sit idle at least wake_after_idle_us before h0
 /// ```
+///
+/// The wake-up term is the first launch after an idle GPU: on one H100 (stored measurement
+/// `calibration/measurements/2026-12-07-h100-host`) a 512-kernel graph replay took 612 us
+/// from the launch call to the GPU's end in steady state and 807 us after 100 ms idle
+/// (the launch call itself 18 us against 217 us); 1 ms idle cost 9 us, 10 ms 134 us.
 ///
 /// A kernel then starts at `max(stream free + launch gap, launch(i))`; the idle time before
 /// it counts as launch gap. The GPU end of a step is its last kernel's end: with
@@ -43,6 +49,11 @@ public struct HostConfig: Sendable, Equatable {
     public var waitsForGPU: Bool
     /// Seeds the jitter's draws (the workload's seed).
     public var seed: UInt64
+    /// Extra delay of the first launch after the GPU sat idle at least ``wakeAfterIdle``, in
+    /// nanoseconds, per rank (`.list`) or drawn per rank and step; nil for none.
+    public var wakeNanos: Distribution?
+    /// The GPU idle time from which a step pays ``wakeNanos``.
+    public var wakeAfterIdle: SimTime = .zero
 
     public init(
         mode: Mode, launch: [SimTime], graphLaunch: [SimTime], stepGap: [SimTime], jitterNanos: Distribution? = nil,
@@ -69,6 +80,15 @@ public struct HostConfig: Sendable, Equatable {
         return SimTime(picos: Int64(d.draw(rank: rank, step: step, seed: seed, purpose: Self.jitterPurpose, range: 0...Self.maxJitterNanos)) * 1000)
     }
 
+    /// Seed purpose of the wake-up draws.
+    static let wakePurpose: UInt64 = 0x3A4E
+
+    /// The extra delay of `rank`'s step `step` when its GPU would sit idle for `idle`.
+    public func wake(rank: Int, step: Int, idle: SimTime) -> SimTime {
+        guard let d = wakeNanos, idle >= wakeAfterIdle else { return .zero }
+        return SimTime(picos: Int64(d.draw(rank: rank, step: step, seed: seed, purpose: Self.wakePurpose, range: 0...Self.maxJitterNanos)) * 1000)
+    }
+
     /// When the host of `rank` has launched instruction `i` of a step it began at `h0`.
     @inline(__always) public func launchTime(rank: Int, instruction i: Int, stepStart h0: SimTime) -> SimTime {
         switch mode {
@@ -86,14 +106,15 @@ public struct HostConfig: Sendable, Equatable {
     /// bound: every launch, the step gap and the largest jitter.
     func largestStepMicros(instructions: Int) -> Double {
         let perStep = mode == .eager ? (launch.max() ?? .zero).micros * Double(instructions) : (graphLaunch.max() ?? .zero).micros
-        let jitter: Double
-        switch jitterNanos {
-        case nil: jitter = 0
-        case .list(let values)?: jitter = Double(values.max() ?? 0) / 1000
-        case .constant(let v)?: jitter = min(max(v, 0), Double(Self.maxJitterNanos)) / 1000
-        case .uniform(_, let hi)?: jitter = Double(hi) / 1000
-        default: jitter = Double(Self.maxJitterNanos) / 1000
+        func largest(_ d: Distribution?) -> Double {
+            switch d {
+            case nil: return 0
+            case .list(let values)?: return Double(values.max() ?? 0) / 1000
+            case .constant(let v)?: return min(max(v, 0), Double(Self.maxJitterNanos)) / 1000
+            case .uniform(_, let hi)?: return Double(hi) / 1000
+            default: return Double(Self.maxJitterNanos) / 1000
+            }
         }
-        return perStep + (stepGap.max() ?? .zero).micros + jitter
+        return perStep + (stepGap.max() ?? .zero).micros + largest(jitterNanos) + largest(wakeNanos)
     }
 }

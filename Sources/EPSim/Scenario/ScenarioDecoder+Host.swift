@@ -12,10 +12,16 @@ extension ScenarioDecoder {
         let gap = try micros(map, "step_gap_us", ranks: ranks, default: 0)
         let jitter = try map.optional("jitter_us").map { try decodeJitter($0, ranks: ranks) }
         let waits = try map.optional("waits_for_gpu")?.bool() ?? true
+        let wake = try map.optional("wake_us").map { try decodeJitter($0, ranks: ranks) }
+        let threshold = try map.optional("wake_after_idle_us")?.double(in: 0...ScenarioLimits.maxMicros, what: "an idle time in microseconds")
+            ?? HostDefaults.wakeAfterIdleMicros
         try map.finish()
-        return HostConfig(
+        var host = HostConfig(
             mode: HostConfig.Mode(rawValue: mode)!, launch: launch, graphLaunch: graph, stepGap: gap, jitterNanos: jitter,
             waitsForGPU: waits, seed: seed)
+        host.wakeNanos = wake
+        host.wakeAfterIdle = SimTime(micros: threshold)
+        return host
     }
 
     /// `jitter_us`: a number or per-rank list (the same delay before every step), or a
@@ -50,9 +56,16 @@ extension ScenarioDecoder {
     }
 }
 
-/// Host launch costs when a scenario's `host:` leaves them out, measured on one H200
-/// machine (PLACEHOLDER until the measurement lands).
+/// Host costs when a scenario's `host:` leaves them out: medians of the stored measurement
+/// `calibration/measurements/2026-12-07-h100-host/host.csv` (PyTorch 2.11 on one H100 and
+/// its Xeon host, `calibration/host/measure_host.py`), which ``HostMeasurements`` recomputes
+/// and a test compares with these constants.
 public enum HostDefaults {
-    public static let eagerLaunchMicros = 5.0
-    public static let graphLaunchMicros = 10.0
+    /// One eager launch of a small PyTorch op (`eager-add`, 256 back to back): 6.53 us.
+    public static let eagerLaunchMicros = 6.5
+    /// One replay of a 512-kernel CUDA graph (a decode step's order of magnitude): 17.8 us.
+    public static let graphLaunchMicros = 17.8
+    /// The GPU idle time from which the first launch pays a wake-up: at 10 ms idle the
+    /// replay's launch-to-done time had grown by 134 us (1 ms: 9 us).
+    public static let wakeAfterIdleMicros = 10_000.0
 }
