@@ -235,10 +235,17 @@ enum SweepReport {
 
     static func render(_ rows: [(Int, Row)], axes: [Sweep.Axis], format: SweepCommand.SweepFormat) -> String {
         let metrics = RankMetric.shown(in: .sweep)
-        let header = ["point"] + axes.map(\.keyPath) + ["step_latency_us", "rank_latency_mean_us"] + metrics.map(\.name) + ["run_id"]
+        // Multi-token prediction: accepted tokens per second per GPU, when any point has it
+        // (empty where a point has no draft tokens).
+        let accepted = rows.contains { $0.1.summary.accepted_tokens_per_s_per_gpu != nil }
+        let header =
+            ["point"] + axes.map(\.keyPath) + ["step_latency_us", "rank_latency_mean_us"] + (accepted ? ["accepted_tokens_per_s_per_gpu"] : [])
+            + metrics.map(\.name) + ["run_id"]
         let body = rows.map { index, row in
             [String(index)] + row.point.map(\.value)
-                + ([row.summary.step_latency_us, row.summary.rank_latency_mean_us] + metrics.map { row.summary.rank_mean[$0] }).map(RunReport.us)
+                + [row.summary.step_latency_us, row.summary.rank_latency_mean_us].map(RunReport.us)
+                + (accepted ? [row.summary.accepted_tokens_per_s_per_gpu.map { String(format: "%.1f", $0) } ?? ""] : [])
+                + metrics.map { row.summary.rank_mean[$0] }.map(RunReport.us)
                 + [row.runID.map(String.init) ?? ""]
         }
         switch format {
