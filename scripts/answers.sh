@@ -110,6 +110,204 @@ The picture: all BF16 (DeepSeek's) against all FP8, with (TBO) and without overl
 EOF
 }
 
+# Sections 9-12: decode as production runs it (Scenarios/decode-*.yaml, Scenarios/host-reports/).
+# Sweep CSV with axes (x, schedule) -> a table of step latency per schedule at each x.
+by_schedule() {
+    awk -F, -v name="$2" -v cols="$3" '
+        NR > 1 { x = $2; s[x, $3] = $4; if (!(x in seen)) { seen[x] = 1; order[++n] = x } }
+        END {
+            m = split(cols, c, " ")
+            printf "| %s |", name; for (j = 1; j <= m; j++) printf " %s (us) |", c[j]; printf " %s over %s |\n", c[m], c[1]
+            printf "|---:|"; for (j = 1; j <= m; j++) printf "---:|"; print "---:|"
+            for (i = 1; i <= n; i++) {
+                x = order[i]; printf "| %s |", x
+                for (j = 1; j <= m; j++) printf " %.1f |", s[x, c[j]]
+                printf " %+.1f%% |\n", 100 * (s[x, c[m]] / s[x, c[1]] - 1)
+            }
+        }' "$1"
+}
+
+mtp_section() {
+    local f=Scenarios/decode-mtp.yaml
+    sweep_csv "$f" --vary workload.tokens_per_rank=16,32,64,128 --vary workload.draft_tokens=0,1,2 --vary schedule=none,deepseek-decode > "$tmp/mtp.csv"
+    awk -F, 'NR == 1 { print "requests_per_rank,accepted_tokens_per_s_per_gpu,series"; next }
+        { print $2 "," $6 "," "d=" $3 ($4 == "none" ? " no TBO" : " TBO") }' "$tmp/mtp.csv" > "$tmp/mtp-plot.csv"
+    "$epsim" plot --csv "$tmp/mtp-plot.csv" --x requests_per_rank --y accepted_tokens_per_s_per_gpu --series series \
+        --svg "$out/img/decode-mtp.svg" --title "EP 16 decode: accepted tokens/s per GPU against requests per rank" >/dev/null
+    cat <<'EOF'
+
+## 9. What do MTP draft tokens buy, and does overlap still pay?
+
+`Scenarios/decode-mtp.yaml`: DeepSeek-V3 decode at EP 16 (2 nodes of 8 H800s), 8 MoE layers,
+context 4096, roofline costs, `d` draft tokens per request at DeepSeek's 85% acceptance. Each
+request brings `1 + d` tokens to attention, routing, dispatch, the experts and combine, but its
+KV cache is read once, so a draft token costs less than a request. Step latency and accepted
+tokens per second per GPU:
+
+| requests per rank | d | step, no TBO (us) | step, TBO (us) | accepted tok/s/GPU, no TBO | accepted tok/s/GPU, TBO | TBO gain in throughput |
+|---:|---:|---:|---:|---:|---:|---:|
+EOF
+    awk -F, 'NR > 1 { k = $2 "," $3; s[k, $4] = $5; a[k, $4] = $6; if (!(k in seen)) { seen[k] = 1; ks[++n] = k } }
+        END { for (i = 1; i <= n; i++) { k = ks[i]; split(k, p, ",")
+            printf "| %s | %s | %.1f | %.1f | %.0f | %.0f | %+.1f%% |\n", p[1], p[2], s[k, "none"], s[k, "deepseek-decode"],
+                a[k, "none"], a[k, "deepseek-decode"], 100 * (a[k, "deepseek-decode"] / a[k, "none"] - 1) } }' "$tmp/mtp.csv"
+    cat <<'EOF'
+
+At a fixed number of requests a draft token lengthens the step but raises accepted tokens
+per GPU; against the same number of tokens without drafts (twice the requests at d = 1), it
+reads half the KV caches. Whether two-micro-batch overlap pays is the last column: where
+it is negative, overlap's second read of the expert weights per layer costs more than the
+communication it hides (the roofline MLP is bound by weight bytes at these batches).
+
+![accepted tokens per second per GPU against requests](img/decode-mtp.svg)
+EOF
+}
+
+capacity_section() {
+    local f=Scenarios/decode-capacity.yaml
+    sweep_csv "$f" --vary workload.max_dispatch_tokens_per_rank=32,128,256,508 --vary costs.expert_gemm=masked,padded \
+        --vary schedule=none,deepseek-decode > "$tmp/capacity.csv"
+    cat <<'EOF'
+
+## 11. What does DeepEP's dispatch capacity cost the expert GEMM?
+
+`Scenarios/decode-capacity.yaml`: DeepSeek-V3 decode at EP 16, 32 requests per rank, with
+`workload.max_dispatch_tokens_per_rank` `C` from 32 to 508 (DeepEP's limit at the default
+queue-pair depth is 511, and `16 x C` must be a multiple of 4). `masked` is DeepGEMM's masked
+grouped GEMM (received rows only); `padded` computes all `16 x C` rows of each of the 16
+local experts, as vLLM's DeepEP V2 decode path did before pull request 46404. Step latency:
+
+| C | masked, no TBO (us) | masked, TBO (us) | padded, no TBO (us) | padded, TBO (us) | padded over masked, no TBO |
+|---:|---:|---:|---:|---:|---:|
+EOF
+    awk -F, 'NR > 1 { k = $2; s[k, $3, $4] = $5; if (!(k in seen)) { seen[k] = 1; ks[++n] = k } }
+        END { for (i = 1; i <= n; i++) { k = ks[i]
+            printf "| %s | %.1f | %.1f | %.1f | %.1f | %.2fx |\n", k, s[k, "masked", "none"], s[k, "masked", "deepseek-decode"],
+                s[k, "padded", "none"], s[k, "padded", "deepseek-decode"], s[k, "padded", "none"] / s[k, "masked", "none"] } }' "$tmp/capacity.csv"
+    cat <<'EOF'
+
+Masked, the capacity changes nothing but what fits; padded, the expert GEMM grows linearly
+with `C` and dominates the step, the report's failure, and two micro-batches double it (each
+micro-batch computes its own padded buffer).
+EOF
+}
+
+sbo_section() {
+    local f=Scenarios/decode-sbo.yaml
+    sweep_csv "$f" --vary workload.tokens_per_rank=16,32,64,128,256 --vary schedule=none,sbo,deepseek-decode > "$tmp/sbo.csv"
+    "$epsim" plot --csv "$tmp/sbo.csv" --x workload.tokens_per_rank --y step_latency_us --series schedule \
+        --svg "$out/img/decode-sbo.svg" --title "EP 16 decode: step latency against requests, by overlap" >/dev/null
+    cat <<'EOF'
+
+## 12. Single-batch overlap against two micro-batches
+
+`Scenarios/decode-sbo.yaml`: DeepSeek-V3 decode at EP 16, 8 MoE layers, the `sbo` preset
+(shared experts beside the dispatch RECV; the combine SEND on 3 SMs, released when the MLP
+reaches its down projection) against no overlap and two micro-batches (`deepseek-decode`).
+Step latency:
+
+EOF
+    awk -F, 'NR > 1 { x = $2; s[x, $3] = $4; if (!(x in seen)) { seen[x] = 1; o[++n] = x } }
+        END {
+            print "| requests per rank | none (us) | sbo (us) | deepseek-decode (us) | sbo over none | TBO over none |"
+            print "|---:|---:|---:|---:|---:|---:|"
+            for (i = 1; i <= n; i++) { x = o[i]
+                printf "| %s | %.1f | %.1f | %.1f | %+.1f%% | %+.1f%% |\n", x, s[x, "none"], s[x, "sbo"], s[x, "deepseek-decode"],
+                    100 * (s[x, "sbo"] / s[x, "none"] - 1), 100 * (s[x, "deepseek-decode"] / s[x, "none"] - 1) } }' "$tmp/sbo.csv"
+    cat <<'EOF'
+
+SBO hides the shared experts behind the dispatch wait and a third of the MLP behind the
+combine send without splitting the batch, so it reads the expert weights once; two
+micro-batches read them twice, which is why SBO exists for batches too small for TBO.
+
+![step latency against requests, by overlap](img/decode-sbo.svg)
+EOF
+}
+
+host_section() {
+    sweep_csv Scenarios/decode-host.yaml --vary host.mode=graph,eager --vary host.launch_us=6.5,50,200 --vary schedule=none,deepseek-decode > "$tmp/host.csv"
+    cat <<'EOF'
+
+## 10. What does the host cost a decode step, and which public host reports come out?
+
+`Scenarios/decode-host.yaml`: DeepSeek-V3 decode at EP 16, 8 MoE layers, 128 requests per
+rank, 4 steps with 100 us of host work between them, launched by CUDA-graph replay (17.8 us,
+measured on one H100 host) or eagerly at `launch_us` per EPSim kernel (6.5 us is one PyTorch
+op, measured; an EPSim kernel stands for a dozen or more). Step latency (max over steps):
+
+| mode | launch_us | no TBO (us) | TBO (us) |
+|---|---:|---:|---:|
+EOF
+    awk -F, 'NR > 1 { k = $2 "," $3; s[k, $4] = $5; if (!(k in seen)) { seen[k] = 1; ks[++n] = k } }
+        END { for (i = 1; i <= n; i++) { k = ks[i]; split(k, p, ",")
+            if (p[1] == "graph" && p[2] != "6.5") continue
+            printf "| %s | %s | %.1f | %.1f |\n", p[1], (p[1] == "graph" ? "-" : p[2]), s[k, "none"], s[k, "deepseek-decode"] } }' "$tmp/host.csv"
+    cat <<'EOF'
+
+Graph replay costs one launch per step; eager launches cost nothing while the host stays
+ahead of the GPU and everything once it falls behind, sooner with two micro-batches (twice
+the kernels per layer).
+
+**sglang issue 6420** (dispatch time growing with the layer index, 16 H20 over RoCE):
+`Scenarios/host-reports/slow-host.yaml` makes the host pace the GPU (200 us per eager launch)
+and rank 3's host 10% slower. The other ranks' dispatch per layer:
+
+EOF
+    "$epsim" run Scenarios/host-reports/slow-host.yaml --no-store --csv "$tmp/slow.csv" >/dev/null 2>&1
+    awk -F, 'NR > 1 && $6 == "DISPATCH" && $3 != 3 { w[$4] += $10; d[$4] += $9 - $8; n[$4]++; if ($4 > L) L = $4 }
+        END { print "| layer | dispatch (us) | of which wait (us) |"; print "|---:|---:|---:|"
+            for (l = 0; l <= L; l++) printf "| %d | %.1f | %.1f |\n", l, d[l] / n[l], w[l] / n[l] }' "$tmp/slow.csv"
+    cat <<'EOF'
+
+The wait appears and jumps after the first layer, then stays flat: each layer's combine
+re-aligns the ranks, so a slower host costs the same every layer. The report's growth over
+the layers needs a lag that accumulates through the arrival gating (for example CPU-side
+progress of the RDMA transport), which EPSim does not model.
+
+**DeepEP issue 138** (first dispatch after 100 ms idle 0.68-2.58 ms, 0.36 ms steady):
+`Scenarios/host-reports/idle-wake.yaml`, step 1 after 100 ms idle with each rank's wake-up
+drawn in the measured 137-217 us, against the same with a 100 us gap (below the 10 ms
+threshold, no wake-up):
+
+EOF
+    "$epsim" run Scenarios/host-reports/idle-wake.yaml --no-store --csv "$tmp/idle.csv" >/dev/null 2>&1
+    sed 's/step_gap_us: 100000/step_gap_us: 100/' Scenarios/host-reports/idle-wake.yaml > "$tmp/busy.yaml"
+    "$epsim" run "$tmp/busy.yaml" --no-store --csv "$tmp/busy.csv" >/dev/null 2>&1
+    for c in idle busy; do
+        awk -F, -v c=$c 'NR > 1 && $2 == 1 && $4 == 0 && $6 == "DISPATCH" { d += $9 - $8; w += $10; n++; if ($9 - $8 > m) m = $9 - $8 }
+            END { printf "%s,%.1f,%.1f,%.1f\n", c, d / n, m, w / n }' "$tmp/$c.csv"
+    done | awk -F, 'BEGIN { print "| gap before step 1 | first dispatch, mean over ranks (us) | longest (us) | mean wait (us) |"; print "|---|---:|---:|---:|" }
+        { printf "| %s | %s | %s | %s |\n", ($1 == "idle" ? "100 ms (wake-up)" : "100 us"), $2, $3, $4 }'
+    cat <<'EOF'
+
+In direction: the first dispatch after idle waits for the latest-waking rank. The size is
+the wake-up's spread across ranks; the report's milliseconds include NVSHMEM and NIC state a
+single-GPU measurement does not see.
+
+**InferenceX pull request 2422** (entry skew charged to the LL combine, 113.4 vs 87.4 us at 1
+token, no difference at 32): `Scenarios/host-reports/entry-skew.yaml`, 20 iterations of one
+MoE layer, each entered after a host jitter drawn in 0-52 us per rank:
+
+EOF
+    for t in 1 32; do
+        for j in skew none; do
+            if [ $j = skew ]; then cp Scenarios/host-reports/entry-skew.yaml "$tmp/e.yaml"; else grep -v jitter_us Scenarios/host-reports/entry-skew.yaml > "$tmp/e.yaml"; fi
+            sed -i "s/tokens_per_rank: 1,/tokens_per_rank: $t,/" "$tmp/e.yaml"
+            "$epsim" run "$tmp/e.yaml" --no-store --csv "$tmp/e.csv" >/dev/null 2>&1
+            awk -F, -v t=$t -v j=$j 'NR > 1 && ($6 == "DISPATCH" || $6 == "COMBINE") { d[$6] += $9 - $8; n[$6]++ }
+                END { printf "%s,%s,%.1f,%.1f\n", t, j, d["DISPATCH"] / n["DISPATCH"], d["COMBINE"] / n["COMBINE"] }' "$tmp/e.csv"
+        done
+    done | awk -F, 'BEGIN { print "| tokens per rank | entry | dispatch, mean (us) | combine, mean (us) |"; print "|---:|---|---:|---:|" }
+        { printf "| %s | %s | %s | %s |\n", $1, ($2 == "skew" ? "jitter 0-52 us" : "aligned"), $3, $4 }'
+    cat <<'EOF'
+
+In direction at 1 token: the skew lands on the first kernel that gates on other ranks. In
+EPSim that is the dispatch, not the combine the report charged it to (every kernel is
+arrival-gated, and the dispatch is the first), and part of it remains at 32 tokens, where the
+measurement shows none: EPSim absorbs skew only where a rank has its own work to do meanwhile.
+EOF
+}
+
 # Section 7: the attention sweep at EP 128 (Scenarios/attention-sweep/). Every figure is
 # computed here from the runs; the prose around them only names the mechanism.
 attn_dir=Scenarios/attention-sweep
@@ -515,5 +713,9 @@ the culprit.
 EOF
 attention_section
 precision_section
+mtp_section
+host_section
+capacity_section
+sbo_section
 } > "$page"
 echo "wrote $page" >&2

@@ -138,7 +138,7 @@ struct AnswersPageTests {
             try String(contentsOf: out.appendingPathComponent("answers.md"), encoding: .utf8)
                 == String(contentsOf: docs.appendingPathComponent("answers.md"), encoding: .utf8), "docs/answers.md is stale: run scripts/answers.sh")
         let pictures = try FileManager.default.contentsOfDirectory(atPath: out.appendingPathComponent("img").path).filter { $0.hasSuffix(".svg") }
-        #expect(pictures.count == 9)
+        #expect(pictures.count == 11)
         for name in pictures {
             #expect(
                 try Data(contentsOf: out.appendingPathComponent("img/\(name)")) == Data(contentsOf: docs.appendingPathComponent("img/\(name)")),

@@ -30,7 +30,7 @@ struct ScenarioErrorTests {
         ("cluster: {ranks: 4}\nmodel: {experts: 8, top_k: 9}\n", .inconsistent, "model.top_k", "top_k (9) must not exceed model.experts (8)"),
         ("cluster: {ranks: 1000000000}\n", .outOfRange, "cluster.ranks", "expected a number of ranks in 1...8192, found 1000000000"),
         ("model: {experts: 8}\n", .missingKey, "cluster", "missing; expected a mapping with at least `ranks`"),
-        (minimal + "schedule: tbo\n", .outOfRange, "schedule", "expected one of none, deepseek-decode, deepseek-prefill, found \"tbo\""),
+        (minimal + "schedule: tbo\n", .outOfRange, "schedule", "expected one of none, deepseek-decode, deepseek-prefill, sbo, found \"tbo\""),
         ("cluster: {ranks: 4}\nmodel: {hidden: 100}\n", .outOfRange, "model.hidden", "expected an integer in 128...65536, found 100"),
         ("cluster: {ranks: 4}\nmodel: {hidden: 7000, experts: 8}\n", .outOfRange, "model.hidden", "multiple of 128"),
         ("cluster: {ranks: 2}\nmodel: {experts: 4, top_k: 2, placement: [0, 0, 0, 0]}\n", .inconsistent, "model.placement", "rank 1 hosts no expert"),

@@ -135,7 +135,13 @@ public struct Workload: Sendable, Equatable {
     public var maxDispatchTokensPerRank: Int?
     /// NVSHMEM's queue-pair depth (`NVSHMEM_QP_DEPTH`), which bounds the capacity
     /// (``DeepEPLimits/maxDispatchTokensPerRank(qpDepth:)``).
-    public var qpDepth = DeepEPLimits.defaultQPDepth
+    public var qpDepth: Int {
+        get { qpDepthSetting ?? DeepEPLimits.defaultQPDepth }
+        set { qpDepthSetting = newValue == DeepEPLimits.defaultQPDepth ? nil : newValue }
+    }
+    /// ``qpDepth`` when it differs from DeepEP's default (nil: the default), so that the
+    /// scenario hash of a file without the key is unchanged (zero-valued fields are left out).
+    var qpDepthSetting: Int?
 
     public init(
         tokensPerRank: [Int], routing: RoutingKind, seed: UInt64, microBatchATokens: [Int]? = nil,
@@ -415,7 +421,13 @@ public struct CostConfig: Sendable, Equatable {
     /// duration stand for no kernel and take none); zero for none.
     public var launchGap: SimTime = .zero
     /// The rows the routed-expert grouped GEMM computes (`costs.expert_gemm`).
-    public var expertGEMM: ExpertGEMMLayout = .masked
+    public var expertGEMM: ExpertGEMMLayout {
+        get { expertGEMMSetting ?? .masked }
+        set { expertGEMMSetting = newValue == .masked ? nil : newValue }
+    }
+    /// ``expertGEMM`` when not the default (nil: masked), so that the scenario hash of a file
+    /// without the key is unchanged (zero-valued fields are left out).
+    var expertGEMMSetting: ExpertGEMMLayout?
 }
 
 /// Which rows of DeepEP's packed low-latency receive buffer (`[local experts, ranks x C,
