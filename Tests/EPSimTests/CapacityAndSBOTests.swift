@@ -33,9 +33,13 @@ struct CapacityAndSBOTests {
         }
     }
 
-    @Test("the limits DeepEP accepts are accepted: 511 at the default depth, 1023 at depth 2048")
+    @Test("capacities within DeepEP's limits are accepted: C <= depth / 2 - 1 and 2 x C a multiple of 4 (510 at depth 1024, 1022 at 2048)")
     func limitsAccepted() throws {
         #expect(DeepEPLimits.maxDispatchTokensPerRank() == 511)
+        #expect(DeepEPLimits.maxDispatchTokensPerRank(qpDepth: 2048) == 1023)
+        // 511 itself is accepted where ranks x 511 is a multiple of 4 (4 ranks), not on 2 (1022).
+        #expect(DeepEPLimits.violation(capacity: 511, qpDepth: 1024, ranks: 4, hidden: 7168, fp8: true) == nil)
+        #expect(DeepEPLimits.violation(capacity: 511, qpDepth: 1024, ranks: 2, hidden: 7168, fp8: true) != nil)
         _ = try scenario(Self.base + "workload: {tokens_per_rank: 8, max_dispatch_tokens_per_rank: 510}\n")
         _ = try scenario(Self.base + "workload: {tokens_per_rank: 8, max_dispatch_tokens_per_rank: 1022, nvshmem_qp_depth: 2048}\n")
         // FP8 dispatch needs hidden % 512 == 0; BF16 does not.

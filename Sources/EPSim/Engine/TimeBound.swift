@@ -55,7 +55,7 @@ extension Simulation {
             case .wholeBatch(let d): return (d.max() ?? .zero).micros
             case .perMicroBatch(let a, let b): return (a.max() ?? .zero).micros + (b.max() ?? .zero).micros
             case .table(let points):
-                let x = Double(kind == .mlp ? work.received : tokens)
+                let x = Double(kind == .mlp ? work.mlpRows : tokens)
                 return max(points.map(\.micros).max() ?? 0, CostModel.interpolate(points, at: x))
             case .roofline: return cost.roofline(kind, work: work).micros
             }

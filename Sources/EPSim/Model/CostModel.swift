@@ -15,6 +15,9 @@ public struct ComputeWork: Sendable {
     /// MLP under ``ExpertGEMMLayout/padded``: the rows the GEMM computes for every local
     /// expert (`ranks x C`); nil: each expert's received rows, padded to 64.
     public var capacityRows: Int?
+    /// The rows an `MLP` computes, for a measured table: every local expert's buffer slice
+    /// under ``ExpertGEMMLayout/padded``, else the tokens received.
+    public var mlpRows: Int { capacityRows.map { $0 * expertTokens.count } ?? received }
     /// Context length of the rank's requests.
     public var kvLength = 0
     /// The requests behind `tokens` (`tokensTotal` for a whole-batch kernel): fewer than the
@@ -85,8 +88,7 @@ public struct CostModel: Sendable {
             if work.wholeBatch || microBatches == 1 { return a[rank] + b[rank] }
             return microBatch == .a ? a[rank] : b[rank]
         case .table(let points):
-            let rows = isMLP ? work.capacityRows.map { $0 * work.expertTokens.count } ?? work.received : work.tokens
-            return SimTime(micros: Self.interpolate(points, at: Double(rows)))
+            return SimTime(micros: Self.interpolate(points, at: Double(isMLP ? work.mlpRows : work.tokens)))
         case .roofline:
             return roofline(kind, work: work)
         }
@@ -160,14 +162,12 @@ public struct CostModel: Sendable {
             let perExpert = 3 * h * Double(a.moeIntermediate)
             var flops = 0.0
             var bytes = 0.0
-            for m in work.expertTokens {
-                if let rows = work.capacityRows.map(Double.init) {
-                    // A GEMM over the whole packed buffer: every row of every expert's slice.
-                    flops += 2 * rows * perExpert
-                    bytes += perExpert * wb + rows * h * 3
-                    continue
-                }
-                guard m > 0 else { continue }
+            if let rows = work.capacityRows.map(Double.init) {
+                // A GEMM over the whole packed buffer: every row of every local expert's slice.
+                let experts = Double(work.expertTokens.count)
+                return (experts * 2 * rows * perExpert, experts * (perExpert * wb + rows * h * 3), 0)
+            }
+            for m in work.expertTokens where m > 0 {
                 // DeepGEMM's masked grouped GEMM pads each expert's rows to the 64-row tile.
                 let padded = Double((Int(m) + 63) / 64 * 64)
                 flops += 2 * padded * perExpert

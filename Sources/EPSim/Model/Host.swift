@@ -52,8 +52,9 @@ public struct HostConfig: Sendable, Equatable {
     /// Extra delay of the first launch after the GPU sat idle at least ``wakeAfterIdle``, in
     /// nanoseconds, per rank (`.list`) or drawn per rank and step; nil for none.
     public var wakeNanos: Distribution?
-    /// The GPU idle time from which a step pays ``wakeNanos``.
-    public var wakeAfterIdle: SimTime = .zero
+    /// The GPU idle time from which a step pays ``wakeNanos`` (default: the measured
+    /// ``HostDefaults/wakeAfterIdleMicros``).
+    public var wakeAfterIdle = SimTime(micros: HostDefaults.wakeAfterIdleMicros)
 
     public init(
         mode: Mode, launch: [SimTime], graphLaunch: [SimTime], stepGap: [SimTime], jitterNanos: Distribution? = nil,

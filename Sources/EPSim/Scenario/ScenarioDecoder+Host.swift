@@ -10,9 +10,9 @@ extension ScenarioDecoder {
         let launch = try micros(map, "launch_us", ranks: ranks, default: HostDefaults.eagerLaunchMicros)
         let graph = try micros(map, "graph_launch_us", ranks: ranks, default: HostDefaults.graphLaunchMicros)
         let gap = try micros(map, "step_gap_us", ranks: ranks, default: 0)
-        let jitter = try map.optional("jitter_us").map { try decodeJitter($0, ranks: ranks) }
+        let jitter = try map.optional("jitter_us").map { try decodeHostDelay($0, ranks: ranks) }
         let waits = try map.optional("waits_for_gpu")?.bool() ?? true
-        let wake = try map.optional("wake_us").map { try decodeJitter($0, ranks: ranks) }
+        let wake = try map.optional("wake_us").map { try decodeHostDelay($0, ranks: ranks) }
         let threshold = try map.optional("wake_after_idle_us")?.double(in: 0...ScenarioLimits.maxMicros, what: "an idle time in microseconds")
             ?? HostDefaults.wakeAfterIdleMicros
         try map.finish()
@@ -24,10 +24,10 @@ extension ScenarioDecoder {
         return host
     }
 
-    /// `jitter_us`: a number or per-rank list (the same delay before every step), or a
+    /// `jitter_us` and `wake_us`: a number or per-rank list (the same delay before every step), or a
     /// distribution in microseconds drawn per rank and step (`constant`, `uniform`, `normal`,
     /// `lognormal`; negative draws are 0), held in nanoseconds.
-    func decodeJitter(_ value: YAMLValue, ranks: Int) throws -> Distribution {
+    func decodeHostDelay(_ value: YAMLValue, ranks: Int) throws -> Distribution {
         let limit = Double(HostConfig.maxJitterNanos) / 1000
         guard value.isMapping else {
             let values = try value.perRank(count: ranks) { try $0.double(in: 0...limit, what: "a delay in microseconds") }
