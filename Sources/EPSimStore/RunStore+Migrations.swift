@@ -10,6 +10,8 @@ extension RunStore {
     /// its wait the blocker caused (`blocker_lag_us`).
     /// Version 4: every simulated time an INTEGER of picoseconds (`*_ps`), exact, with
     /// `*_us` views; `rank_steps` also keeps barrier, launch gaps and compute (``Schema``).
+    /// Version 5: serving runs (`epsim serve`): `serve_runs`, `serve_steps`,
+    /// `serve_rank_steps`, `serve_requests` and their `*_us` views (``ServingSchema``).
     ///
     /// ``migrate(_:path:)`` applies them; a new version is appended here (``Schema/versions``
     /// lists these identifiers).
@@ -103,6 +105,10 @@ extension RunStore {
         (
             "v4",
             { db in try Schema.migrateToVersion4(db) }
+        ),
+        (
+            "v5",
+            { db in try db.execute(sql: ServingSchema.tables) }
         ),
     ]
 

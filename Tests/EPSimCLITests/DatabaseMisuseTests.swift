@@ -136,12 +136,12 @@ struct DatabaseMisuseTests {
         foreign.replaceSubrange(68..<72, with: [0x12, 0x34, 0x56, 0x78])
         let foreignPath = dir.appendingPathComponent("foreign.sqlite").path
         try foreign.write(to: URL(fileURLWithPath: foreignPath))
-        // A newer EPSim's: schema version v4 recorded as v5, in grdb_migrations' row (record
+        // A newer EPSim's: schema version v5 recorded as v6, in grdb_migrations' row (record
         // header: TEXT of length 2) and in its primary-key index entry (TEXT of length 2, rowid).
         var found = 0
         for prefix in [[0x02, 0x11], [0x03, 0x11, 0x01]] as [[UInt8]] {
-            while let range = bytes.firstRange(of: Data(prefix) + Data("v4".utf8)) {
-                bytes.replaceSubrange(range, with: Data(prefix) + Data("v5".utf8))
+            while let range = bytes.firstRange(of: Data(prefix) + Data("v5".utf8)) {
+                bytes.replaceSubrange(range, with: Data(prefix) + Data("v6".utf8))
                 found += 1
             }
         }
@@ -154,7 +154,7 @@ struct DatabaseMisuseTests {
                 foreignPath,
                 "\(foreignPath): is an SQLite database that EPSim did not create (application_id 0x12345678 is another application's); it was left untouched"
             ),
-            (newerPath, "\(newerPath): has schema version v5, newer than this epsim knows (up to v4); it was left untouched: use a newer epsim"),
+            (newerPath, "\(newerPath): has schema version v6, newer than this epsim knows (up to v5); it was left untouched: use a newer epsim"),
         ] {
             let before = try Self.state(path)
             for command in [

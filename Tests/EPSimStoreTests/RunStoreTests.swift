@@ -119,7 +119,7 @@ struct RunStoreTests {
         }
         try queue.close()
         let store = try RunStore(path: path)
-        #expect(try store.schemaVersions() == ["v1", "v2", "v3", "v4"])
+        #expect(try store.schemaVersions() == ["v1", "v2", "v3", "v4", "v5"])
         #expect(try store.list().map(\.scenarioName) == ["old"])
         let k = try store.kernels(1)
         #expect(k.count == 1 && k[0].end == SimTime(micros: 10) && k[0].sendEnd == nil)

@@ -138,7 +138,7 @@ struct SchemaVersion4Tests {
         }
 
         let store = try RunStore(path: path)
-        #expect(try store.schemaVersions() == ["v1", "v2", "v3", "v4"])
+        #expect(try store.schemaVersions() == ["v1", "v2", "v3", "v4", "v5"])
         #expect(try store.list().map(\.id) == [2, 1])
         let back = try store.run(2)
         #expect(back.rankSteps == result.rankSteps)

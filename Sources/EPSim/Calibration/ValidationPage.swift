@@ -258,7 +258,6 @@ public enum ValidationPage {
             out += "| \(r.tokens) | \(f1(r.published)) | \(f1(r.simulated)) | \(pct(r.simulated / r.published - 1)) |\n"
         }
         let within = h100.filter { abs($0.simulated / $0.published - 1) <= 0.15 }.map { String($0.tokens) }
-        let short = h100.map { $0.published - $0.simulated }
         out += """
 
             Within 15% at \(within.isEmpty ? "no token count" : within.joined(separator: ", ") + " tokens") (the target: every count). The simulation is

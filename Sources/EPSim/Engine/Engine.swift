@@ -248,8 +248,9 @@ struct Engine<Net: NetworkModel & ~Copyable>: ~Copyable {
         blockedWait = Array(repeating: .zero, count: n)
     }
 
-    mutating func run() throws -> RunResult {
-        for r in 0..<n { try startStep(r, at: .zero) }
+    /// Runs every step; rank `r` begins step 0 at `startTimes[r]` (all at zero when nil).
+    mutating func run(startTimes: [SimTime]? = nil) throws -> RunResult {
+        for r in 0..<n { try startStep(r, at: startTimes?[r] ?? .zero) }
         while true {
             if let tn = net.nextEventTime(), queue.nextTime.map({ tn <= $0 }) ?? true {
                 assert(tn >= clock, "time went backwards: network event at \(tn) after \(clock)")
@@ -338,6 +339,12 @@ struct Engine<Net: NetworkModel & ~Copyable>: ~Copyable {
                     code: .badPlan,
                     message: "the step source's plan of step \(step) must give one entry per rank (\(n) ranks), tokens in \(range), no negative KV length or micro-batch A size")
             }
+            if let kv = plan.requestKV,
+                kv.count != n || kv.indices.contains(where: { kv[$0].count != plan.requests(rank: $0, tokens: plan.tokens[$0]) || kv[$0].contains { $0 < 0 } })
+            {
+                throw SimulationError(
+                    code: .badPlan, message: "the step source's plan of step \(step) must give each rank one non-negative KV length per request")
+            }
             if let q = plan.queryTokensPerRequest,
                 q.count != n || q.indices.contains(where: { q[$0] < 1 || plan.tokens[$0] % q[$0] != 0 })
             {
@@ -358,7 +365,7 @@ struct Engine<Net: NetworkModel & ~Copyable>: ~Copyable {
         if let host {
             // The host prepares the step (after reading the last one's output, unless it
             // schedules ahead), then launches its kernels in program order.
-            let ready = step == 0 ? SimTime.zero : max(hostDone[r], host.waitsForGPU ? now : .zero) + host.stepGap[r]
+            let ready = step == 0 ? now : max(hostDone[r], host.waitsForGPU ? now : .zero) + host.stepGap[r]
             let h0 = ready + host.jitter(rank: r, step: step)
             hostStepStart[r] = step == 0 ? h0 : h0 + host.wake(rank: r, step: step, idle: h0 > now ? h0 - now : .zero)
             hostDone[r] = host.stepLaunched(rank: r, instructions: instructions.count, stepStart: hostStepStart[r])
@@ -426,6 +433,7 @@ struct Engine<Net: NetworkModel & ~Copyable>: ~Copyable {
             work.tokensA = plan.tokenRange(rank: r, microBatch: .a, of: microBatches).count
             work.tokens = plan.tokenRange(rank: r, microBatch: mb, of: microBatches).count
             work.kvLength = plan.kvLength[r]
+            work.kvTokens = plan.kvTokens(rank: r, range: work.wholeBatch ? 0..<work.tokensTotal : plan.tokenRange(rank: r, microBatch: mb, of: microBatches))
             if plan.queryTokens(rank: r) > 1 {
                 work.requests = plan.requests(rank: r, tokens: work.wholeBatch ? work.tokensTotal : work.tokens)
             }

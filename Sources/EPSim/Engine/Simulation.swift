@@ -142,24 +142,33 @@ public enum Simulation {
     /// every record to `observer` as it is produced. Throws ``SimulationError``: `bad-plan`
     /// when a plan does not give one entry per rank, `budget-exceeded` when the run would
     /// keep more memory than `options.budget` allows or runs past its time.
+    ///
+    /// `startTimes`, when given, holds one time per rank: rank `r` begins step 0 then instead
+    /// of at zero (a serving loop simulating one step at a time starts each rank where its
+    /// previous step ended). Throws `bad-plan` when it does not hold one time per rank.
     public static func run(
-        _ scenario: Scenario, source: any StepSource, observer: (any RunObserver)? = nil, options: SimulationOptions = .init()
+        _ scenario: Scenario, source: any StepSource, observer: (any RunObserver)? = nil, options: SimulationOptions = .init(),
+        startTimes: [SimTime]? = nil
     ) throws -> RunResult {
         try checkBudget(scenario, options: options)
+        if let startTimes, startTimes.count != scenario.cluster.ranks || startTimes.contains(where: { $0 < .zero || $0 >= SimTime.horizon }) {
+            throw SimulationError(
+                code: .badPlan, message: "start times must give one time per rank (\(scenario.cluster.ranks)), each from zero to \(SimTime.horizon)")
+        }
         let topology = Topology(cluster: scenario.cluster, network: scenario.network)
         switch scenario.network.kind {
         case .ideal:
             let network = IdealNetwork(config: scenario.network, topology: topology)
             var engine = try Engine(scenario: scenario, network: network, source: source, observer: observer, options: options)
-            return try engine.run()
+            return try engine.run(startTimes: startTimes)
         case .ports:
             let network = PortNetwork(config: scenario.network, topology: topology)
             var engine = try Engine(scenario: scenario, network: network, source: source, observer: observer, options: options)
-            return try engine.run()
+            return try engine.run(startTimes: startTimes)
         case .fair:
             let network = FairNetwork(config: scenario.network, topology: topology)
             var engine = try Engine(scenario: scenario, network: network, source: source, observer: observer, options: options)
-            return try engine.run()
+            return try engine.run(startTimes: startTimes)
         }
     }
 }

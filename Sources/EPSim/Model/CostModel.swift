@@ -20,6 +20,9 @@ public struct ComputeWork: Sendable {
     public var mlpRows: Int { capacityRows.map { $0 * expertTokens.count } ?? received }
     /// Context length of the rank's requests.
     public var kvLength = 0
+    /// Decode: the KV-cache tokens of all the kernel's requests when their lengths differ
+    /// (``StepPlan/requestKV``); nil: `kvLength` for each request.
+    public var kvTokens: Int?
     /// The requests behind `tokens` (`tokensTotal` for a whole-batch kernel): fewer than the
     /// tokens with multi-token prediction, where each request's `1 + d` query tokens read its
     /// KV cache once (FlashMLA's decode kernel takes `s_q` query tokens per request). nil:
@@ -121,6 +124,12 @@ public struct CostModel: Sendable {
         let cachedRequests = Double(work.requests ?? Int(t))
         // Prefill attends, per token, to half its prompt on average (causal); decode to all of it.
         let context = phase == .decode ? kv : kv / 2
+        // Decode: the KV tokens all the requests read, and the query tokens each brings;
+        // `t x context` summed over requests is `queries x cachedKV` (equal to it when every
+        // request has `kvLength`).
+        let cachedKV = work.kvTokens.map(Double.init) ?? cachedRequests * kv
+        let queries = cachedRequests > 0 ? t / cachedRequests : 0
+        let attended = phase == .decode ? queries * cachedKV : t * context
         switch kind {
         case .attn0:
             let params: Double
@@ -139,16 +148,16 @@ public struct CostModel: Sendable {
                 let out = Double(heads * vDim) * h + (phase == .decode ? Double(kvRank * heads * vDim) : Double(kvRank * heads * (nope + vDim)))
                 let core: Double
                 if phase == .decode {
-                    core = 2 * t * context * Double(heads * (kvRank + rope + kvRank))
+                    core = 2 * attended * Double(heads * (kvRank + rope + kvRank))
                 } else {
-                    core = 2 * t * context * Double(heads * (nope + rope + vDim))
+                    core = 2 * attended * Double(heads * (nope + rope + vDim))
                 }
-                let cache = phase == .decode ? cachedRequests * kv * Double(kvRank + rope) * a.kvBytes : t * Double(kvRank + rope) * a.kvBytes
+                let cache = phase == .decode ? cachedKV * Double(kvRank + rope) * a.kvBytes : t * Double(kvRank + rope) * a.kvBytes
                 return (core + 2 * t * (out + gate), cache + out * wb + gate * 2 + t * h * 2, core)
             case let .gqa(qHeads, kvHeads, headDim):
                 let out = Double(qHeads * headDim) * h
-                let core = 2 * t * context * Double(qHeads * headDim * 2)
-                let cache = phase == .decode ? cachedRequests * kv * Double(2 * kvHeads * headDim) * a.kvBytes : t * Double(2 * kvHeads * headDim) * a.kvBytes
+                let core = 2 * attended * Double(qHeads * headDim * 2)
+                let cache = phase == .decode ? cachedKV * Double(2 * kvHeads * headDim) * a.kvBytes : t * Double(2 * kvHeads * headDim) * a.kvBytes
                 return (core + 2 * t * (out + gate), cache + out * wb + gate * 2 + t * h * 2, core)
             }
         case .shared:

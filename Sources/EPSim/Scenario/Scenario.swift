@@ -17,6 +17,8 @@ public struct Scenario: Sendable {
     public var costs: CostConfig
     /// The CPU that launches the kernels; nil: always ahead of the GPU (``HostConfig``).
     public var host: HostConfig? = nil
+    /// Requests arriving and leaving, for `epsim serve` (``ServingLoop``); nil: none.
+    public var serving: ServingConfig? = nil
 }
 
 /// The GPUs: `ranks` of them, `gpusPerNode` per node (rank `r` is on node `r / gpusPerNode`).

@@ -51,11 +51,13 @@ struct ScenarioDecoder {
             throw (capacityValue ?? rootValue).error(.inconsistent, why)
         }
         let host = try decodeHost(root.optional("host"), ranks: cluster.ranks, seed: workload.seed)
+        let microBatches = (try? Program(spec: schedule, denseLayers: model.model.denseLayers, moeLayers: model.model.moeLayers))?.microBatches ?? 1
+        let serving = try decodeServing(root.optional("serving"), workload: workload, model: model.model, microBatches: microBatches, ranks: cluster.ranks)
         try root.finish()
 
         let scenario = Scenario(
             name: name, description: description, cluster: cluster, model: model.model, workload: scenarioWorkload,
-            schedule: schedule, steps: steps, network: network, costs: costs, host: host)
+            schedule: schedule, steps: steps, network: network, costs: costs, host: host, serving: serving)
         if let (r, mb, t) = scenario.capacityOverflow() {
             throw (capacityValue ?? workloadValue ?? rootValue).error(
                 .inconsistent,

@@ -16,13 +16,33 @@ public struct StepPlan: Sendable, Equatable {
     /// Tokens each request brings on each rank: `1 + draft tokens` with multi-token
     /// prediction; nil: one (a request is a token). A rank's `tokens` is then a multiple of it.
     public var queryTokensPerRequest: [Int]?
+    /// The KV-cache length of each request on each rank, in batch order (micro-batch A holds
+    /// the first requests), when they differ (a serving loop's requests); nil: every request
+    /// of rank `r` has `kvLength[r]`. `requestKV[r].count` must be the rank's requests.
+    public var requestKV: [[Int]]?
 
-    public init(step: Int, tokens: [Int], microBatchATokens: [Int]? = nil, kvLength: [Int], queryTokensPerRequest: [Int]? = nil) {
+    public init(
+        step: Int, tokens: [Int], microBatchATokens: [Int]? = nil, kvLength: [Int], queryTokensPerRequest: [Int]? = nil,
+        requestKV: [[Int]]? = nil
+    ) {
         self.step = step
         self.tokens = tokens
         self.microBatchATokens = microBatchATokens
         self.kvLength = kvLength
         self.queryTokensPerRequest = queryTokensPerRequest
+        self.requestKV = requestKV
+    }
+
+    /// The KV-cache tokens that the requests behind `range` (a token range of `rank`, as
+    /// ``tokenRange(rank:microBatch:of:)`` gives) read: the sum of their ``requestKV``, nil
+    /// when the plan gives one length per rank. A request split across micro-batches
+    /// counts in both (as ``requests(rank:tokens:)`` does).
+    public func kvTokens(rank: Int, range: Range<Int>) -> Int? {
+        guard let kv = requestKV?[rank], !range.isEmpty else { return requestKV == nil ? nil : 0 }
+        let q = queryTokens(rank: rank)
+        var sum = 0
+        for i in (range.lowerBound / q)..<((range.upperBound + q - 1) / q) { sum += kv[i] }
+        return sum
     }
 
     /// Tokens per request of `rank` (1 without multi-token prediction).
