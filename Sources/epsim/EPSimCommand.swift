@@ -9,7 +9,7 @@ struct EPSimCommand: ParsableCommand {
         commandName: "epsim",
         abstract: "Discrete-event simulator of expert-parallel MoE ranks with DeepEP low-latency dispatch and combine.",
         subcommands: [
-            RunCommand.self, CompareCommand.self, ExplainCommand.self, PlotCommand.self, SweepCommand.self, RunsCommand.self, ExportCommand.self,
+            RunCommand.self, ServeCommand.self, CompareCommand.self, ExplainCommand.self, PlotCommand.self, SweepCommand.self, RunsCommand.self, ExportCommand.self,
             DatabaseCommand.self,
             CalibrateCommand.self, BenchCommand.self, ValidateCommand.self,
         ])

@@ -60,8 +60,10 @@ extension ScenarioDecoder {
                 layers = nil
             } else {
                 let k = try v.int(in: 1...model.moeLayers, what: "MoE layers to simulate per step (or all)")
-                if k < model.moeLayers && k < 2 {
-                    throw v.error(.outOfRange, "the fast path extrapolates from the layers after the first: simulate at least 2 of the \(model.moeLayers) MoE layers, or all")
+                if k < model.moeLayers && k < 3 {
+                    throw v.error(
+                        .outOfRange,
+                        "the fast path extrapolates from the layers between the first and the last: simulate at least 3 of the \(model.moeLayers) MoE layers, or all")
                 }
                 layers = k == model.moeLayers ? nil : k
             }

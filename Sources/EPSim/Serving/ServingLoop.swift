@@ -48,9 +48,10 @@ public struct ServingStep: Sendable, Equatable {
 /// previous step ended), and hands each rank's end back to the scheduler.
 ///
 /// **Fast path** (``ServingConfig/simulatedMoELayers`` = `k` < the model's `L`): the step
-/// simulates the dense layers and the first `k` MoE layers, and every per-rank figure is
-/// extrapolated from the steady layers `1 ..< k` (layer 0 absorbs the ranks' start skew):
-/// `end(L) = end(k) + (L - k) x (E(k-1) - E(0)) / (k - 1)`, where `E(j)` is the rank's
+/// simulates the dense layers and the first `k` MoE layers (`k >= 3`), and every per-rank
+/// figure is extrapolated from the steady layers `1 ..< k-1` (layer 0 absorbs the ranks'
+/// start skew, layer `k-1` ends the pipeline, as the full step's last layer does):
+/// `end(L) = end(k) + (L - k) x (E(k-2) - E(0)) / (k - 2)`, where `E(j)` is the rank's
 /// last kernel end in MoE layer `j`, and likewise each per-layer sum (attention, waits).
 /// Its error against every layer simulated is measured in docs/model.md.
 ///
@@ -147,14 +148,17 @@ public struct ServingLoop: Sendable {
         return result.rankSteps.map { rs in
             let r = Int(rs.rank)
             var f = RankFigures(start: rs.start, end: rs.end, attention: rs.attention, dispatchWait: rs.dispatchWait, combineWait: rs.combineWait)
-            guard extra > 0, k >= 2 else { return f }
+            guard extra > 0, k >= 3 else { return f }
+            // Steady layers: 1 ..< k-1. Layer 0 absorbs the ranks' start skew; the last one
+            // ends the pipeline (the schedule's epilogue), which the full step has once too.
             let base = r * k
+            let steadyLayers = Int64(k - 2)
             func steady(_ x: [SimTime]) -> SimTime {
                 var sum = SimTime.zero
-                for j in 1..<k { sum += x[base + j] }
-                return SimTime(picos: sum.picos / Int64(k - 1)).times(extra)
+                for j in 1..<(k - 1) { sum += x[base + j] }
+                return SimTime(picos: sum.picos / steadyLayers).times(extra)
             }
-            f.end += SimTime(picos: (marks.end[base + k - 1] - marks.end[base]).picos / Int64(k - 1)).times(extra)
+            f.end += SimTime(picos: (marks.end[base + k - 2] - marks.end[base]).picos / steadyLayers).times(extra)
             f.attention += steady(marks.attention)
             f.dispatchWait += steady(marks.dispatchWait)
             f.combineWait += steady(marks.combineWait)

@@ -120,6 +120,9 @@ public final class SweepRunner: @unchecked Sendable {
     /// (a signal during the load), it makes the run hand out none.
     public func stop() { lock.withLock { stopRequested = true } }
 
+    /// ``stop()`` was called: long work on a point (a serving run's steps) may end early.
+    public var isStopped: Bool { lock.withLock { stopRequested } }
+
     private func take() -> Int? { lock.withLock { stopRequested ? nil : pending.popLast() } }
 }
 

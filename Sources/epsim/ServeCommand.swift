@@ -1,0 +1,210 @@
+import ArgumentParser
+import EPSim
+import EPSimStore
+import Foundation
+
+/// `epsim serve FILE`: a serving run (requests arriving, assigned to DP-attention ranks,
+/// decoded step by step, leaving), or with `--vary` several compared side by side.
+///
+/// ```
+/// $ epsim serve Scenarios/serve-ep128.yaml --vary serving.policy=round-robin,least-kv --plot /tmp/serve.svg
+/// ```
+///
+/// Exit status: 0; 64 bad arguments; 65 a bad scenario; 70 a simulation failure; 130/143
+/// stopped by SIGINT/SIGTERM (the steps finished so far are reported and stored).
+struct ServeCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "serve", abstract: "Simulate decode serving: requests arrive, are balanced over DP-attention ranks, decode and leave.")
+
+    @Argument(help: "Scenario YAML file with a serving section.")
+    var scenario: String
+
+    @Option(name: .customLong("vary"), help: "key.path=value1,value2,... (repeatable): compare serving runs, e.g. serving.policy=round-robin,least-kv.")
+    var vary: [String] = []
+
+    @Option(help: "Parallel workers for --vary (default: all cores; each run also uses a second thread for its counterfactual).")
+    var jobs: Int = ProcessInfo.processInfo.activeProcessorCount
+
+    @Option(help: "Output format: table, json or csv (one row per run).")
+    var format: ServeFormat = .table
+
+    @Option(help: "Write each run's steps, rank-steps and requests as CSV files into this folder.")
+    var csvDir: String?
+
+    @Option(help: "Write an SVG: one run: requests and KV per rank over time; several: TPOT distribution and imbalance per run.")
+    var plot: String?
+
+    @Flag(help: "Do not store the runs.")
+    var noStore = false
+
+    @OptionGroup var database: DatabaseOptions
+
+    enum ServeFormat: String, ExpressibleByArgument { case table, json, csv }
+
+    func validate() throws {
+        guard jobs >= 1 else { throw ValidationError("--jobs must be at least 1") }
+        do { _ = try Sweep(varying: vary) } catch let error as SweepError { throw ValidationError(error.description) }
+        try validateOutputPath(plot, option: "--plot")
+        try validateDistinctOutputs([("--plot", plot)], inputs: [("the scenario", scenario), ("the run database", noStore ? nil : database.resolvedPath)])
+    }
+
+    func run() throws {
+        let sweep = try Sweep(varying: vary)
+        let runner = SweepRunner(scenarioPath: PackagePaths.resolve(scenario), points: sweep.points)
+        let signals = StopSignals(runner)
+        let scenarios: [Int: Scenario]
+        do {
+            scenarios = try runner.load()
+        } catch let error as SweepPointError {
+            printError("error: \(error)")
+            throw ExitCode(65)
+        } catch let error as ScenarioError {
+            printError("error: \(error)")
+            throw ExitCode(65)
+        }
+        for (i, s) in scenarios where s.serving == nil {
+            let at = sweep.points[i].isEmpty ? "" : " (point \(sweep.points[i].map(\.description).joined(separator: " ")))"
+            printError("error: \(scenario)\(at): no serving section; epsim serve needs `serving:` (docs/scenario-format.md), epsim run simulates the workload section")
+            throw ExitCode(65)
+        }
+        for i in scenarios.keys.sorted() {
+            do {
+                try Simulation.checkBudget(scenarios[i]!, options: SimulationOptions(timeline: .summary))
+            } catch let error as SimulationError {
+                printError("error: \(scenario): \(error.code.rawValue): \(error.message)")
+                throw ExitCode(70)
+            }
+        }
+        let store = noStore ? nil : try database.open(.create)
+        let text = runner.scenarioText
+        let progress = StepProgress(runs: scenarios.count, steps: scenarios.values.reduce(0) { $0 + ($1.serving?.steps ?? 0) })
+        let points = sweep.points
+        let outcome = runner.run(scenarios, jobs: min(jobs, scenarios.count)) { i, s in
+            let loop = try ServingLoop(scenario: s)
+            let result = try loop.run(progress: { _, _ in progress.step() }, shouldStop: { runner.isStopped })
+            var source = RunSource(scenarioPath: scenario, scenarioText: text)
+            if !points[i].isEmpty { source.scenarioText += "\n# serve point: " + points[i].map(\.description).joined(separator: " ") + "\n" }
+            let id = try store?.saveServing(result, scenario: s, source: source)
+            return (result, id)
+        }
+        let signal = signals.cancel()
+        progress.finish()
+        for failure in outcome.failures { printError("error: \(scenario): \(failure.message)") }
+        let rows = points.indices.compactMap { i in outcome.results[i].map { (label: Self.label(points[i]), result: $0.0, id: $0.1) } }
+        print(ServeReport.render(rows.map { ($0.label, $0.result.summary, $0.id) }, format: format), terminator: "")
+        if let id = rows.first?.id, format == .table {
+            print("stored as serving run\(rows.count > 1 ? "s" : "") \(rows.compactMap(\.id).map(String.init).joined(separator: ", ")) in \(database.resolvedPath) (tables serve_*)")
+            _ = id
+        }
+        if let csvDir {
+            try FileManager.default.createDirectory(atPath: csvDir, withIntermediateDirectories: true)
+            for row in rows {
+                let base = csvDir + "/" + (row.label.isEmpty ? "serve" : Self.fileSafe(row.label))
+                try ServingExport.stepsCSV(row.result).write(toFile: base + "-steps.csv", atomically: true, encoding: .utf8)
+                try ServingExport.rankStepsCSV(row.result).write(toFile: base + "-rank-steps.csv", atomically: true, encoding: .utf8)
+                try ServingExport.requestsCSV(row.result).write(toFile: base + "-requests.csv", atomically: true, encoding: .utf8)
+            }
+            if format != .json { printError("wrote \(rows.count * 3) CSV files to \(csvDir)") }
+        }
+        if let plot, !rows.isEmpty {
+            let svg =
+                rows.count == 1
+                ? ServingPlot.single(rows[0].result, title: rows[0].result.scenarioName)
+                : ServingPlot.compare(rows.map { ($0.label, $0.result) }, title: rows[0].result.scenarioName)
+            try svg.write(toFile: plot, atomically: true, encoding: .utf8)
+            if format != .json { printError("wrote \(plot)") }
+        }
+        if outcome.stopped || rows.contains(where: { $0.result.stopped }) {
+            printError("\(signal == SIGTERM ? "terminated (SIGTERM)" : "interrupted"): the steps simulated so far are reported\(store == nil ? "" : " and stored")")
+            throw ExitCode(128 + (signal ?? SIGINT))
+        }
+        if !outcome.failures.isEmpty { throw ExitCode(70) }
+    }
+
+    static func label(_ point: [Override]) -> String { point.map { "\($0.keyPath.split(separator: ".").last!)=\($0.value)" }.joined(separator: " ") }
+
+    static func fileSafe(_ s: String) -> String {
+        String(s.map { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" || $0 == "." ? $0 : "_" })
+    }
+}
+
+/// Steps done over all runs, as a bar with ETA on a terminal (nothing otherwise).
+final class StepProgress: @unchecked Sendable {
+    let bar: ProgressBar
+    let total: Int
+    private let lock = NSLock()
+    private var done = 0
+
+    init(runs: Int, steps: Int) {
+        bar = ProgressBar(label: runs == 1 ? "serving" : "serving \(runs) runs")
+        total = steps
+    }
+
+    func step() {
+        let d = lock.withLock {
+            done += 1
+            return done
+        }
+        if bar.enabled { bar.update(done: d, total: total) }
+    }
+
+    func finish() { bar.finish() }
+}
+
+/// The comparison table (or JSON, CSV) of serving runs.
+enum ServeReport {
+    static let columns: [(name: String, value: @Sendable (ServingSummary) -> String)] = [
+        ("policy", { $0.policy }),
+        ("tokens_per_s_per_gpu", { String(format: "%.1f", $0.tokensPerSecondPerGPU) }),
+        ("tpot_p50_us", { String(format: "%.1f", $0.tpotP50Micros) }),
+        ("tpot_p99_us", { String(format: "%.1f", $0.tpotP99Micros) }),
+        ("itl_p99_us", { String(format: "%.1f", $0.itlP99Micros) }),
+        ("queue_p99_us", { String(format: "%.1f", $0.queueP99Micros) }),
+        ("mean_step_us", { String(format: "%.1f", $0.meanStepMicros) }),
+        ("balanced_step_us", { $0.balancedStepMicros.map { String(format: "%.1f", $0) } ?? "" }),
+        ("imbalance_share", { $0.imbalanceShare.map { String(format: "%.4f", $0) } ?? "" }),
+        ("mean_batch", { String(format: "%.1f", $0.meanBatch) }),
+        ("batch_max_over_mean", { String(format: "%.3f", $0.batchMaxOverMean) }),
+        ("kv_max_over_mean", { String(format: "%.3f", $0.kvMaxOverMean) }),
+        ("requests_finished", { String($0.requestsFinished) }),
+        ("steps", { String($0.steps) }),
+        ("wall_s", { String(format: "%.1f", $0.wallSeconds) }),
+    ]
+
+    static func render(_ rows: [(label: String, summary: ServingSummary, id: Int64?)], format: ServeCommand.ServeFormat) -> String {
+        switch format {
+        case .json:
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            let list = rows.map { Labeled(point: $0.label, summary: $0.summary, serveID: $0.id) }
+            return String(decoding: (try? encoder.encode(list)) ?? Data(), as: UTF8.self) + "\n"
+        case .csv:
+            var out = (["point"] + columns.map(\.name)).joined(separator: ",") + "\n"
+            for r in rows { out += ([r.label] + columns.map { $0.value(r.summary) }).map(csvField).joined(separator: ",") + "\n" }
+            return out
+        case .table:
+            guard let first = rows.first?.summary else { return "" }
+            var out = "\(first.scenario): \(first.ranks) ranks, \(first.moeLayers) MoE layers"
+            out += first.simulatedMoELayers < first.moeLayers ? " (\(first.simulatedMoELayers) simulated per step, the rest extrapolated)" : ""
+            out += ", \(first.countedSteps) counted steps of \(first.steps)\n\n"
+            let header = (rows.count > 1 ? ["point"] : []) + columns.map(\.name)
+            let body = rows.map { row in (rows.count > 1 ? [row.label] : []) + columns.map { c in c.value(row.summary) } }
+            let widths = header.indices.map { i in max(header[i].count, body.map { $0[i].count }.max() ?? 0) }
+            func line(_ cells: [String]) -> String {
+                cells.indices.map { i in i == 0 ? cells[i].padding(toLength: widths[i], withPad: " ", startingAt: 0) : String(repeating: " ", count: widths[i] - cells[i].count) + cells[i] }
+                    .joined(separator: "  ")
+            }
+            out += line(header) + "\n" + body.map(line).joined(separator: "\n") + "\n"
+            return out
+        }
+    }
+
+    static func csvField(_ s: String) -> String { s.contains(",") || s.contains("\"") ? "\"" + s.replacingOccurrences(of: "\"", with: "\"\"") + "\"" : s }
+
+    struct Labeled: Encodable {
+        var point: String
+        var summary: ServingSummary
+        var serveID: Int64?
+        enum CodingKeys: String, CodingKey { case point, summary, serveID = "serve_id" }
+    }
+}
