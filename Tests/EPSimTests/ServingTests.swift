@@ -1,0 +1,256 @@
+import EventCore
+import Foundation
+import Testing
+
+@testable import EPSim
+
+/// Serving runs (``ServingLoop``) against closed cases, Little's law, the fast path's
+/// documented error, and determinism.
+@Suite("Serving")
+struct ServingTests {
+    /// Fixed compute costs, an ideal network and balanced routing on 4 ranks (one per node).
+    static func fixedScenario(serving: String, ranks: Int = 4) throws -> Scenario {
+        let yaml = """
+            name: serve-test
+            cluster: {ranks: \(ranks), gpus_per_node: 1}
+            model: {experts: 16, top_k: 4, hidden: 7168, moe_layers: 2}
+            workload: {routing: balanced, seed: 3}
+            schedule: none
+            network: {model: ideal}
+            costs: {attn0_us: 30, attn1_us: 60, shared_us: 15, gemm_us: 50}
+            serving:
+            \(serving.split(separator: "\n").map { "  " + $0 }.joined(separator: "\n"))
+            """
+        return try Scenario.parse(yaml: yaml, file: "serve-test.yaml")
+    }
+
+    /// DeepSeek-V3's roofline on H800 (attention grows with the KV cache), `layers` MoE layers.
+    static func rooflineScenario(
+        serving: String, ranks: Int = 4, gpusPerNode: Int = 1, layers: Int = 2, schedule: String = "none", network: String = "ideal", costs: String = "{}"
+    ) throws -> Scenario {
+        let yaml = """
+            name: serve-roofline
+            hardware: h800
+            cluster: {ranks: \(ranks), gpus_per_node: \(gpusPerNode)}
+            model: {preset: deepseek-v3, moe_layers: \(layers), dense_layers: 0}
+            workload: {routing: \(network == "ideal" ? "balanced" : "uniform"), seed: 5}
+            schedule: \(schedule)
+            network: {model: \(network)}
+            costs: \(costs)
+            serving:
+            \(serving.split(separator: "\n").map { "  " + $0 }.joined(separator: "\n"))
+            """
+        return try Scenario.parse(yaml: yaml, file: "serve-roofline.yaml")
+    }
+
+    @Test("constant lengths, a closed loop, round-robin, equal KV: every step identical and balanced")
+    func closedBalanced() throws {
+        let s = try Self.fixedScenario(
+            serving: """
+                arrivals: {process: closed, concurrency: 8}
+                input_tokens: 1000
+                output_tokens: 5
+                max_requests_per_rank: 2
+                steps: 30
+                """)
+        let r = try ServingLoop(scenario: s).run()
+        #expect(r.steps.count == 30)
+        let first = r.steps[0].duration
+        #expect(first > .zero)
+        for step in r.steps {
+            #expect(step.duration == first, "step \(step.step)")
+            #expect(step.balanced == first, "step \(step.step): the balanced counterfactual is the step itself")
+            #expect(step.requests == 8)
+        }
+        for row in r.rankSteps { #expect(row.requests == 2) }
+        #expect(r.summary.imbalanceShare == 0)
+        // Every request decodes its 5 tokens in 5 steps: TPOT is the step time exactly.
+        #expect(r.summary.tpotP99Micros == first.micros)
+        // 8 requests finish every 5 steps.
+        #expect(r.summary.requestsFinished == 8 * 6)
+    }
+
+    @Test("one long request pinned to rank 0: its attention sets the step and the others' wait grows by the difference")
+    func pinnedLongRequest() throws {
+        func run(longKV: Int) throws -> ServingResult {
+            let dir = FileManager.default.temporaryDirectory.appendingPathComponent("epsim-serve-\(UUID().uuidString)")
+            try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+            let csv = dir.appendingPathComponent("requests.csv")
+            // Round-robin puts request i on rank i mod 4: 32 requests per rank (balanced
+            // routing then loads every rank's experts alike), request 0 the long one.
+            let rows = (0..<128).map { "0,\($0 == 0 ? longKV : 1000),6" }
+            try ("arrival_us,input_tokens,output_tokens\n" + rows.joined(separator: "\n") + "\n").write(to: csv, atomically: true, encoding: .utf8)
+            return try ServingLoop(scenario: Self.rooflineScenario(
+                serving: """
+                    arrivals: {process: trace, file: \(csv.path)}
+                    max_requests_per_rank: 32
+                    steps: 6
+                    """, costs: "{shared_us: 0}")).run()
+        }
+        let long = try run(longKV: 200_000)
+        let base = try run(longKV: 1000)
+        #expect(long.steps.count == 6)
+        for step in 0..<6 {
+            let l = Array(long.rankSteps[(step * 4)..<(step * 4 + 4)])
+            let b = Array(base.rankSteps[(step * 4)..<(step * 4 + 4)])
+            let difference = l[0].attention - l[1].attention
+            #expect(difference > SimTime(micros: 10), "the long KV cache must cost attention time")
+            for r in 1..<4 {
+                // No shared expert between SEND-D and RECV-D (shared_us: 0): each layer's
+                // dispatch waits for rank 0's whole lateness, and the combine realigns the ranks.
+                let extra = l[r].dispatchWait - b[r].dispatchWait
+                #expect(abs(extra.picos - difference.picos) <= 2_000, "step \(step), rank \(r): extra wait \(extra) against \(difference)")
+                #expect(l[r].combineWait == b[r].combineWait)
+                #expect(l[r].attention == b[r].attention)
+            }
+            #expect(l[0].dispatchWait <= b[0].dispatchWait, "the late rank waits for no one")
+            #expect(l.map(\.end).max()! - l.map(\.end).min()! <= SimTime(picos: 2_000), "every rank ends the step together")
+            #expect(l[0].end - b[0].end >= difference, "the step is later by the difference (and by those of the steps before)")
+        }
+        #expect(long.summary.imbalanceShare! > 0)
+    }
+
+    @Test("Little's law: the time-average number in the system is the arrival rate times the mean time in it, within one step at each end")
+    func littlesLaw() throws {
+        let s = try Self.fixedScenario(
+            serving: """
+                arrivals: {process: poisson, rate_per_s: 20000}
+                requests: 600
+                input_tokens: {distribution: uniform, min: 500, max: 3000}
+                output_tokens: {distribution: uniform, min: 5, max: 40}
+                max_requests_per_rank: 16
+                steps: 5000
+                seed: 11
+                """)
+        let r = try ServingLoop(scenario: s).run()
+        #expect(r.drained, "every request finishes and none comes: the run ends early")
+        #expect(r.requests.count == 600)
+        #expect(r.requests.allSatisfy { $0.finish != nil })
+        #expect(r.steps.contains { $0.queued > 0 }, "the case must queue requests")
+        let horizon = r.steps.last!.end
+        // The scheduler's own counts at each step's start, held until the next step starts.
+        var area = 0.0
+        var longest = SimTime.zero
+        for (i, step) in r.steps.enumerated() {
+            let next = i + 1 < r.steps.count ? r.steps[i + 1].start : step.end
+            area += Double(step.queued + step.requests) * (next - step.start).micros
+            longest = max(longest, next - step.start)
+        }
+        let sampledL = area / horizon.micros
+        let lambda = Double(r.requests.count) / horizon.micros
+        let meanW = r.requests.map { ($0.finish! - $0.request.arrival).micros }.reduce(0, +) / Double(r.requests.count)
+        #expect(abs(sampledL - lambda * meanW) <= lambda * 2 * longest.micros, "L = \(sampledL), lambda W = \(lambda * meanW)")
+        #expect(sampledL > 10, "the system must hold many requests for the check to mean something")
+    }
+
+    @Test("the fast path (4 of 12 MoE layers simulated) is within 1% of every layer simulated, step time and TPOT p99")
+    func fastPathError() throws {
+        func run(_ layers: String) throws -> ServingSummary {
+            try ServingLoop(scenario: Self.rooflineScenario(
+                serving: """
+                    arrivals: {process: poisson, rate_per_s: 600}
+                    input_tokens: {distribution: lognormal, mu: 7.6, sigma: 0.8}
+                    output_tokens: {distribution: uniform, min: 5, max: 30}
+                    max_requests_per_rank: 32
+                    steps: 80
+                    warmup_steps: 20
+                    simulated_moe_layers: \(layers)
+                    counterfactual: false
+                    """, ranks: 8, gpusPerNode: 4, layers: 12, schedule: "deepseek-decode", network: "ports")).run().summary
+        }
+        let fast = try run("4")
+        let full = try run("all")
+        #expect(fast.simulatedMoELayers == 4 && full.simulatedMoELayers == 12)
+        #expect(abs(fast.meanStepMicros / full.meanStepMicros - 1) <= 0.01, "\(fast.meanStepMicros) vs \(full.meanStepMicros)")
+        #expect(abs(fast.tpotP99Micros / full.tpotP99Micros - 1) <= 0.01, "\(fast.tpotP99Micros) vs \(full.tpotP99Micros)")
+    }
+
+    @Test("a serving run is a function of its seed")
+    func determinism() throws {
+        func run(_ seed: Int) throws -> ServingResult {
+            try ServingLoop(scenario: Self.fixedScenario(
+                serving: """
+                    arrivals: {process: poisson, rate_per_s: 20000}
+                    input_tokens: {distribution: lognormal, mu: 7, sigma: 1}
+                    output_tokens: {distribution: uniform, min: 2, max: 20}
+                    policy: random
+                    max_requests_per_rank: 8
+                    steps: 60
+                    seed: \(seed)
+                    """)).run()
+        }
+        let a = try run(1)
+        let b = try run(1)
+        let c = try run(2)
+        #expect(a.steps == b.steps && a.rankSteps == b.rankSteps && a.requests == b.requests)
+        #expect(a.requests != c.requests)
+    }
+
+    @Test("least-kv sends a request to the rank with the fewest KV tokens; round-robin cycles; per-rank queues assign on arrival")
+    func policies() throws {
+        func scheduler(_ policy: ServingConfig.Policy, queueing: ServingConfig.Queueing = .central) -> ServingScheduler {
+            let rows = [(0.0, 5000), (0.0, 100), (0.0, 3000), (0.0, 200), (1.0, 50), (1.0, 50)].map {
+                ServingConfig.TraceRequest(arrivalMicros: $0.0, inputTokens: $0.1, outputTokens: 10)
+            }
+            let config = ServingConfig(
+                arrivals: .trace(rows), inputTokens: .constant(1), outputTokens: .constant(1), policy: policy, queueing: queueing,
+                maxRequestsPerRank: 4, steps: 10)
+            return ServingScheduler(config: config, ranks: 3, queryTokens: [1, 1, 1], acceptanceRate: 0)
+        }
+        var kv = scheduler(.leastKV)
+        kv.arrive(until: .zero)
+        kv.admit(step: 0, rankStarts: [.zero, .zero, .zero])
+        // 5000 -> 0; 100 -> 1; 3000 -> 2; 200 -> 1 (100 is the least).
+        #expect(kv.records.map(\.rank) == [0, 1, 2, 1])
+        kv.arrive(until: SimTime(micros: 1))
+        kv.admit(step: 1, rankStarts: Array(repeating: SimTime(micros: 1), count: 3))
+        #expect(kv.records.map(\.rank) == [0, 1, 2, 1, 1, 1])
+        var rr = scheduler(.roundRobin)
+        rr.arrive(until: SimTime(micros: 1))
+        rr.admit(step: 0, rankStarts: [.zero, .zero, .zero])
+        #expect(rr.records.map(\.rank) == [0, 1, 2, 0, 1, 2])
+        var perRank = scheduler(.leastRequests, queueing: .perRank)
+        perRank.arrive(until: .zero)
+        #expect(perRank.records.map(\.rank) == [0, 1, 2, 0], "assigned on arrival, counting queued requests")
+        #expect(perRank.activeRequests == 0 && perRank.queuedRequests == 4)
+    }
+
+    @Test("the serving section is checked with key paths: missing steps, too few fast-path layers, a capacity the batch overflows, a bad trace line")
+    func refusals() throws {
+        func error(_ serving: String, workload: String = "{routing: balanced}") -> ScenarioError? {
+            let yaml = """
+                name: bad
+                cluster: {ranks: 4, gpus_per_node: 1}
+                model: {experts: 16, top_k: 4, hidden: 7168, moe_layers: 8}
+                workload: \(workload)
+                serving:
+                \(serving.split(separator: "\n").map { "  " + $0 }.joined(separator: "\n"))
+                """
+            do {
+                _ = try Scenario.parse(yaml: yaml, file: "bad.yaml")
+                return nil
+            } catch let e as ScenarioError {
+                return e
+            } catch {
+                return nil
+            }
+        }
+        let base = "arrivals: {process: closed, concurrency: 4}\ninput_tokens: 100\noutput_tokens: 10\nmax_requests_per_rank: 8"
+        let missing = error(base)
+        #expect(missing?.code == .missingKey && missing?.keyPath == "serving.steps")
+        let layers = error(base + "\nsteps: 10\nsimulated_moe_layers: 2")
+        #expect(layers?.code == .outOfRange && layers?.keyPath == "serving.simulated_moe_layers")
+        let capacity = error(base + "\nsteps: 10", workload: "{routing: balanced, max_dispatch_tokens_per_rank: 4}")
+        #expect(capacity?.code == .inconsistent && capacity?.keyPath == "serving.max_requests_per_rank")
+        let policy = error(base + "\nsteps: 10\npolicy: fastest")
+        #expect(policy?.keyPath == "serving.policy")
+        #expect(throws: ScenarioError.self) {
+            _ = try ScenarioDecoder.parseRequestTrace("arrival_us,input_tokens,output_tokens\n0,100,5\n3,abc,5\n", file: "t.csv")
+        }
+        do {
+            _ = try ScenarioDecoder.parseRequestTrace("arrival_us,input_tokens,output_tokens\n5,100,5\n3,100,5\n", file: "t.csv")
+        } catch let e as ScenarioError {
+            #expect(e.line == 3 && e.message.contains("arrival order"))
+        }
+    }
+}
