@@ -128,12 +128,14 @@ struct ServeCommand: ParsableCommand {
     }
 }
 
-/// Steps done over all runs, as a bar with ETA on a terminal (nothing otherwise).
+/// Steps done over all runs: a bar with ETA on a terminal, else a line on standard error
+/// at every tenth of the steps (for logs of long runs).
 final class StepProgress: @unchecked Sendable {
     let bar: ProgressBar
     let total: Int
     private let lock = NSLock()
     private var done = 0
+    private let started = ContinuousClock.now
 
     init(runs: Int, steps: Int) {
         bar = ProgressBar(label: runs == 1 ? "serving" : "serving \(runs) runs")
@@ -145,7 +147,12 @@ final class StepProgress: @unchecked Sendable {
             done += 1
             return done
         }
-        if bar.enabled { bar.update(done: d, total: total) }
+        if bar.enabled {
+            bar.update(done: d, total: total)
+        } else if total >= 1000, d % (total / 10) == 0, d < total {
+            let elapsed = (ContinuousClock.now - started).seconds
+            printError(String(format: "[%d/%d steps] %.0f s elapsed, ETA %.0f s", d, total, elapsed, elapsed / Double(d) * Double(total - d)))
+        }
     }
 
     func finish() { bar.finish() }

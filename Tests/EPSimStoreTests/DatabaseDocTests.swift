@@ -53,7 +53,7 @@ struct DatabaseDocTests {
     func columns() throws {
         let text = try Self.page
         let store = try Self.database()
-        for table in ["runs", "rank_steps", "kernels", "runs_us", "rank_steps_us", "kernels_us"] {
+        for table in ["runs", "rank_steps", "kernels", "runs_us", "rank_steps_us", "kernels_us", "serve_runs", "serve_steps", "serve_rank_steps", "serve_requests"] {
             let columns = try store.read { db in try db.columns(in: table).map(\.name) }
             for c in columns where table.hasSuffix("_us") == false {
                 // A column is named whole, or as `_suffix` after its family (`rank_latency_mean_ps`, `_min_ps`).

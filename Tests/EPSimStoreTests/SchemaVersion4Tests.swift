@@ -181,7 +181,7 @@ struct SchemaVersion4Tests {
     func newerSchema() throws {
         let path = try temporaryDatabasePath()
         _ = try RunStore(path: path)
-        try DatabaseQueue(path: path).write { try $0.execute(sql: "INSERT INTO grdb_migrations VALUES ('v5')") }
+        try DatabaseQueue(path: path).write { try $0.execute(sql: "INSERT INTO grdb_migrations VALUES ('v6')") }
         let before = try fileBytes(path)
         for mode in [RunStore.Mode.create, .write, .read] {
             #expect {
@@ -189,7 +189,7 @@ struct SchemaVersion4Tests {
             } throws: { e in
                 let e = e as? StoreError
                 return e?.code == .newerSchema
-                    && e!.description == "\(path): has schema version v5, newer than this epsim knows (up to v4); it was left untouched: use a newer epsim"
+                    && e!.description == "\(path): has schema version v6, newer than this epsim knows (up to v5); it was left untouched: use a newer epsim"
             }
         }
         let target = try RunStore(path: try temporaryDatabasePath())
