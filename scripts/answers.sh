@@ -193,6 +193,53 @@ micro-batch computes its own padded buffer).
 EOF
 }
 
+serving_section() {
+    local data=docs/data/serve-ep128.csv
+    cat <<'EOF'
+
+## 13. What does imbalance cost a decode deployment over time, and which balancer gets it back?
+
+`Scenarios/serving/serve-ep128.yaml`: DeepSeek-V3 decode at EP 128 (16 nodes of 8 H800s,
+two micro-batches), requests arriving at 600 per second (Poisson) with lognormal prompts
+(median 2,000 KV tokens, 5% above 7,000) and lognormal outputs (median 200 tokens), at most
+128 per rank; 2,000 decode steps, the first 600 left out; 4 of the 58 MoE layers simulated
+per step and the rest extrapolated (0.2% off the full step, [model.md](model.md#serving)).
+Round-robin assignment against DeepSeek's KV-balanced one (`least-kv`), from
+`scripts/serve-ep128.sh` (about 6 minutes; it writes `docs/data/serve-ep128.csv`, which this
+page reads):
+
+EOF
+    awk -F, 'NR == 1 { for (i = 1; i <= NF; i++) c[$i] = i; next }
+        { row[++n] = $0 }
+        END {
+            print "| policy | tokens/s/GPU | TPOT p50 (us) | TPOT p99 (us) | ITL p99 (us) | mean step (us) | balanced step (us) | step time lost to imbalance | largest rank over mean: requests | KV tokens |"
+            print "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+            for (r = 1; r <= n; r++) { split(row[r], f, ",")
+                printf "| %s | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.2f%% | %.3f | %.3f |\n", f[c["policy"]], f[c["tokens_per_s_per_gpu"]],
+                    f[c["tpot_p50_us"]], f[c["tpot_p99_us"]], f[c["itl_p99_us"]], f[c["mean_step_us"]], f[c["balanced_step_us"]],
+                    100 * f[c["imbalance_share"]], f[c["batch_max_over_mean"]], f[c["kv_max_over_mean"]] } }' "$data"
+    cat <<'EOF'
+
+How to read it. The load is an open loop below capacity, so both policies carry the same
+tokens per second; what imbalance costs shows in the step time, and so in every request's
+TPOT. Round-robin spreads requests evenly by count, but their KV caches are not even: the
+rank holding the longest prompts has the slowest attention, every rank waits for it at each
+layer's dispatch, and the step is the balanced one plus that lag. `least-kv` evens the KV
+tokens instead (its largest rank holds far less KV over the mean) at the price of uneven
+request counts, which cost less here: a rank's expert work depends on the tokens routed to
+it from every rank, not on its own batch, and its attention mostly on the KV it reads. The
+step time lost to imbalance is measured against each step's own balanced counterfactual
+(the same requests spread evenly, simulated beside it). The picture shows the distribution
+of TPOT per policy and, per step, the largest rank's KV tokens over the mean rank's:
+
+![TPOT distribution and KV spread per balancer](img/serve-ep128.svg)
+
+Try another balancer or load with `epsim serve Scenarios/serving/serve-ep16.yaml --vary
+serving.policy=round-robin,random,least-requests,least-kv` (EP 16, seconds), or
+`--vary serving.arrivals.rate_per_s=...`.
+EOF
+}
+
 sbo_section() {
     local f=Scenarios/decode-sbo.yaml
     sweep_csv "$f" --vary workload.tokens_per_rank=16,32,64,128,256 --vary schedule=none,sbo,deepseek-decode > "$tmp/sbo.csv"
@@ -718,5 +765,6 @@ mtp_section
 host_section
 capacity_section
 sbo_section
+serving_section
 } > "$page"
 echo "wrote $page" >&2
