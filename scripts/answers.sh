@@ -222,8 +222,8 @@ EOF
 
 How to read it. The load is an open loop below capacity, so both policies carry the same
 tokens per second; what imbalance costs shows in the step time, and so in every request's
-TPOT. Round-robin spreads requests evenly by count, but their KV caches are not even: the
-rank holding the longest prompts has the slowest attention, every rank waits for it at each
+TPOT. Round-robin deals requests out in turn, blind to their lengths: the rank that happens
+to hold the longest prompts has the slowest attention, every rank waits for it at each
 layer's dispatch, and the step is the balanced one plus that lag. `least-kv` evens the KV
 tokens instead (its largest rank holds far less KV over the mean) at the price of uneven
 request counts, which cost less here: a rank's expert work depends on the tokens routed to

@@ -59,6 +59,9 @@ struct RunCommand: ParsableCommand {
     func run() throws {
         let text = try readScenarioText(scenario)
         let s = try loadScenario(scenario, text: text, schedule: schedule)
+        if s.serving != nil && format == .table {
+            printError("note: \(scenario) has a serving section, which `epsim serve` runs; `run` simulates its workload section")
+        }
         // Opened (created, migrated, checked writable) before simulating: a bad --db costs no
         // simulation and loses no run.
         let store = noStore ? nil : try database.open(.create)

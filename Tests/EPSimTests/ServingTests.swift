@@ -165,6 +165,23 @@ struct ServingTests {
         #expect(abs(fast.tpotP99Micros / full.tpotP99Micros - 1) <= 0.01, "\(fast.tpotP99Micros) vs \(full.tpotP99Micros)")
     }
 
+    @Test("arrivals that outrun the ranks for good stop the run with budget-exceeded, not an unbounded queue")
+    func runawayQueue() throws {
+        let s = try Self.fixedScenario(
+            serving: """
+                arrivals: {process: poisson, rate_per_s: 1000000000}
+                input_tokens: 100
+                output_tokens: 1000
+                max_requests_per_rank: 1
+                steps: 1000
+                """)
+        #expect {
+            _ = try ServingLoop(scenario: s).run()
+        } throws: { e in
+            (e as? SimulationError)?.code == .budgetExceeded && "\(e)".contains("outrun")
+        }
+    }
+
     @Test("a serving run is a function of its seed")
     func determinism() throws {
         func run(_ seed: Int) throws -> ServingResult {

@@ -50,7 +50,12 @@ extension ScenarioDecoder {
             throw capValue.error(.tooLarge, "\(ranks) ranks of \(cap) requests select more experts per layer than \(ScenarioLimits.maxSelectionsPerLayer)")
         }
         let kvCapacity = try map.optional("kv_capacity_tokens")?.int(in: 1...(1 << 40), what: "KV-cache tokens per rank") ?? (1 << 40)
-        let steps = try map.required("steps", expected: "the decode steps to simulate").int(in: 1...ServingConfig.maxSteps, what: "a number of steps")
+        let stepsValue = try map.required("steps", expected: "the decode steps to simulate")
+        let steps = try stepsValue.int(in: 1...ServingConfig.maxSteps, what: "a number of steps")
+        if steps * ranks > ServingConfig.maxRankSteps {
+            throw stepsValue.error(
+                .tooLarge, "\(steps) steps x \(ranks) ranks keep \(steps * ranks) rank-step rows, more than \(ServingConfig.maxRankSteps): simulate fewer steps")
+        }
         let warmValue = map.optional("warmup_steps")
         let warm = try warmValue?.int(in: 0...ServingConfig.maxSteps, what: "a number of steps") ?? 0
         if let warmValue, warm >= steps { throw warmValue.error(.inconsistent, "warmup_steps (\(warm)) leaves none of the \(steps) steps to count") }

@@ -125,4 +125,6 @@ public struct ServingConfig: Sendable, Equatable {
     public static let maxOutputTokens = 1 << 20
     /// The most steps a serving run simulates.
     public static let maxSteps = 1_000_000
+    /// The most (step, rank) rows a run keeps (about 64 bytes each, 2 GB in all).
+    public static let maxRankSteps = 1 << 25
 }

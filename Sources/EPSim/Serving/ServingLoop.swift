@@ -191,7 +191,12 @@ public struct ServingLoop: Sendable {
                 break
             }
             var planTime = starts.min() ?? .zero
-            scheduler.arrive(until: planTime)
+            guard scheduler.arrive(until: planTime) else {
+                throw SimulationError(
+                    code: .budgetExceeded,
+                    message:
+                        "serving step \(step): \(ServingScheduler.maxWaiting) requests wait at \(planTime): the arrivals outrun what \(n) ranks of \(config.maxRequestsPerRank) requests serve; lower serving.arrivals, or set serving.requests")
+            }
             var admitted = scheduler.admit(step: step, rankStarts: starts)
             while scheduler.activeRequests == 0 {
                 // Nothing to decode: the ranks idle until the next arrival.

@@ -130,10 +130,17 @@ public struct ServingScheduler: Sendable {
         return ServingRequest(id: i, arrival: arrival, inputTokens: input, outputTokens: output)
     }
 
+    /// The most requests that may wait at once: past it the arrivals outrun the ranks for
+    /// good, and a run would only grow its queue (and its memory).
+    public static let maxWaiting = 1_000_000
+
     /// Takes every request arriving at or before `time` into the queue(s); one that could
-    /// never fit a rank's KV cache is rejected.
-    public mutating func arrive(until time: SimTime) {
+    /// never fit a rank's KV cache is rejected. Returns false, leaving the rest to come,
+    /// when ``maxWaiting`` requests wait.
+    @discardableResult
+    public mutating func arrive(until time: SimTime) -> Bool {
         while let t = nextArrival, t <= time {
+            if queuedRequests >= Self.maxWaiting { return false }
             switch config.arrivals {
             case .poisson: nextOpenArrival = t + gap(index: generated + 1)
             case .closedLoop: spawned.remove(at: spawned.firstIndex(of: t)!)
@@ -158,6 +165,7 @@ public struct ServingScheduler: Sendable {
                 rankQueues[r].append(index)
             }
         }
+        return true
     }
 
     // MARK: Admission
