@@ -79,22 +79,26 @@ struct ServeCommand: ParsableCommand {
         let text = runner.scenarioText
         let progress = StepProgress(runs: scenarios.count, steps: scenarios.values.reduce(0) { $0 + ($1.serving?.steps ?? 0) })
         let points = sweep.points
-        let outcome = runner.run(scenarios, jobs: min(jobs, scenarios.count)) { i, s in
-            let loop = try ServingLoop(scenario: s)
-            let result = try loop.run(progress: { _, _ in progress.step() }, shouldStop: { runner.isStopped })
-            var source = RunSource(scenarioPath: scenario, scenarioText: text)
-            if !points[i].isEmpty { source.scenarioText += "\n# serve point: " + points[i].map(\.description).joined(separator: " ") + "\n" }
-            let id = try store?.saveServing(result, scenario: s, source: source)
-            return (result, id)
+        let outcome = runner.run(scenarios, jobs: min(jobs, scenarios.count)) { _, s in
+            try ServingLoop(scenario: s).run(progress: { _, _ in progress.step() }, shouldStop: { runner.isStopped })
+        }
+        // Stored in point order (the ids follow the points, whatever finished first).
+        var ids: [Int: Int64] = [:]
+        if let store {
+            for i in points.indices {
+                guard let result = outcome.results[i] else { continue }
+                var source = RunSource(scenarioPath: scenario, scenarioText: text)
+                if !points[i].isEmpty { source.scenarioText += "\n# serve point: " + points[i].map(\.description).joined(separator: " ") + "\n" }
+                ids[i] = try withStore { try store.saveServing(result, scenario: scenarios[i]!, source: source) }
+            }
         }
         let signal = signals.cancel()
         progress.finish()
         for failure in outcome.failures { printError("error: \(scenario): \(failure.message)") }
-        let rows = points.indices.compactMap { i in outcome.results[i].map { (label: Self.label(points[i]), result: $0.0, id: $0.1) } }
+        let rows = points.indices.compactMap { i in outcome.results[i].map { (label: Self.label(points[i]), result: $0, id: ids[i]) } }
         print(ServeReport.render(rows.map { ($0.label, $0.result.summary, $0.id) }, format: format), terminator: "")
-        if let id = rows.first?.id, format == .table {
+        if !ids.isEmpty, format == .table {
             print("stored as serving run\(rows.count > 1 ? "s" : "") \(rows.compactMap(\.id).map(String.init).joined(separator: ", ")) in \(database.resolvedPath) (tables serve_*)")
-            _ = id
         }
         if let csvDir {
             try FileManager.default.createDirectory(atPath: csvDir, withIntermediateDirectories: true)

@@ -37,8 +37,8 @@ enum ForeignFile: String, CaseIterable, CustomStringConvertible {
         case .otherApplicationID: "application_id 0x000004D2 is another application's"
         case .otherGRDBApplication: "its schema versions are createPlayers"
         case .epsimVersionNamesOnly: "schema version v4 but no table runs"
-        case .versionGap: "its schema versions v1, v3, v4 have a gap"
-        case .missingColumn: "schema version v4 but table runs lacks summary_json"
+        case .versionGap: "its schema versions v1, v3, v4, v5 have a gap"
+        case .missingColumn: "schema version v5 but table runs lacks summary_json"
         }
     }
 
