@@ -103,3 +103,7 @@ public struct EventQueue<Payload> {
         heap[parent] = item
     }
 }
+
+/// A queue is a plain value: sendable when its payloads are.
+extension EventQueue: Sendable where Payload: Sendable {}
+extension EventQueue.Entry: Sendable where Payload: Sendable {}

@@ -180,6 +180,16 @@ struct ServingTests {
         } throws: { e in
             (e as? SimulationError)?.code == .budgetExceeded && "\(e)".contains("outrun")
         }
+        // A closed loop larger than the queue may hold stops the same way, and at once.
+        let closed = try Self.fixedScenario(
+            serving: """
+                arrivals: {process: closed, concurrency: 1500000}
+                input_tokens: 100
+                output_tokens: 1000
+                max_requests_per_rank: 1
+                steps: 10
+                """)
+        #expect(throws: SimulationError.self) { _ = try ServingLoop(scenario: closed).run() }
     }
 
     @Test("a serving run is a function of its seed")

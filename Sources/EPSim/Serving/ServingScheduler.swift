@@ -67,12 +67,15 @@ public struct ServingScheduler: Sendable {
     var queueHead = 0
     var rankQueues: [[Int]]
     var rankQueueHeads: [Int]
+    /// Input tokens of the requests waiting in each rank's queue.
+    var rankQueueKV: [Int]
     var nextRoundRobin = 0
     var randomDraws: UInt64 = 0
     /// The arrival stream: the next open-loop request, and closed-loop arrivals to come.
     var generated = 0
     var nextOpenArrival: SimTime = .zero
-    var spawned: [SimTime] = []
+    /// Closed loop: the arrivals to come (a heap: thousands of finishes a step).
+    var spawned = EventQueue<Bool>()
     /// Inter-token gaps delivered so far, each with the requests that saw it (in steps
     /// counted from ``ServingConfig/warmupSteps``).
     public private(set) var interTokenGaps: [(gap: SimTime, requests: Int)] = []
@@ -93,7 +96,11 @@ public struct ServingScheduler: Sendable {
         kvReserved = kvInUse
         rankQueues = Array(repeating: [], count: ranks)
         rankQueueHeads = kvInUse
-        if case .closedLoop(let c) = config.arrivals { spawned = Array(repeating: .zero, count: c) }
+        rankQueueKV = kvInUse
+        if case .closedLoop(let c) = config.arrivals {
+            spawned = EventQueue(reservingCapacity: min(c, 1 << 20))
+            for _ in 0..<c { spawned.push(true, at: .zero) }
+        }
         if case .poisson = config.arrivals { nextOpenArrival = gap(index: 0) }
     }
 
@@ -114,7 +121,7 @@ public struct ServingScheduler: Sendable {
         switch config.arrivals {
         case .poisson: return nextOpenArrival
         case let .bursts(size, interval): return SimTime(micros: Double(generated / size) * interval)
-        case .closedLoop: return spawned.min()
+        case .closedLoop: return spawned.nextTime
         case .trace(let rows): return generated < rows.count ? SimTime(micros: rows[generated].arrivalMicros) : nil
         }
     }
@@ -143,7 +150,7 @@ public struct ServingScheduler: Sendable {
             if queuedRequests >= Self.maxWaiting { return false }
             switch config.arrivals {
             case .poisson: nextOpenArrival = t + gap(index: generated + 1)
-            case .closedLoop: spawned.remove(at: spawned.firstIndex(of: t)!)
+            case .closedLoop: spawned.removeFirst()
             default: break
             }
             let request = drawRequest(at: t)
@@ -152,7 +159,7 @@ public struct ServingScheduler: Sendable {
             if request.inputTokens + request.outputTokens > config.kvCapacityTokens {
                 record.rejected = true
                 records.append(record)
-                if case .closedLoop = config.arrivals { spawned.append(t) }
+                if case .closedLoop = config.arrivals { spawned.push(true, at: t) }
                 continue
             }
             records.append(record)
@@ -163,6 +170,7 @@ public struct ServingScheduler: Sendable {
                 let r = choose(index, among: Array(0..<ranks), countingQueued: true)
                 records[index].rank = r
                 rankQueues[r].append(index)
+                rankQueueKV[r] += request.inputTokens
             }
         }
         return true
@@ -180,7 +188,7 @@ public struct ServingScheduler: Sendable {
         func requests(_ r: Int) -> Int { active[r].count + (countingQueued ? rankQueues[r].count - rankQueueHeads[r] : 0) }
         func kv(_ r: Int) -> Int {
             guard countingQueued else { return kvInUse[r] }
-            return kvInUse[r] + rankQueues[r][rankQueueHeads[r]...].reduce(0) { $0 + records[$1].request.inputTokens }
+            return kvInUse[r] + rankQueueKV[r]
         }
         func least(_ score: (Int) -> Double) -> Int {
             var best = candidates[0]
@@ -240,6 +248,7 @@ public struct ServingScheduler: Sendable {
             for r in 0..<ranks {
                 while rankQueueHeads[r] < rankQueues[r].count, fits(rankQueues[r][rankQueueHeads[r]], rank: r) {
                     place(rankQueues[r][rankQueueHeads[r]], on: r)
+                    rankQueueKV[r] -= records[rankQueues[r][rankQueueHeads[r]]].request.inputTokens
                     rankQueueHeads[r] += 1
                 }
             }
@@ -324,7 +333,7 @@ public struct ServingScheduler: Sendable {
                     kvInUse[r] -= a.kv
                     kvReserved[r] -= a.reserved
                     finished += 1
-                    if case .closedLoop = config.arrivals { spawned.append(ends[r]) }
+                    if case .closedLoop = config.arrivals { spawned.push(true, at: ends[r]) }
                 } else {
                     kept.append(a)
                 }
