@@ -190,6 +190,40 @@ struct ServingTests {
                 steps: 10
                 """)
         #expect(throws: SimulationError.self) { _ = try ServingLoop(scenario: closed).run() }
+        // Every request larger than a rank's KV capacity, arrivals without end: stopped, not a
+        // queue of rejections growing until memory runs out.
+        let rejected = try Self.fixedScenario(
+            serving: """
+                arrivals: {process: closed, concurrency: 4}
+                input_tokens: 100
+                output_tokens: 10
+                max_requests_per_rank: 2
+                kv_capacity_tokens: 10
+                steps: 5
+                """)
+        #expect(throws: SimulationError.self) { _ = try ServingLoop(scenario: rejected).run() }
+    }
+
+    @Test("a request trace with CRLF line ends reads as with LF; a batch that fits the dispatch capacity is accepted whatever tokens_per_rank says")
+    func crlfAndCapacity() throws {
+        let rows = try ScenarioDecoder.parseRequestTrace("arrival_us,input_tokens,output_tokens\r\n0,1000,20\r\n100,2000,30\r\n", file: "t.csv")
+        #expect(rows.map(\.inputTokens) == [1000, 2000])
+        let s = try Scenario.parse(
+            yaml: """
+                name: mtp
+                cluster: {ranks: 4, gpus_per_node: 1}
+                model: {experts: 16, top_k: 4, hidden: 7168, moe_layers: 2}
+                workload: {routing: balanced, draft_tokens: 3, max_dispatch_tokens_per_rank: 128}
+                schedule: deepseek-decode
+                serving:
+                  arrivals: {process: closed, concurrency: 64}
+                  input_tokens: 100
+                  output_tokens: 10
+                  max_requests_per_rank: 32
+                  steps: 3
+                """, file: "mtp.yaml")
+        try Simulation.checkBudget(s, options: SimulationOptions(timeline: .summary))
+        #expect(try ServingLoop(scenario: s).run().steps.count == 3)
     }
 
     @Test("a serving run is a function of its seed")

@@ -54,6 +54,12 @@ struct ScenarioDecoder {
         let microBatches = (try? Program(spec: schedule, denseLayers: model.model.denseLayers, moeLayers: model.model.moeLayers))?.microBatches ?? 1
         let serving = try decodeServing(root.optional("serving"), workload: workload, model: model.model, microBatches: microBatches, ranks: cluster.ranks)
         try root.finish()
+        if let serving {
+            // Serving decides the batches; the static workload (what `run` simulates and the
+            // capacity check reads) is a full batch of every rank.
+            scenarioWorkload.tokensPerRank = Array(repeating: serving.maxRequestsPerRank, count: cluster.ranks)
+            scenarioWorkload.tokenDistribution = nil
+        }
 
         let scenario = Scenario(
             name: name, description: description, cluster: cluster, model: model.model, workload: scenarioWorkload,

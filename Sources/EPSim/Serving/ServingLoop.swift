@@ -195,7 +195,7 @@ public struct ServingLoop: Sendable {
                 throw SimulationError(
                     code: .budgetExceeded,
                     message:
-                        "serving step \(step): \(ServingScheduler.maxWaiting) requests wait at \(planTime): the arrivals outrun what \(n) ranks of \(config.maxRequestsPerRank) requests serve; lower serving.arrivals, or set serving.requests")
+                        "serving step \(step): \(ServingScheduler.maxWaiting) requests wait (or were rejected, larger than serving.kv_capacity_tokens) at \(planTime): the arrivals outrun what \(n) ranks of \(config.maxRequestsPerRank) requests serve; lower serving.arrivals, or set serving.requests")
             }
             var admitted = scheduler.admit(step: step, rankStarts: starts)
             while scheduler.activeRequests == 0 {

@@ -70,6 +70,8 @@ public struct ServingScheduler: Sendable {
     /// Input tokens of the requests waiting in each rank's queue.
     var rankQueueKV: [Int]
     var nextRoundRobin = 0
+    /// Requests refused on arrival so far (too large for a rank's KV capacity).
+    var rejected = 0
     var randomDraws: UInt64 = 0
     /// The arrival stream: the next open-loop request, and closed-loop arrivals to come.
     var generated = 0
@@ -147,7 +149,7 @@ public struct ServingScheduler: Sendable {
     @discardableResult
     public mutating func arrive(until time: SimTime) -> Bool {
         while let t = nextArrival, t <= time {
-            if queuedRequests >= Self.maxWaiting { return false }
+            if queuedRequests >= Self.maxWaiting || rejected >= Self.maxWaiting { return false }
             switch config.arrivals {
             case .poisson: nextOpenArrival = t + gap(index: generated + 1)
             case .closedLoop: spawned.removeFirst()
@@ -158,6 +160,7 @@ public struct ServingScheduler: Sendable {
             let index = records.count
             if request.inputTokens + request.outputTokens > config.kvCapacityTokens {
                 record.rejected = true
+                rejected += 1
                 records.append(record)
                 if case .closedLoop = config.arrivals { spawned.push(true, at: t) }
                 continue
