@@ -33,8 +33,8 @@ public struct ServingStep: Sendable, Equatable {
     public var requests: Int
     public var tokens: Int
     public var kvTokens: Int
-    /// Requests waiting when the step was planned (after admission), and in the system
-    /// (waiting or decoding) then.
+    /// Requests waiting when the step was planned (after admission); with `requests`, those
+    /// in the system then.
     public var queued: Int
     public var admitted: Int
     public var finished: Int

@@ -219,8 +219,8 @@ public struct ServingScheduler: Sendable {
         }
     }
 
-    /// Admits waiting requests for `step`, whose first rank begins at `time`; each starts
-    /// decoding when its rank begins the step (`rankStarts`). Returns how many it admitted.
+    /// Admits waiting requests for `step` (called when its first rank begins it); each
+    /// starts decoding when its rank begins the step (`rankStarts`). Returns how many it admitted.
     @discardableResult
     public mutating func admit(step: Int, rankStarts: [SimTime]) -> Int {
         var admitted = 0
