@@ -205,7 +205,7 @@ two micro-batches), requests arriving at 600 per second (Poisson) with lognormal
 128 per rank; 2,000 decode steps, the first 600 left out; 4 of the 58 MoE layers simulated
 per step and the rest extrapolated (0.2% off the full step, [model.md](model.md#serving)).
 Round-robin assignment against DeepSeek's KV-balanced one (`least-kv`), from
-`scripts/serve-ep128.sh` (about 6 minutes; it writes `docs/data/serve-ep128.csv`, which this
+`scripts/serve-ep128.sh` (about 7 minutes on 2 cores; it writes `docs/data/serve-ep128.csv`, which this
 page reads):
 
 EOF

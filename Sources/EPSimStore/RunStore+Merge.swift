@@ -10,11 +10,23 @@ public struct MergeOutcome: Sendable, Equatable {
     /// The source's runs that were already in the target (or in an earlier source of the
     /// same merge), and so not copied again.
     public var skipped: Int
+    /// The same for serving runs (`serve_runs`, with their steps, rank-steps and requests).
+    public var newServingIDs: [Int64] = []
+    public var skippedServing = 0
+
+    public init(source: String, newIDs: [Int64], skipped: Int, newServingIDs: [Int64] = [], skippedServing: Int = 0) {
+        self.source = source
+        self.newIDs = newIDs
+        self.skipped = skipped
+        self.newServingIDs = newServingIDs
+        self.skippedServing = skippedServing
+    }
 }
 
 extension RunStore {
-    /// Copies every run of the databases at `sources` (with per-rank rows and kernels) into the
-    /// database at `target`, created when missing, under new ids, in one transaction.
+    /// Copies every run of the databases at `sources` (with per-rank rows and kernels), and
+    /// every serving run (with its steps, rank-steps and requests), into the database at
+    /// `target`, created when missing, under new ids, in one transaction.
     ///
     /// Used to combine the databases of a sweep run in shards on several machines. Every
     /// source is opened read-only and identified before the target is opened, so a missing,
@@ -25,7 +37,8 @@ extension RunStore {
     /// was, and a target this merge created is removed again.
     ///
     /// Merging is idempotent: a run whose identity (``RunIdentity``) is already in the target
-    /// is skipped, so merging one shard twice, or a database into a copy of itself, adds nothing.
+    /// is skipped, so merging one shard twice, or a database into a copy of itself, adds nothing;
+    /// a serving run is skipped when a `serve_runs` row equal in every column but the id is.
     ///
     /// - Throws: ``StoreError``: `sameFile`, `noDatabase` (a missing or empty source),
     ///   `cannotOpen`, `notADatabase`, `foreignDatabase`, `newerSchema`, `badValue`.
@@ -108,9 +121,53 @@ extension RunStore {
                         outcome.newIDs.append(newID)
                     }
                 }
+                try copyServingRuns(from: source, into: db, outcome: &outcome, onTarget: target)
                 outcomes.append(outcome)
             }
             return outcomes
+        }
+    }
+
+    /// The serving tables' rows of one serving run, child tables keyed by `serve_id` first.
+    static let servingChildTables = ["serve_steps", "serve_rank_steps", "serve_requests"]
+
+    /// Copies `source`'s serving runs into `db` (inside ``copyRuns(from:)``'s transaction):
+    /// a source older than version 5 has none.
+    func copyServingRuns(from source: RunStore, into db: Database, outcome: inout MergeOutcome, onTarget: (() throws -> Void) throws -> Void) throws {
+        let columns = try db.columns(in: "serve_runs").map(\.name).filter { $0 != "id" }
+        let list = columns.joined(separator: ", ")
+        var known = Set(try Row.fetchAll(db, sql: "SELECT \(list) FROM serve_runs").map { Array($0.databaseValues) })
+        let insertRun = try db.makeStatement(sql: "INSERT INTO serve_runs (\(list)) VALUES (\(Schema.placeholders(columns.count)))")
+        try source.read { src in
+            guard try src.tableExists("serve_runs") else { return }
+            // Named columns, serve_id first, so the copy does not depend on column order.
+            var inserts: [String: Statement] = [:]
+            var selects: [String: String] = [:]
+            for table in Self.servingChildTables {
+                let names = ["serve_id"] + (try db.columns(in: table).map(\.name).filter { $0 != "serve_id" })
+                let joined = names.joined(separator: ", ")
+                inserts[table] = try db.makeStatement(sql: "INSERT INTO \(table) (\(joined)) VALUES (\(Schema.placeholders(names.count)))")
+                selects[table] = "SELECT \(joined) FROM \(table) WHERE serve_id = ?"
+            }
+            let runs = try Row.fetchCursor(src, sql: "SELECT id, \(list) FROM serve_runs ORDER BY id")
+            while let run = try runs.next() {
+                let values = Array(run.databaseValues.dropFirst())
+                guard known.insert(values).inserted else {
+                    outcome.skippedServing += 1
+                    continue
+                }
+                let id: Int64 = try run.decode(atIndex: 0)
+                try onTarget { try insertRun.execute(arguments: StatementArguments(values)) }
+                let newID = db.lastInsertedRowID
+                for table in Self.servingChildTables {
+                    let rows = try Row.fetchCursor(src, sql: selects[table]!, arguments: [id])
+                    while let row = try rows.next() {
+                        inserts[table]!.setUncheckedArguments(StatementArguments([newID.databaseValue] + row.databaseValues.dropFirst()))
+                        try onTarget { try inserts[table]!.execute() }
+                    }
+                }
+                outcome.newServingIDs.append(newID)
+            }
         }
     }
 

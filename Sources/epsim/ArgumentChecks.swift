@@ -113,6 +113,27 @@ func validateDistinctOutputs(_ outputs: [(option: String, path: String?)], input
     }
 }
 
+/// Checks an output folder option before any work: not empty, not a file, and either a
+/// writable folder or one that can be created (its nearest existing ancestor is a writable
+/// folder).
+func validateOutputFolder(_ path: String?, option: String) throws {
+    guard let path else { return }
+    guard !path.isEmpty else { throw ValidationError("\(option): expected the path of a folder to write into, found an empty string") }
+    var isDirectory: ObjCBool = false
+    if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) {
+        guard isDirectory.boolValue else { throw ValidationError("\(option) \(path): is a file; expected a folder to write into") }
+        guard access(path, W_OK | X_OK) == 0 else { throw ValidationError("\(option) \(path): the folder may not be written") }
+        return
+    }
+    var ancestor = (path as NSString).deletingLastPathComponent
+    while !ancestor.isEmpty, !FileManager.default.fileExists(atPath: ancestor) { ancestor = (ancestor as NSString).deletingLastPathComponent }
+    let existing = ancestor.isEmpty ? "." : ancestor
+    guard FileManager.default.fileExists(atPath: existing, isDirectory: &isDirectory), isDirectory.boolValue else {
+        throw ValidationError("\(option) \(path): \(existing) is a file, so the folder cannot be created")
+    }
+    guard access(existing, W_OK | X_OK) == 0 else { throw ValidationError("\(option) \(path): cannot create it, \(existing) may not be written") }
+}
+
 /// Writes an output file (SVG, CSV, trace, Markdown), or prints why it cannot be written and
 /// exits 73. A path that exists and is not a regular file (`/dev/stdout`, `/dev/null`, a
 /// FIFO), or is a symbolic link, is written in place (an atomic replace would put a regular

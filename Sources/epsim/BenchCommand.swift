@@ -110,6 +110,13 @@ struct BenchReport {
     var ranks: [Measurement] = []
     var storage: [Measurement] = []
     var sweep: (points: Int, one: Double, two: Double) = (0, 0, 0)
+    /// `epsim serve` on the shipped EP 128 scenario: steps simulated, the process's wall time
+    /// and peak memory (each step also simulates its balanced counterfactual, on a second thread).
+    var serve: (steps: Int, wall: Double, peakMB: Double) = (0, 0, 0)
+
+    /// The serving target: 2,000 decode steps of DeepSeek-V3 at EP 128 (4 of 58 MoE layers
+    /// simulated) in under 3 minutes, as README states for one policy.
+    static let serveStepTarget = 0.09
 
     init(quick: Bool) { self.quick = quick }
 
@@ -171,7 +178,7 @@ struct BenchReport {
     /// the time so far.
     mutating func collect() throws {
         let cases = plan
-        let total = cases.count + 1
+        let total = cases.count + 2
         let started = ContinuousClock.now
         func progress(_ k: Int, _ what: String) {
             let elapsed = (ContinuousClock.now - started).seconds
@@ -186,10 +193,17 @@ struct BenchReport {
             "sweep", PackagePaths.resolve("Scenarios/bench/deepseek-v3-decode-ep64.yaml"), "--vary", "workload.seed=" + (1...points).map(String.init).joined(separator: ","),
             "--vary", "model.moe_layers=4", "--no-store",
         ]
-        progress(total, "sweep of \(points) points, --jobs 1 and 2")
+        progress(total - 1, "sweep of \(points) points, --jobs 1 and 2")
         let one = try spawnMeasured(base + ["--jobs", "1"]).wallSeconds
         let two = try spawnMeasured(base + ["--jobs", "2"]).wallSeconds
         sweep = (points, one, two)
+        let serveSteps = quick ? 100 : 400
+        progress(total, "serve EP 128, \(serveSteps) steps")
+        let served = try spawnMeasured([
+            "serve", PackagePaths.resolve("Scenarios/serving/serve-ep128.yaml"), "--vary", "serving.steps=\(serveSteps)", "--vary",
+            "serving.warmup_steps=\(serveSteps / 4)", "--no-store", "--format", "json",
+        ])
+        serve = (serveSteps, served.wallSeconds, served.peakMB)
     }
 
     static func f(_ x: Double, _ digits: Int = 3) -> String { String(format: "%.\(digits)f", x) }
@@ -213,8 +227,12 @@ struct BenchReport {
             header: ["case", "sim_s", "store_s", "store/sim"], rows: storage.map { [$0.label, Self.f($0.sim), Self.f($0.store), Self.f($0.store / $0.sim, 2)] })
         out +=
             "sweep of \(sweep.points) points: --jobs 1 \(Self.f(sweep.one, 2)) s, --jobs 2 \(Self.f(sweep.two, 2)) s, speedup \(Self.f(sweep.one / sweep.two, 2))x\n"
+        out += "serve EP 128, \(serve.steps) steps: \(Self.f(serve.wall, 1)) s, \(Self.f(serveStep * 1000, 1)) ms per step, peak \(Self.f(serve.peakMB, 0)) MB\n"
         return out
     }
+
+    /// Wall seconds per serving step.
+    var serveStep: Double { serve.steps > 0 ? serve.wall / Double(serve.steps) : 0 }
 
     var markdown: String {
         func md(_ header: [String], _ rows: [[String]]) -> String {
@@ -260,6 +278,7 @@ struct BenchReport {
             | cost linear in steps | \(perStep.map { Self.f($0 * 1000, 1) }.joined(separator: ", ")) ms per step at 1/2/4 steps | \(Self.flat(perStep) ? "yes" : "**no**") |
             | cost no worse than flows in ranks | \(perFlow.map { Self.f($0, 0) }.joined(separator: ", ")) ns per flow at EP 16/32/64/128/256 | \(perFlow.allSatisfy { $0 <= (perFlow.first ?? 0) * 1.35 } ? "yes" : "**no**") |
             | storing a full timeline adds at most the simulation time | store/sim \(storage.map { Self.f($0.store / $0.sim, 2) }.joined(separator: ", ")) (EP 64, EP 256) | \(worstStore <= 1 ? "yes" : "**no**") |
+            | `epsim serve` at EP 128 (4 of 58 MoE layers simulated, with the balanced counterfactual): 2,000 steps in under 3 minutes, \(Self.f(Self.serveStepTarget * 1000, 0)) ms per step | \(Self.f(serveStep * 1000, 1)) ms per step (\(serve.steps) steps in \(Self.f(serve.wall, 1)) s, peak \(Self.f(serve.peakMB, 0)) MB) | \(serveStep > 0 && serveStep < Self.serveStepTarget ? "yes" : "**no**") |
             | sweep of 200+ points: speedup at least 1.7x with 2 jobs | \(Self.f(sweep.one / max(sweep.two, 1e-9), 2))x (\(sweep.points) points: \(Self.f(sweep.one, 1)) s vs \(Self.f(sweep.two, 1)) s) | \(sweep.one / max(sweep.two, 1e-9) >= 1.7 && sweep.points >= 200 ? "yes" : "**no**") |
 
             ## Scenarios

@@ -10,7 +10,8 @@ import Foundation
 /// $ epsim serve Scenarios/serve-ep128.yaml --vary serving.policy=round-robin,least-kv --plot /tmp/serve.svg
 /// ```
 ///
-/// Exit status: 0; 64 bad arguments; 65 a bad scenario; 70 a simulation failure; 130/143
+/// Exit status: 0; 64 bad arguments; 65 a bad scenario; 70 a simulation failure; 73 an
+/// output (CSV, plot) that cannot be written; 74 a database that cannot be used; 130/143
 /// stopped by SIGINT/SIGTERM (the steps finished so far are reported and stored).
 struct ServeCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -45,13 +46,15 @@ struct ServeCommand: ParsableCommand {
         guard jobs >= 1 else { throw ValidationError("--jobs must be at least 1") }
         do { _ = try Sweep(varying: vary) } catch let error as SweepError { throw ValidationError(error.description) }
         try validateOutputPath(plot, option: "--plot")
+        try validateOutputFolder(csvDir, option: "--csv-dir")
         try validateDistinctOutputs([("--plot", plot)], inputs: [("the scenario", scenario), ("the run database", noStore ? nil : database.resolvedPath)])
     }
 
     func run() throws {
         let sweep = try Sweep(varying: vary)
         let runner = SweepRunner(scenarioPath: PackagePaths.resolve(scenario), points: sweep.points)
-        let signals = StopSignals(runner)
+        let signals = StopSignals(
+            runner, inFlight: "the decode step in flight, then storing the steps done", atExit: "nothing is stored (serve stores its runs when all have ended)")
         let scenarios: [Int: Scenario]
         do {
             scenarios = try runner.load()
@@ -95,18 +98,25 @@ struct ServeCommand: ParsableCommand {
         let signal = signals.cancel()
         progress.finish()
         for failure in outcome.failures { printError("error: \(scenario): \(failure.message)") }
-        let rows = points.indices.compactMap { i in outcome.results[i].map { (label: Self.label(points[i]), result: $0, id: ids[i]) } }
-        print(ServeReport.render(rows.map { ($0.label, $0.result.summary, $0.id) }, format: format), terminator: "")
+        let rows = points.indices.compactMap { i in
+            outcome.results[i].map { (label: Self.label(points[i], sweep: sweep), point: points[i].map(\.description).joined(separator: " "), result: $0, id: ids[i]) }
+        }
+        print(ServeReport.render(rows.map { ($0.label, $0.point, $0.result.summary, $0.id) }, format: format), terminator: "")
         if !ids.isEmpty, format == .table {
             print("stored as serving run\(rows.count > 1 ? "s" : "") \(rows.compactMap(\.id).map(String.init).joined(separator: ", ")) in \(database.resolvedPath) (tables serve_*)")
         }
         if let csvDir {
-            try FileManager.default.createDirectory(atPath: csvDir, withIntermediateDirectories: true)
-            for row in rows {
-                let base = csvDir + "/" + (row.label.isEmpty ? "serve" : Self.fileSafe(row.label))
-                try ServingExport.stepsCSV(row.result).write(toFile: base + "-steps.csv", atomically: true, encoding: .utf8)
-                try ServingExport.rankStepsCSV(row.result).write(toFile: base + "-rank-steps.csv", atomically: true, encoding: .utf8)
-                try ServingExport.requestsCSV(row.result).write(toFile: base + "-requests.csv", atomically: true, encoding: .utf8)
+            do {
+                try FileManager.default.createDirectory(atPath: csvDir, withIntermediateDirectories: true)
+            } catch {
+                printError("error: --csv-dir \(csvDir): cannot create the folder: \((error as NSError).localizedDescription)")
+                throw ExitCode(73)
+            }
+            for (row, base) in zip(rows, Self.fileBases(rows.map(\.label))) {
+                let path = csvDir + "/" + base
+                try writeOutput(ServingExport.stepsCSV(row.result), to: path + "-steps.csv", what: "the steps CSV")
+                try writeOutput(ServingExport.rankStepsCSV(row.result), to: path + "-rank-steps.csv", what: "the rank-steps CSV")
+                try writeOutput(ServingExport.requestsCSV(row.result), to: path + "-requests.csv", what: "the requests CSV")
             }
             if format != .json { printError("wrote \(rows.count * 3) CSV files to \(csvDir)") }
         }
@@ -115,7 +125,7 @@ struct ServeCommand: ParsableCommand {
                 rows.count == 1
                 ? ServingPlot.single(rows[0].result, title: rows[0].result.scenarioName)
                 : ServingPlot.compare(rows.map { ($0.label, $0.result) }, title: rows[0].result.scenarioName)
-            try svg.write(toFile: plot, atomically: true, encoding: .utf8)
+            try writeOutput(svg, to: plot, what: "the plot")
             if format != .json { printError("wrote \(plot)") }
         }
         if outcome.stopped || rows.contains(where: { $0.result.stopped }) {
@@ -125,10 +135,35 @@ struct ServeCommand: ParsableCommand {
         if !outcome.failures.isEmpty { throw ExitCode(70) }
     }
 
-    static func label(_ point: [Override]) -> String { point.map { "\($0.keyPath.split(separator: ".").last!)=\($0.value)" }.joined(separator: " ") }
+    /// A point's label for the table, the legends and the CSV file names: the overrides of
+    /// the keys given several values (a key given one is the same for every run), keys
+    /// shortened as far as they stay distinct (`policy=least-kv`); all overrides where no
+    /// key has several values.
+    static func label(_ point: [Override], sweep: Sweep) -> String {
+        let keys = sweep.shortKeys
+        let varied = Set(sweep.axes.filter { $0.values.count > 1 }.map(\.keyPath))
+        let shown = varied.isEmpty ? point : point.filter { varied.contains($0.keyPath) }
+        return shown.map { "\(keys[$0.keyPath] ?? $0.keyPath)=\($0.value)" }.joined(separator: " ")
+    }
 
     static func fileSafe(_ s: String) -> String {
         String(s.map { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" || $0 == "." ? $0 : "_" })
+    }
+
+    /// One file name stem per run, distinct: the label made file-safe (`serve` without one),
+    /// then `-2`, `-3`, ... where two labels give the same stem (`policy={weights: ...}`).
+    static func fileBases(_ labels: [String]) -> [String] {
+        var used = Set<String>()
+        return labels.map { label in
+            let stem = String((label.isEmpty ? "serve" : fileSafe(label)).prefix(200))
+            var name = stem
+            var n = 2
+            while !used.insert(name).inserted {
+                name = "\(stem)-\(n)"
+                n += 1
+            }
+            return name
+        }
     }
 }
 
@@ -164,42 +199,66 @@ final class StepProgress: @unchecked Sendable {
 
 /// The comparison table (or JSON, CSV) of serving runs.
 enum ServeReport {
-    static let columns: [(name: String, value: @Sendable (ServingSummary) -> String)] = [
+    /// The run's shape: above the table when every run shares it, else columns.
+    static let shape: [(name: String, value: @Sendable (ServingSummary) -> String?)] = [
+        ("ranks", { String($0.ranks) }),
+        ("moe_layers", { String($0.moeLayers) }),
+        ("simulated_moe_layers", { String($0.simulatedMoELayers) }),
+        ("counted_steps", { String($0.countedSteps) }),
+    ]
+
+    /// Each column's cell; nil for a figure over an empty set (blank in CSV, `-` in the table).
+    static let columns: [(name: String, value: @Sendable (ServingSummary) -> String?)] = [
         ("policy", { $0.policy }),
-        ("tokens_per_s_per_gpu", { String(format: "%.1f", $0.tokensPerSecondPerGPU) }),
-        ("tpot_p50_us", { String(format: "%.1f", $0.tpotP50Micros) }),
-        ("tpot_p99_us", { String(format: "%.1f", $0.tpotP99Micros) }),
-        ("itl_p99_us", { String(format: "%.1f", $0.itlP99Micros) }),
-        ("queue_p99_us", { String(format: "%.1f", $0.queueP99Micros) }),
-        ("mean_step_us", { String(format: "%.1f", $0.meanStepMicros) }),
-        ("balanced_step_us", { $0.balancedStepMicros.map { String(format: "%.1f", $0) } ?? "" }),
-        ("imbalance_share", { $0.imbalanceShare.map { String(format: "%.4f", $0) } ?? "" }),
-        ("mean_batch", { String(format: "%.1f", $0.meanBatch) }),
-        ("batch_max_over_mean", { String(format: "%.3f", $0.batchMaxOverMean) }),
-        ("kv_max_over_mean", { String(format: "%.3f", $0.kvMaxOverMean) }),
+        ("tokens_per_s_per_gpu", { f($0.tokensPerSecondPerGPU, 1) }),
+        ("tpot_p50_us", { f($0.tpotP50Micros, 1) }),
+        ("tpot_p99_us", { f($0.tpotP99Micros, 1) }),
+        ("itl_p99_us", { f($0.itlP99Micros, 1) }),
+        ("queue_p99_us", { f($0.queueP99Micros, 1) }),
+        ("mean_step_us", { f($0.meanStepMicros, 1) }),
+        ("balanced_step_us", { f($0.balancedStepMicros, 1) }),
+        ("imbalance_share", { f($0.imbalanceShare, 4) }),
+        ("mean_batch", { f($0.meanBatch, 1) }),
+        ("batch_max_over_mean", { f($0.batchMaxOverMean, 3) }),
+        ("kv_max_over_mean", { f($0.kvMaxOverMean, 3) }),
         ("requests_finished", { String($0.requestsFinished) }),
+        ("requests_waiting", { String($0.requestsWaiting) }),
         ("steps", { String($0.steps) }),
         ("wall_s", { String(format: "%.1f", $0.wallSeconds) }),
     ]
 
-    static func render(_ rows: [(label: String, summary: ServingSummary, id: Int64?)], format: ServeCommand.ServeFormat) -> String {
+    static func f(_ x: Double?, _ digits: Int) -> String? { x.map { String(format: "%.\(digits)f", $0) } }
+
+    /// `label`: the table's short point name; `point`: every override in full (JSON, CSV).
+    static func render(_ rows: [(label: String, point: String, summary: ServingSummary, id: Int64?)], format: ServeCommand.ServeFormat) -> String {
         switch format {
         case .json:
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-            let list = rows.map { Labeled(point: $0.label, summary: $0.summary, serveID: $0.id) }
+            let list = rows.map { Labeled(point: $0.point, summary: $0.summary, serveID: $0.id) }
             return String(decoding: (try? encoder.encode(list)) ?? Data(), as: UTF8.self) + "\n"
         case .csv:
-            var out = (["point"] + columns.map(\.name)).joined(separator: ",") + "\n"
-            for r in rows { out += ([r.label] + columns.map { $0.value(r.summary) }).map(csvField).joined(separator: ",") + "\n" }
+            let all = shape + columns
+            var out = (["point"] + all.map(\.name)).joined(separator: ",") + "\n"
+            for r in rows { out += ([r.point] + all.map { $0.value(r.summary) ?? "" }).map(csvField).joined(separator: ",") + "\n" }
             return out
         case .table:
             guard let first = rows.first?.summary else { return "" }
-            var out = "\(first.scenario): \(first.ranks) ranks, \(first.moeLayers) MoE layers"
-            out += first.simulatedMoELayers < first.moeLayers ? " (\(first.simulatedMoELayers) simulated per step, the rest extrapolated)" : ""
-            out += ", \(first.countedSteps) counted steps of \(first.steps)\n\n"
-            let header = (rows.count > 1 ? ["point"] : []) + columns.map(\.name)
-            let body = rows.map { row in (rows.count > 1 ? [row.label] : []) + columns.map { c in c.value(row.summary) } }
+            // What every run shares goes above the table; what differs (--vary cluster.ranks)
+            // is a column.
+            let same = shape.filter { c in rows.allSatisfy { c.value($0.summary) == c.value(first) } }.map(\.name)
+            let varying = shape.filter { !same.contains($0.name) }
+            var facts: [String] = []
+            if same.contains("ranks") { facts.append("\(first.ranks) ranks") }
+            if same.contains("moe_layers") { facts.append("\(first.moeLayers) MoE layers") }
+            if same.contains("simulated_moe_layers"), first.simulatedMoELayers < first.moeLayers || !same.contains("moe_layers") {
+                facts.append("\(first.simulatedMoELayers) simulated per step, the rest extrapolated")
+            }
+            if same.contains("counted_steps") { facts.append("\(first.countedSteps) counted step\(first.countedSteps == 1 ? "" : "s") of \(first.steps)") }
+            var out = "\(first.scenario)" + (facts.isEmpty ? "" : ": " + facts.joined(separator: ", ")) + "\n\n"
+            let cells = varying + columns
+            let header = (rows.count > 1 ? ["point"] : []) + cells.map(\.name)
+            let body = rows.map { row in (rows.count > 1 ? [row.label] : []) + cells.map { c in c.value(row.summary) ?? "-" } }
             let widths = header.indices.map { i in max(header[i].count, body.map { $0[i].count }.max() ?? 0) }
             func line(_ cells: [String]) -> String {
                 cells.indices.map { i in i == 0 ? cells[i].padding(toLength: widths[i], withPad: " ", startingAt: 0) : String(repeating: " ", count: widths[i] - cells[i].count) + cells[i] }

@@ -166,7 +166,10 @@ final class StopSignals: @unchecked Sendable {
     private var first: Int32?
     private var firstAt = ContinuousClock.now
 
-    init(_ runner: SweepRunner) {
+    /// - Parameters:
+    ///   - inFlight: what the first signal lets finish, as the message names it.
+    ///   - atExit: what a second signal leaves, as the message names it.
+    init(_ runner: SweepRunner, inFlight: String = "the points in flight", atExit: String = "the points completed so far are stored") {
         for number in [SIGINT, SIGTERM] {
             signal(number, SIG_IGN)
             let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
@@ -179,12 +182,12 @@ final class StopSignals: @unchecked Sendable {
                 }
                 if repeated && soon { return }
                 if repeated {
-                    FileHandle.standardError.write(Data("\nsecond signal: exiting now; the points completed so far are stored\n".utf8))
+                    FileHandle.standardError.write(Data("\nsecond signal: exiting now; \(atExit)\n".utf8))
                     _exit(128 + (lock.withLock { first } ?? number))
                 }
                 runner.stop()
                 let name = number == SIGTERM ? "SIGTERM" : "interrupt"
-                FileHandle.standardError.write(Data("\n\(name): finishing the points in flight (a second signal exits at once)...\n".utf8))
+                FileHandle.standardError.write(Data("\n\(name): finishing \(inFlight) (a second signal exits at once)...\n".utf8))
             }
             source.resume()
             sources.append(source)
@@ -263,7 +266,7 @@ struct DatabaseCommand: ParsableCommand {
     /// transaction, and a run already in the target is skipped (``RunStore/merge(into:from:)``).
     struct Merge: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Copy every run of the source databases into the target (new ids); runs already there are skipped.")
+            abstract: "Copy every run and serving run of the source databases into the target (new ids); runs already there are skipped.")
         @Argument(help: "Target database (created if missing).") var target: String
         @Argument(help: "Source databases.") var sources: [String]
 
@@ -277,6 +280,11 @@ struct DatabaseCommand: ParsableCommand {
                 var line = "merged \(o.newIDs.count) runs from \(o.source)"
                 if let first = o.newIDs.first, let last = o.newIDs.last { line += " as runs \(first)...\(last)" }
                 if o.skipped > 0 { line += "; skipped \(o.skipped) already in \(target)" }
+                if !o.newServingIDs.isEmpty || o.skippedServing > 0 {
+                    line += "; \(o.newServingIDs.count) serving runs"
+                    if let first = o.newServingIDs.first, let last = o.newServingIDs.last { line += " as serving runs \(first)...\(last)" }
+                    if o.skippedServing > 0 { line += ", skipped \(o.skippedServing) already there" }
+                }
                 print(line)
             }
         }

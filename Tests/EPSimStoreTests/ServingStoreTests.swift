@@ -56,4 +56,34 @@ struct ServingStoreTests {
         let svg = ServingPlot.single(r, title: "t")
         #expect(svg.contains("<polyline") && svg.hasSuffix("</svg>\n"))
     }
+
+    @Test("db merge copies serving runs with every row under new ids, and skips them the second time")
+    func merge() throws {
+        let (r, s) = try Self.result()
+        let source = try temporaryDatabasePath()
+        let store = try RunStore(path: source)
+        let source1 = RunSource(scenarioPath: "serve-store.yaml", scenarioText: "")
+        try store.saveServing(r, scenario: s, source: source1, createdAt: Date(timeIntervalSince1970: 1_800_000_000))
+        try store.saveServing(r, scenario: s, source: source1, createdAt: Date(timeIntervalSince1970: 1_800_000_001))
+        try store.close()
+        // The target already holds one serving run of its own: the copies get ids 2 and 3.
+        let target = try temporaryDatabasePath()
+        let own = try RunStore(path: target)
+        try own.saveServing(r, scenario: s, source: source1, createdAt: Date(timeIntervalSince1970: 1_700_000_000))
+        try own.close()
+        let first = try RunStore.merge(into: target, from: [source])
+        #expect(first.map(\.newServingIDs) == [[2, 3]] && first.map(\.skippedServing) == [0])
+        let merged = try RunStore(path: target, mode: .read)
+        for id: Int64 in [2, 3] {
+            #expect(try merged.servingRowCount("serve_steps", serveID: id) == r.steps.count)
+            #expect(try merged.servingRowCount("serve_rank_steps", serveID: id) == r.rankSteps.count)
+            #expect(try merged.servingRowCount("serve_requests", serveID: id) == r.requests.count)
+        }
+        let ends = try merged.read { db in try Int64.fetchAll(db, sql: "SELECT end_ps FROM serve_steps WHERE serve_id = 3 ORDER BY step") }
+        #expect(ends == r.steps.map(\.end.picos))
+        #expect(try merged.servingRuns().map(\.summaryJSON).allSatisfy { try JSONDecoder().decode(ServingSummary.self, from: Data($0.utf8)) == r.summary })
+        try merged.close()
+        let again = try RunStore.merge(into: target, from: [source])
+        #expect(again.map(\.newServingIDs) == [[]] && again.map(\.skippedServing) == [2])
+    }
 }

@@ -30,6 +30,16 @@ struct SweepTests {
         #expect(throws: SweepError.self) { try Sweep(varying: (0..<7).map { "k\($0)=" + thousand }) }
     }
 
+    @Test("a value given twice for one key is refused (the same point twice is the same run); short key names stay distinct")
+    func duplicateValuesAndShortKeys() throws {
+        #expect { try Sweep(varying: ["serving.policy=least-kv,round-robin,least-kv"]) } throws: { "\($0)".contains("the value least-kv is given twice") }
+        // Brackets group: [1,2] and [1,3] are different values.
+        #expect(try Sweep(varying: ["a=[1,2],[1,3]"]).points.count == 2)
+        let keys = try Sweep(varying: ["workload.seed=1,2", "serving.seed=3", "serving.policy=round-robin", "x.a.b=1", "y.a.b=2"]).shortKeys
+        #expect(keys == ["workload.seed": "workload.seed", "serving.seed": "serving.seed", "serving.policy": "policy", "x.a.b": "x.a.b", "y.a.b": "y.a.b"])
+        #expect(try Sweep(varying: ["p.q.r=1", "s.q.t=2"]).shortKeys == ["p.q.r": "r", "s.q.t": "t"])
+    }
+
     @Test("shards are disjoint and their union is the whole sweep", arguments: [(10, 3), (7, 7), (5, 8), (200, 4), (1, 1)])
     func shards(points: Int, count: Int) throws {
         var seen: [Int] = []
@@ -107,7 +117,7 @@ struct SweepRunnerTests {
         #expect(some.results.keys.sorted() == [0, 2] && some.failures.isEmpty)
     }
 
-    @Test("an error in the file's own text keeps the file's line; one in an override's value does not")
+    @Test("an error in the file's own text keeps the file's line; one in an override's value does not; one in a trace names the trace")
     func pointErrorLocation() throws {
         let runner = SweepRunner(scenarioPath: Self.path, points: try Sweep(varying: ["model.experts=7"]).points)
         #expect { _ = try runner.load() } throws: { error in
@@ -115,6 +125,19 @@ struct SweepRunnerTests {
             // top_k is the file's (line 8): the message points there.
             return e.error.keyPath == "model.top_k" && !e.isInOverride && "\(e)".hasPrefix("\(Self.path):\(e.error.line!):")
         }
+        // A single run (no overrides) names no point.
+        let scenarioText = try String(contentsOfFile: Self.path, encoding: .utf8)
+        let broken = FileManager.default.temporaryDirectory.appendingPathComponent("epsim-point-\(UUID().uuidString).yaml").path
+        try scenarioText.replacingOccurrences(of: "top_k:", with: "top_k: -3 #").write(toFile: broken, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(atPath: broken) }
+        #expect { _ = try SweepRunner(scenarioPath: broken, points: [[]]).load() } throws: { error in
+            "\(error)".hasPrefix("\(broken):") && !"\(error)".contains("point 0") && "\(error)".contains("model.top_k: ")
+        }
+        // An error in a file the scenario names (its request trace) is located in that file.
+        let e = SweepPointError(
+            index: 0, point: [Override(keyPath: "serving.arrivals.file", value: "t.csv")], scenarioPath: "s.yaml",
+            error: ScenarioError(.wrongType, file: "dir/t.csv", keyPath: "serving.arrivals.file", line: 3, message: "bad"))
+        #expect(e.description == "dir/t.csv:3: point 0 (serving.arrivals.file=t.csv): serving.arrivals.file: bad")
         let unreadable = SweepRunner(scenarioPath: Self.path + ".missing", points: try Sweep(varying: ["steps=1,2"]).points)
         #expect { _ = try unreadable.load() } throws: { ($0 as? ScenarioError)?.code == .unreadableFile }
     }

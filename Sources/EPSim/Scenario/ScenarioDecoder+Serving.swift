@@ -43,7 +43,7 @@ extension ScenarioDecoder {
             if perMicroBatch > capacity {
                 throw capValue.error(
                     .inconsistent,
-                    "\(cap) requests of \(perRequest) tokens put \(perMicroBatch) tokens in a micro-batch, more than workload.max_dispatch_tokens_per_rank (\(capacity))")
+                    "\(cap) requests of \(perRequest) token\(perRequest == 1 ? "" : "s") each put \(perMicroBatch) tokens in a micro-batch, more than workload.max_dispatch_tokens_per_rank (\(capacity))")
             }
         }
         if ranks * cap * perRequest * model.topK > ScenarioLimits.maxSelectionsPerLayer {
@@ -64,12 +64,11 @@ extension ScenarioDecoder {
             if case .scalar = v.node, try v.string() == "all" {
                 layers = nil
             } else {
-                let k = try v.int(in: 1...model.moeLayers, what: "MoE layers to simulate per step (or all)")
-                if k < model.moeLayers && k < 3 {
-                    throw v.error(
-                        .outOfRange,
-                        "the fast path extrapolates from the layers between the first and the last: simulate at least 3 of the \(model.moeLayers) MoE layers, or all")
-                }
+                // The fast path extrapolates from the layers between the first and the last,
+                // so it needs 3; a model of fewer layers simulates them all.
+                let k = try v.int(
+                    in: min(3, model.moeLayers)...model.moeLayers,
+                    what: "MoE layers to simulate per step (at least 3, the fast path extrapolating from those between the first and the last; or all)")
                 layers = k == model.moeLayers ? nil : k
             }
         }

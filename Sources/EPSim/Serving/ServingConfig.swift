@@ -45,7 +45,10 @@ public struct ServingConfig: Sendable, Equatable {
         /// "balances KV cache usage ... and request counts per GPU" (DeepSeek, "Day 6: One
         /// more thing, DeepSeek-V3/R1 inference system overview", 2025).
         case leastKV
-        /// The least `requests x requests/max_requests + kv x kv_tokens/kv_capacity`.
+        /// The least `requests x n_r / mean(n) + kv x kv_r / mean(kv)`: each rank's requests
+        /// and KV tokens over their means across all ranks (queued ones counted with
+        /// `per-rank` queueing), so the weights compare like with like. (Dividing by the
+        /// capacities instead made the KV term vanish under the default, unbounded capacity.)
         case weighted(requests: Double, kv: Double)
 
         /// The name the scenario file uses.

@@ -27,7 +27,9 @@ public struct ServingResult: Sendable {
 /// A serving run's figures (times in microseconds, as `_us` keys in JSON).
 ///
 /// Counted from step ``ServingConfig/warmupSteps``: throughput and step times over the
-/// counted steps; per-request latencies over requests admitted in them that finished.
+/// counted steps; per-request latencies over requests admitted in them that finished. A
+/// figure over an empty set (no counted step: the run ended or was stopped during warm-up;
+/// no request finished) is nil, `null` in JSON, never 0.
 public struct ServingSummary: Sendable, Equatable, Codable {
     public var scenario: String
     public var policy: String
@@ -43,29 +45,34 @@ public struct ServingSummary: Sendable, Equatable, Codable {
     /// Output tokens generated in the counted steps (accepted tokens with multi-token prediction).
     public var outputTokens: Int
     /// Output tokens per second per GPU over the counted steps' span (idle time included).
-    public var tokensPerSecondPerGPU: Double
-    public var tpotP50Micros: Double
-    public var tpotP90Micros: Double
-    public var tpotP99Micros: Double
+    public var tokensPerSecondPerGPU: Double?
+    public var tpotP50Micros: Double?
+    public var tpotP90Micros: Double?
+    public var tpotP99Micros: Double?
     /// Inter-token latency: each request's gap between consecutive token deliveries (the
     /// first from its decode start), weighted by the requests that saw it.
-    public var itlP50Micros: Double
-    public var itlP90Micros: Double
-    public var itlP99Micros: Double
-    public var queueP50Micros: Double
-    public var queueP99Micros: Double
-    public var meanStepMicros: Double
+    public var itlP50Micros: Double?
+    public var itlP90Micros: Double?
+    public var itlP99Micros: Double?
+    /// Requests that had arrived and were neither admitted nor rejected when the run ended.
+    public var requestsWaiting: Int
+    /// Queueing (arrival to admission) of the requests admitted in the counted steps and of
+    /// those still waiting at the end, counted with their wait so far (a lower bound: an
+    /// overload shows as a growing queue instead of hiding in the requests never admitted).
+    public var queueP50Micros: Double?
+    public var queueP99Micros: Double?
+    public var meanStepMicros: Double?
     /// The balanced counterfactual's mean step time, and the share of the step time lost to
     /// imbalance: `1 - sum(balanced) / sum(step)` over the counted steps (nil: not simulated).
     public var balancedStepMicros: Double?
     public var imbalanceShare: Double?
     /// Mean requests per rank and step; the mean over steps of the largest rank's requests
     /// (and KV tokens) over the mean rank's.
-    public var meanBatch: Double
-    public var batchMaxOverMean: Double
-    public var kvMaxOverMean: Double
+    public var meanBatch: Double?
+    public var batchMaxOverMean: Double?
+    public var kvMaxOverMean: Double?
     /// The ranks' dispatch and combine wait as a share of their step time.
-    public var recvWaitShare: Double
+    public var recvWaitShare: Double?
     public var wallSeconds: Double
     public var stopped: Bool
 
@@ -76,18 +83,55 @@ public struct ServingSummary: Sendable, Equatable, Codable {
         case outputTokens = "output_tokens", tokensPerSecondPerGPU = "tokens_per_s_per_gpu"
         case tpotP50Micros = "tpot_p50_us", tpotP90Micros = "tpot_p90_us", tpotP99Micros = "tpot_p99_us"
         case itlP50Micros = "itl_p50_us", itlP90Micros = "itl_p90_us", itlP99Micros = "itl_p99_us"
+        case requestsWaiting = "requests_waiting"
         case queueP50Micros = "queue_p50_us", queueP99Micros = "queue_p99_us", meanStepMicros = "mean_step_us"
         case balancedStepMicros = "balanced_step_us", imbalanceShare = "imbalance_share", meanBatch = "mean_batch"
         case batchMaxOverMean = "batch_max_over_mean", kvMaxOverMean = "kv_max_over_mean", recvWaitShare = "recv_wait_share"
         case wallSeconds = "wall_s"
     }
 
+    /// Every key is written, an empty figure as `null` (scripts read one shape).
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(scenario, forKey: .scenario)
+        try c.encode(policy, forKey: .policy)
+        try c.encode(queueing, forKey: .queueing)
+        try c.encode(ranks, forKey: .ranks)
+        try c.encode(steps, forKey: .steps)
+        try c.encode(countedSteps, forKey: .countedSteps)
+        try c.encode(moeLayers, forKey: .moeLayers)
+        try c.encode(simulatedMoELayers, forKey: .simulatedMoELayers)
+        try c.encode(requestsArrived, forKey: .requestsArrived)
+        try c.encode(requestsFinished, forKey: .requestsFinished)
+        try c.encode(requestsRejected, forKey: .requestsRejected)
+        try c.encode(requestsWaiting, forKey: .requestsWaiting)
+        try c.encode(outputTokens, forKey: .outputTokens)
+        try c.encode(tokensPerSecondPerGPU, forKey: .tokensPerSecondPerGPU)
+        try c.encode(tpotP50Micros, forKey: .tpotP50Micros)
+        try c.encode(tpotP90Micros, forKey: .tpotP90Micros)
+        try c.encode(tpotP99Micros, forKey: .tpotP99Micros)
+        try c.encode(itlP50Micros, forKey: .itlP50Micros)
+        try c.encode(itlP90Micros, forKey: .itlP90Micros)
+        try c.encode(itlP99Micros, forKey: .itlP99Micros)
+        try c.encode(queueP50Micros, forKey: .queueP50Micros)
+        try c.encode(queueP99Micros, forKey: .queueP99Micros)
+        try c.encode(meanStepMicros, forKey: .meanStepMicros)
+        try c.encode(balancedStepMicros, forKey: .balancedStepMicros)
+        try c.encode(imbalanceShare, forKey: .imbalanceShare)
+        try c.encode(meanBatch, forKey: .meanBatch)
+        try c.encode(batchMaxOverMean, forKey: .batchMaxOverMean)
+        try c.encode(kvMaxOverMean, forKey: .kvMaxOverMean)
+        try c.encode(recvWaitShare, forKey: .recvWaitShare)
+        try c.encode(wallSeconds, forKey: .wallSeconds)
+        try c.encode(stopped, forKey: .stopped)
+    }
+
     /// The `p`-th percentile (0...1) of weighted values: the smallest value whose cumulative
-    /// weight reaches `p` of the total (nearest rank); 0 for no values.
-    public static func percentile(_ values: [(value: Double, weight: Int)], _ p: Double) -> Double {
+    /// weight reaches `p` of the total (nearest rank); nil for no values.
+    public static func percentile(_ values: [(value: Double, weight: Int)], _ p: Double) -> Double? {
         let sorted = values.filter { $0.weight > 0 }.sorted { $0.value < $1.value }
         let total = sorted.reduce(0) { $0 + $1.weight }
-        guard total > 0 else { return 0 }
+        guard total > 0 else { return nil }
         let target = max(1, Int((p * Double(total)).rounded(.up)))
         var seen = 0
         for v in sorted {
@@ -112,7 +156,6 @@ public struct ServingSummary: Sendable, Equatable, Codable {
         requestsFinished = r.requests.filter { $0.finish != nil }.count
         requestsRejected = r.requests.filter(\.rejected).count
         let latency = r.requests.filter { ($0.admittedStep ?? -1) >= warm && $0.finish != nil }
-        func us(_ t: SimTime?) -> Double { t?.micros ?? 0 }
         let tpots = latency.compactMap(\.tpot).map { (value: $0.micros, weight: 1) }
         tpotP50Micros = Self.percentile(tpots, 0.5)
         tpotP90Micros = Self.percentile(tpots, 0.9)
@@ -121,43 +164,50 @@ public struct ServingSummary: Sendable, Equatable, Codable {
         itlP50Micros = Self.percentile(gaps, 0.5)
         itlP90Micros = Self.percentile(gaps, 0.9)
         itlP99Micros = Self.percentile(gaps, 0.99)
-        let queues = r.requests.filter { ($0.admittedStep ?? -1) >= warm }.compactMap(\.queueing).map { (value: $0.micros, weight: 1) }
+        // Still waiting at the end: counted with their wait up to the last step's end.
+        let runEnd = r.steps.last?.end ?? .zero
+        let waiting = r.requests.filter { $0.admittedStep == nil && !$0.rejected }
+        requestsWaiting = waiting.count
+        var queues = r.requests.filter { ($0.admittedStep ?? -1) >= warm }.compactMap(\.queueing).map { (value: $0.micros, weight: 1) }
+        if !counted.isEmpty { queues += waiting.map { (value: max(.zero, runEnd - $0.request.arrival).micros, weight: 1) } }
         queueP50Micros = Self.percentile(queues, 0.5)
         queueP99Micros = Self.percentile(queues, 0.99)
         let total = counted.reduce(SimTime.zero) { $0 + $1.duration }
-        meanStepMicros = counted.isEmpty ? 0 : total.micros / Double(counted.count)
-        if r.config.counterfactual, !counted.isEmpty {
-            let b = counted.reduce(SimTime.zero) { $0 + ($1.balanced ?? .zero) }
-            balancedStepMicros = b.micros / Double(counted.count)
-            imbalanceShare = total > .zero ? 1 - b.micros / total.micros : 0
-        }
-        var batch = 0.0
-        var batchRatio = 0.0
-        var kvRatio = 0.0
-        var wait = SimTime.zero
-        var busy = SimTime.zero
-        for s in counted {
-            let rows = r.rankSteps[(s.step * r.ranks)..<((s.step + 1) * r.ranks)]
-            let requests = rows.map(\.requests)
-            let mean = Double(requests.reduce(0, +)) / Double(r.ranks)
-            batch += mean
-            batchRatio += mean > 0 ? Double(requests.max()!) / mean : 1
-            let kv = rows.map(\.kvTokens)
-            let kvMean = Double(kv.reduce(0, +)) / Double(r.ranks)
-            kvRatio += kvMean > 0 ? Double(kv.max()!) / kvMean : 1
-            for row in rows {
-                wait += row.dispatchWait + row.combineWait
-                busy += row.end - row.start
-            }
-        }
-        let c = Double(max(1, counted.count))
-        meanBatch = batch / c
-        batchMaxOverMean = batchRatio / c
-        kvMaxOverMean = kvRatio / c
-        recvWaitShare = busy > .zero ? wait.micros / busy.micros : 0
         outputTokens = counted.reduce(0) { $0 + $1.outputTokens }
-        let span = (counted.last?.end ?? .zero) - (counted.first?.start ?? .zero)
-        tokensPerSecondPerGPU = span > .zero ? Double(outputTokens) / (span.micros * 1e-6) / Double(r.ranks) : 0
+        if !counted.isEmpty {
+            meanStepMicros = total.micros / Double(counted.count)
+            if r.config.counterfactual {
+                let b = counted.reduce(SimTime.zero) { $0 + ($1.balanced ?? .zero) }
+                balancedStepMicros = b.micros / Double(counted.count)
+                imbalanceShare = total > .zero ? 1 - b.micros / total.micros : 0
+            }
+            var batch = 0.0
+            var batchRatio = 0.0
+            var kvRatio = 0.0
+            var wait = SimTime.zero
+            var busy = SimTime.zero
+            for s in counted {
+                let rows = r.rankSteps[(s.step * r.ranks)..<((s.step + 1) * r.ranks)]
+                let requests = rows.map(\.requests)
+                let mean = Double(requests.reduce(0, +)) / Double(r.ranks)
+                batch += mean
+                batchRatio += mean > 0 ? Double(requests.max()!) / mean : 1
+                let kv = rows.map(\.kvTokens)
+                let kvMean = Double(kv.reduce(0, +)) / Double(r.ranks)
+                kvRatio += kvMean > 0 ? Double(kv.max()!) / kvMean : 1
+                for row in rows {
+                    wait += row.dispatchWait + row.combineWait
+                    busy += row.end - row.start
+                }
+            }
+            let c = Double(counted.count)
+            meanBatch = batch / c
+            batchMaxOverMean = batchRatio / c
+            kvMaxOverMean = kvRatio / c
+            recvWaitShare = busy > .zero ? wait.micros / busy.micros : 0
+            let span = counted.last!.end - counted.first!.start
+            tokensPerSecondPerGPU = span > .zero ? Double(outputTokens) / (span.micros * 1e-6) / Double(r.ranks) : nil
+        }
         wallSeconds = r.wallSeconds
         stopped = r.stopped
     }

@@ -215,7 +215,18 @@ public struct ServingScheduler: Sendable {
         case .leastRequests: return least { Double(requests($0)) }
         case .leastKV: return least { Double(kv($0)) }
         case let .weighted(wr, wk):
-            return least { wr * Double(requests($0)) / Double(config.maxRequestsPerRank) + wk * Double(kv($0)) / Double(config.kvCapacityTokens) }
+            // Each load over its mean across all ranks (1: an average rank), so the weights
+            // trade like for like whatever the batch and KV capacities are; an all-idle term
+            // counts 0.
+            var requestSum = 0
+            var kvSum = 0
+            for r in 0..<ranks {
+                requestSum += requests(r)
+                kvSum += kv(r)
+            }
+            let requestScale = requestSum > 0 ? Double(ranks) / Double(requestSum) : 0
+            let kvScale = kvSum > 0 ? Double(ranks) / Double(kvSum) : 0
+            return least { wr * Double(requests($0)) * requestScale + wk * Double(kv($0)) * kvScale }
         }
     }
 

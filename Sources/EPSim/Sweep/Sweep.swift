@@ -40,7 +40,7 @@ public struct Sweep: Sendable {
     /// (`key=[1,2],[3,4]` has two values).
     ///
     /// - Throws: ``SweepError`` for a specification without `=` or with an empty value, a key
-    ///   path with an empty part (`a..b`), a key varied twice, or more than ``maxPoints``
+    ///   path with an empty part (`a..b`), a key varied twice, a value given twice for one key, or more than ``maxPoints``
     ///   points in all.
     public init(varying specs: [String]) throws {
         axes = try specs.map { spec in
@@ -66,6 +66,10 @@ public struct Sweep: Sendable {
             }
             values.append(current.trimmingCharacters(in: .whitespaces))
             guard !values.contains(where: \.isEmpty) else { throw SweepError("--vary \"\(spec)\": a value is empty") }
+            var distinct = Set<String>()
+            for v in values where !distinct.insert(v).inserted {
+                throw SweepError("--vary \"\(spec)\": the value \(v) is given twice (a simulation is deterministic: the same point twice gives the same figures)")
+            }
             return Axis(keyPath: key, values: values)
         }
         var seen = Set<String>()
@@ -88,6 +92,20 @@ public struct Sweep: Sendable {
         var out: [[Override]] = [[]]
         for axis in axes {
             out = out.flatMap { prefix in axis.values.map { prefix + [Override(keyPath: axis.keyPath, value: $0)] } }
+        }
+        return out
+    }
+
+    /// Short names for the varied keys: each key path's shortest dotted suffix that no other
+    /// varied key shares (`serving.policy` -> `policy`; `workload.seed` and `serving.seed` keep
+    /// their prefixes), by key path.
+    public var shortKeys: [String: String] {
+        let paths = axes.map { $0.keyPath.split(separator: ".").map(String.init) }
+        var out: [String: String] = [:]
+        for (i, parts) in paths.enumerated() {
+            var n = 1
+            while n < parts.count, paths.indices.contains(where: { j in j != i && paths[j].suffix(n) == parts.suffix(n) }) { n += 1 }
+            out[axes[i].keyPath] = parts.suffix(n).joined(separator: ".")
         }
         return out
     }

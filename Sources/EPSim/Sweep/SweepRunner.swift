@@ -105,7 +105,7 @@ public final class SweepRunner: @unchecked Sendable {
                     let value = try work(i, scenarios[i]!)
                     results.update { $0[i] = value }
                 } catch {
-                    failures.update { $0.append((i, "\(label): \(error)")) }
+                    failures.update { $0.append((i, label.isEmpty ? "\(error)" : "\(label): \(error)")) }
                 }
                 progress(
                     lock.withLock {
@@ -134,7 +134,9 @@ public final class SweepRunner: @unchecked Sendable {
 /// ```
 ///
 /// The file's line and column are given when the error is in the file's own text (a key
-/// the overrides do not set), not when it is in an override's value.
+/// the overrides do not set), not when it is in an override's value; an error in a file the
+/// scenario names (a request trace) is located in that file. Without overrides (a single
+/// run) the point is not named.
 public struct SweepPointError: Error, Sendable, CustomStringConvertible {
     /// The point's index in the whole sweep (0-based, as in the `point` column).
     public var index: Int
@@ -157,14 +159,23 @@ public struct SweepPointError: Error, Sendable, CustomStringConvertible {
         point.contains { o in error.keyPath == o.keyPath || error.keyPath.hasPrefix(o.keyPath + ".") || error.keyPath.hasPrefix(o.keyPath + "[") }
     }
 
+    /// The error is in a file the scenario names (a request or routing trace, a table), whose
+    /// line is that file's.
+    public var isInReferencedFile: Bool {
+        // An override's value is read as a file named `scenario [key=value]`.
+        !error.file.isEmpty && error.file != scenarioPath && !error.file.hasPrefix(scenarioPath + " [")
+    }
+
     public var description: String {
-        var location = scenarioPath
-        if !isInOverride, let line = error.line {
+        var location = isInReferencedFile ? error.file : scenarioPath
+        if isInReferencedFile || !isInOverride, let line = error.line {
             location += ":\(line)"
             if let column = error.column { location += ":\(column)" }
         }
         let key = error.keyPath.isEmpty ? "" : "\(error.keyPath): "
-        return "\(location): point \(index) (\(point.map(\.description).joined(separator: " "))): \(key)\(error.message)"
+        // A run without --vary has one point and no overrides: nothing to name.
+        let at = point.isEmpty ? "" : " point \(index) (\(point.map(\.description).joined(separator: " "))):"
+        return "\(location):\(at) \(key)\(error.message)"
     }
 }
 
