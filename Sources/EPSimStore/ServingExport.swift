@@ -121,11 +121,14 @@ public enum ServingPlot {
     }
 
     /// The most characters a legend entry shows in the space right of a panel (about 6 px
-    /// each at size 10); a longer one is cut with an ellipsis.
+    /// each at size 10); a longer one keeps its start and its end around an ellipsis (labels
+    /// of one --vary key differ at the end: `policy={weights: ...kv: 2}}`).
     static let legendCharacters = 36
 
     static func legendName(_ name: String) -> String {
-        name.count <= legendCharacters ? name : String(name.prefix(legendCharacters - 1)) + "\u{2026}"
+        guard name.count > legendCharacters else { return name }
+        let head = (legendCharacters - 1) / 2
+        return String(name.prefix(head)) + "\u{2026}" + String(name.suffix(legendCharacters - 1 - head))
     }
 
     /// The warm-up boundary as a panel marker (nil without warm-up).

@@ -54,7 +54,7 @@ struct ServeCommand: ParsableCommand {
         let sweep = try Sweep(varying: vary)
         let runner = SweepRunner(scenarioPath: PackagePaths.resolve(scenario), points: sweep.points)
         let signals = StopSignals(
-            runner, inFlight: "the decode step in flight, then storing the steps done", atExit: "nothing is stored (serve stores its runs when all have ended)")
+            runner, inFlight: noStore ? "the decode step in flight" : "the decode step in flight, then storing the steps done", atExit: "nothing is stored (serve stores its runs when all have ended)")
         let scenarios: [Int: Scenario]
         do {
             scenarios = try runner.load()
@@ -222,6 +222,7 @@ enum ServeReport {
         ("batch_max_over_mean", { f($0.batchMaxOverMean, 3) }),
         ("kv_max_over_mean", { f($0.kvMaxOverMean, 3) }),
         ("requests_finished", { String($0.requestsFinished) }),
+        ("requests_rejected", { String($0.requestsRejected) }),
         ("requests_waiting", { String($0.requestsWaiting) }),
         ("steps", { String($0.steps) }),
         ("wall_s", { String(format: "%.1f", $0.wallSeconds) }),

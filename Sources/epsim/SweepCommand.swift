@@ -281,8 +281,9 @@ struct DatabaseCommand: ParsableCommand {
                 if let first = o.newIDs.first, let last = o.newIDs.last { line += " as runs \(first)...\(last)" }
                 if o.skipped > 0 { line += "; skipped \(o.skipped) already in \(target)" }
                 if !o.newServingIDs.isEmpty || o.skippedServing > 0 {
-                    line += "; \(o.newServingIDs.count) serving runs"
-                    if let first = o.newServingIDs.first, let last = o.newServingIDs.last { line += " as serving runs \(first)...\(last)" }
+                    let n = o.newServingIDs.count
+                    line += "; \(n) serving run\(n == 1 ? "" : "s")"
+                    if let first = o.newServingIDs.first, let last = o.newServingIDs.last { line += first == last ? " as serving run \(first)" : " as \(first)...\(last)" }
                     if o.skippedServing > 0 { line += ", skipped \(o.skippedServing) already there" }
                 }
                 print(line)
