@@ -27,6 +27,11 @@ struct CalibrateCommand: ParsableCommand {
     @Option(help: "A compute measurement (measure_compute.py's compute.csv): the routed experts' grouped FFN against the preset's cost model (--fit: fit it).")
     var compute: String?
 
+    @Option(
+        parsing: .upToNextOption,
+        help: "Production-kernel measurements (calibration/kernels/measure_kernels.py): sitting folders or their CSVs; compared with the preset's measured models (--fit: fit them on the fit rows, report the rest as held out).")
+    var kernels: [String] = []
+
     @Option(help: "With --compute: write the measured SHARED and DENSE times as a costs.table CSV to this path.")
     var table: String?
 
@@ -79,7 +84,10 @@ struct CalibrateCommand: ParsableCommand {
         try validateDistinctOutputs(
             [("--markdown", markdown), ("--table", table)], inputs: measurements.map { ("a measurement file", $0) } + [("the --compute file", compute)])
         var isDirectory: ObjCBool = false
-        let usesScenarios = markdown != nil || (measurements.isEmpty && compute == nil)
+        if !kernels.isEmpty && (compute != nil || !measurements.isEmpty) {
+            throw ValidationError("--kernels cannot be combined with --compute or --measurements (one kind of measurement at a time)")
+        }
+        let usesScenarios = markdown != nil || (measurements.isEmpty && compute == nil && kernels.isEmpty)
         if usesScenarios, !(FileManager.default.fileExists(atPath: scenarios, isDirectory: &isDirectory) && isDirectory.boolValue) {
             throw ValidationError("--scenarios \(scenarios): expected the folder of the published-table scenarios (deepep-ll-ep*.yaml)")
         }
@@ -94,7 +102,9 @@ struct CalibrateCommand: ParsableCommand {
                 try write(page, to: markdown)
                 return
             }
-            if let compute {
+            if !kernels.isEmpty {
+                try productionKernels(kernels)
+            } else if let compute {
                 try computeKernels(compute)
             } else if measurements.isEmpty {
                 try published()
@@ -114,6 +124,45 @@ struct CalibrateCommand: ParsableCommand {
     func write(_ text: String, to path: String) throws {
         try writeOutput(text, to: path, what: "the file")
         print("wrote \(path)")
+    }
+
+    /// `--kernels`: the measured production kernels against the preset's models, or fitted.
+    func productionKernels(_ paths: [String]) throws {
+        var all: [KernelCalibration.Row] = []
+        for p in paths { all += try KernelCalibration.load(p) }
+        var start = Hardware.preset(preset)!
+        let hardware: Hardware
+        if fit {
+            start.measured = MeasuredCompute()
+            hardware = try KernelCalibration.fit(all, start: start, source: paths.joined(separator: ", "))
+        } else {
+            hardware = start
+            guard hardware.measured.isPresent else {
+                throw MeasurementError(file: paths[0], message: "preset \(preset) has no measured kernel models to compare with (use --fit)")
+            }
+        }
+        if rows {
+            let table = all.map { r -> [String] in
+                let p = KernelCalibration.predicted(r, on: hardware)
+                return [r.family.rawValue, r.label, RunReport.us(r.micros), RunReport.us(p), CalibrationReport.pct(p / r.micros - 1),
+                        KernelCalibration.isFitRow(r) ? "fit" : "held out"]
+            }
+            print(TextTable.render(header: ["family", "case", "measured_us", "model_us", "error", "rows"], rows: table), terminator: "")
+        }
+        let summary = KernelCalibration.summary(all, on: hardware).map { s -> [String] in
+            [s.family.rawValue, String(s.fit.count), CalibrationReport.pct(s.fit.meanAbs), CalibrationReport.pct(s.fit.worst),
+             String(s.heldOut.count), CalibrationReport.pct(s.heldOut.meanAbs), CalibrationReport.pct(s.heldOut.worst),
+             s.heldOut.worstRow?.label ?? "-"]
+        }
+        print(TextTable.render(
+            header: ["family", "fit_rows", "fit_mean", "fit_worst", "held_out_rows", "held_out_mean", "held_out_worst", "worst_case"], rows: summary),
+            terminator: "")
+        if fit {
+            let keys = KernelCalibration.Family.allCases.filter { f in all.contains { $0.family == f } }.flatMap(KernelCalibration.parameters)
+            print(keys.yamlBlock(hardware, preset: preset), terminator: "")
+        } else if let note = hardware.measured.extrapolationNote(for: hardware) {
+            printError("note: \(note)")
+        }
     }
 
     func computeKernels(_ path: String) throws {

@@ -72,6 +72,19 @@ public enum ComputeCalibration {
         return CostModel(costs: costs, model: model).roofline(.mlp, work: work).micros
     }
 
+    /// The grouped-FFN model fitted to PyTorch's FP8 grouped kernels on one H200
+    /// (`2026-11-29-h200x2-b/compute/compute.csv`: 63.7 µs fixed, 2530 GB/s, 763 TFLOP/s):
+    /// the `h200` preset's `MLP` until the production kernels were measured
+    /// (``MeasuredCompute/hopperH100``); kept for the comparison in `docs/validation.md` and
+    /// as `hardware: {expert_ffn_fixed_us: 63.7, expert_ffn_stream_gbps: 2530,
+    /// expert_ffn_tflops: 763}` for anyone who wants that kernel back.
+    public static let pytorchH200: Hardware = {
+        var h = Hardware.h200
+        h.measured = MeasuredCompute()
+        (h.expertFFNFixedMicros, h.expertFFNStreamGBps, h.expertFFNTFLOPS) = (63.7, 2530, 763)
+        return h
+    }()
+
     /// The fitted expert-FFN fields, with their ranges.
     public static let fitParameters: [SearchedParameter] = [
         .init("expert_ffn_fixed_us", 0...500), .init("expert_ffn_stream_gbps", 100...10000), .init("expert_ffn_tflops", 10...5000),

@@ -462,7 +462,9 @@ struct CSVTable {
         }
         var rows: [Row] = []
         for (i, line) in lines.enumerated().dropFirst() {
-            let cells = line.split(separator: ",", omittingEmptySubsequences: false)
+            guard let cells = Self.cells(line) else {
+                throw MeasurementError(file: file, line: i + 1, message: "a quoted cell is not closed (a '\"' without its pair)")
+            }
             guard cells.count == names.count else {
                 throw MeasurementError(file: file, line: i + 1, message: "expected \(names.count) cells as in the header, found \(cells.count)")
             }
@@ -471,5 +473,43 @@ struct CSVTable {
         guard !rows.isEmpty else { throw MeasurementError(file: file, message: "no row below the header") }
         self.rows = rows
         self.columns = names
+    }
+
+    /// A line's cells split at commas, RFC 4180 quoting understood (a cell in double quotes
+    /// may hold commas, `""` stands for one quote; Python's csv writes C++ kernel names so);
+    /// nil for an unclosed quote. Quoted cells lose their quotes.
+    static func cells(_ line: Substring) -> [Substring]? {
+        guard line.contains("\"") else { return line.split(separator: ",", omittingEmptySubsequences: false) }
+        var out: [Substring] = []
+        var cell = ""
+        var quoted = false
+        var i = line.startIndex
+        while i < line.endIndex {
+            let c = line[i]
+            if quoted {
+                if c == "\"" {
+                    let next = line.index(after: i)
+                    if next < line.endIndex && line[next] == "\"" {
+                        cell.append("\"")
+                        i = next
+                    } else {
+                        quoted = false
+                    }
+                } else {
+                    cell.append(c)
+                }
+            } else if c == "\"" && cell.isEmpty {
+                quoted = true
+            } else if c == "," {
+                out.append(Substring(cell))
+                cell = ""
+            } else {
+                cell.append(c)
+            }
+            i = line.index(after: i)
+        }
+        guard !quoted else { return nil }
+        out.append(Substring(cell))
+        return out
     }
 }

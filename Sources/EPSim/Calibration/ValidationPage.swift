@@ -272,11 +272,98 @@ public enum ValidationPage {
 
 
             """
+        out += try kernelSection(root: root)
         out += try computeSection(root: root)
         return out
     }
 
     /// The compute kernels measured on one H200 against the cost model.
+    /// The sittings the `h100` preset's measured kernels are fitted on (`MeasuredCompute.hopperH100`)
+    /// and the repeat sitting judged against them.
+    static let kernelSittings = (
+        fit: ["2026-12-07-h100-kernels-a/expert-gemm.csv", "2026-12-07-h100-kernels-a/proj-gemm.csv", "2026-12-07-h100-kernels-a/flash-mla.csv",
+              "2026-12-07-h100-kernels-c/act-quant.csv"],
+        repeat: ["2026-12-07-h100-kernels-b/expert-gemm.csv", "2026-12-07-h100-kernels-b/proj-gemm.csv", "2026-12-07-h100-kernels-b/flash-mla.csv"]
+    )
+
+    /// The production kernels against the `h100` preset's measured models, per family.
+    static func kernelSection(root: String) throws -> String {
+        guard FileManager.default.fileExists(atPath: root + "/" + kernelSittings.fit[0]) else { return "" }
+        let rows = try kernelSittings.fit.flatMap { try KernelCalibration.read(path: root + "/" + $0) }
+        let again = try kernelSittings.repeat.flatMap { try KernelCalibration.read(path: root + "/" + $0) }
+        let h = Hardware.h100
+        let m = h.measured
+        var out = """
+            ## Production compute kernels on one H100
+
+            `calibration/kernels/measure_kernels.py` on one H100 SXM (driver 580.159.04, CUDA 13.0,
+            PyTorch 2.11): DeepGEMM 54e2261's masked grouped FP8 GEMM (both GEMMs of the routed-expert FFN,
+            1-32 local experts x 1-512 rows each, equal, multinomial and one-hot-expert routing) and dense
+            FP8 GEMM (the MLA projections and the shared expert, 1-512 tokens), the absorbed MLA products
+            (`torch.bmm`, BF16, 128 heads), FlashMLA 9241ae3's dense decode (BF16 KV cache, 128 heads,
+            batch 1-256 x KV 256-32768, `s_q` 1 and 2, equal and mixed lengths) and a Triton SiLU-and-mul
+            with FP8 quantisation looping over each expert's rows as SGLang's does. Kernel times from the
+            profiler (CUPTI), median of 20 repetitions, L2 flushed and the GPU ahead of the host before each.
+            `epsim calibrate --kernels \(kernelSittings.fit.map { "calibration/measurements/" + $0 }.joined(separator: " ")) --fit --preset h100`
+            fits each family on its fit rows (`KernelCalibration.isFitRow`) and gives the `h100`, `h800`
+            and (scaled to its HBM) `h200` presets' values:
+
+            | family | fitted | fit rows | mean error | worst | held-out rows | mean error | worst | worst held-out case |
+            |---|---|---:|---:|---:|---:|---:|---:|---|
+
+            """
+        func fitText(_ f: KernelFit, _ extra: String = "") -> String {
+            "\(String(format: "%g", f.fixedMicros)) us + max(bytes / \(String(format: "%g", f.streamGBps)) GB/s, FLOPs / \(String(format: "%g", f.tflops)) TFLOP/s) + \(String(format: "%g", f.overlap)) x min\(extra)"
+        }
+        for s in KernelCalibration.summary(rows, on: h) {
+            let text: String
+            switch s.family {
+            case .expertGEMM: text = fitText(m.expertGEMM) + ", weights re-read \(String(format: "%g", m.expertGEMMReread)) per further row tile"
+            case .activation: text = "\(String(format: "%g", m.activation.fixedMicros)) us + max(bytes / \(String(format: "%g", m.activation.streamGBps)) GB/s, busiest expert's rows x \(String(format: "%g", m.activationRowMicros)) us)"
+            case .projection: text = fitText(m.projection)
+            case .absorbed: text = fitText(m.absorbedBMM)
+            case .attention: text = fitText(m.attentionCore, " + \(String(format: "%g", m.attentionRequestMicros)) us per request and query token")
+            }
+            out += "| \(s.family.title) | \(text) | \(s.fit.count) | \(abspct(s.fit.meanAbs)) | \(pct(s.fit.worst)) | \(s.heldOut.count) | \(abspct(s.heldOut.meanAbs)) | \(pct(s.heldOut.worst)) | \(s.heldOut.worstRow?.label ?? "-") |\n"
+        }
+        let hot = rows.filter { $0.family == .expertGEMM && $0.routing == "hot" && KernelCalibration.isModelled($0) }
+        let uniform = rows.filter { $0.family == .expertGEMM && $0.routing == "uniform" }
+        let hotErrors = KernelCalibration.errors(hot, on: h)
+        let uniformErrors = KernelCalibration.errors(uniform, on: h)
+        let empty = rows.filter { !KernelCalibration.isModelled($0) }
+        out += """
+
+            The expert GEMM's rows are padded to the row tile DeepGEMM picks for the *expected* rows per
+            expert (a port of its SM90 heuristic, `DeepGEMMTiling`), so an expert above the mean pays whole
+            tiles: the one-hot-expert rows (one expert at 8x the others' mean, all held out) come out at
+            \(abspct(hotErrors.meanAbs)) mean error (worst \(pct(hotErrors.worst)), \(hotErrors.worstRow?.label ?? "-")), the multinomial ones at
+            \(abspct(uniformErrors.meanAbs)) (worst \(pct(uniformErrors.worst))). \(empty.count) rows of an expert GEMM or activation over no rows at all
+            (1.4-4.3 us each) are in neither set: EPSim launches no `MLP` for a rank that receives nothing.
+
+            A second sitting (`2026-12-07-h100-kernels-b`: the same machine, rebuilt and remeasured a few minutes later; never fitted):
+
+            | family | rows | mean error | worst |
+            |---|---:|---:|---:|
+
+            """
+        for f in KernelCalibration.Family.allCases {
+            let r = again.filter { $0.family == f && KernelCalibration.isModelled($0) }
+            guard !r.isEmpty else { continue }
+            let e = KernelCalibration.errors(r, on: h)
+            out += "| \(f.title) | \(e.count) | \(abspct(e.meanAbs)) | \(pct(e.worst)) |\n"
+        }
+        out += """
+
+            Not measured, so still the roofline: prefill attention, GQA attention and any model with BF16
+            weights. The gate (BF16 weights, n = experts) and the dense layers' FFN (n 36864) use the
+            projection fit outside its measured shapes. Other GPUs: the fits are scaled by the HBM and peak
+            ratios (`docs/model.md`, "Measured production kernels"); `h200`'s are so scaled, not measured.
+
+
+            """
+        return out
+    }
+
     static func computeSection(root: String) throws -> String {
         let fm = FileManager.default
         let folders = ((try? fm.contentsOfDirectory(atPath: root)) ?? []).sorted().filter { fm.fileExists(atPath: root + "/" + $0 + "/compute/compute.csv") }
@@ -284,20 +371,20 @@ public enum ValidationPage {
         let all = try ComputeCalibration.read(path: root + "/" + folder + "/compute/compute.csv")
         let rows = ComputeCalibration.expertRows(all)
         var generic = Hardware.h200
-        generic.expertFFNStreamGBps = 0
+        generic.measured = MeasuredCompute()
+        let fitted = ComputeCalibration.pytorchH200
         var out = """
-            ## Compute kernels on one H200
+            ## PyTorch's compute kernels on one H200 (superseded)
 
             `\(folder)/compute/compute.csv` (`calibration/deepep/measure_compute.py`, GPU 0 of the same
             machine; median of 20 runs, L2 flushed and the host ahead before each). The routed experts'
             grouped FFN (H 7168, I 2048: gate+up GEMM, SiLU-and-mul, down GEMM), FP8 through
-            `torch._scaled_grouped_mm` with rowwise scales (the machine's PyTorch has no DeepGEMM; its
-            FP8 grouped kernel and the activation's re-quantisation are slower at small batches than
-            DeepGEMM's masked kernel would be, so the fitted `h200` model is this kernel's), every local
-            expert with the same tokens. "roofline" is the generic model (FP8 peak x 0.6, HBM x 0.8, 3 us),
-            which streams weights at 3.84 TB/s; "fitted" is the `h200` preset's measured grouped-FFN model
-            (`expert_ffn_fixed_us` \(String(format: "%g", Hardware.h200.expertFFNFixedMicros)), `expert_ffn_stream_gbps` \(String(format: "%g", Hardware.h200.expertFFNStreamGBps)), `expert_ffn_tflops` \(String(format: "%g", Hardware.h200.expertFFNTFLOPS))), fitted at 1, 4 and 16
-            local experts and held out at 2, 8 and 32.
+            `torch._scaled_grouped_mm` with rowwise scales, every local expert with the same tokens. No
+            preset uses these kernels any more: the production kernels (DeepGEMM, FlashMLA; the section
+            above) replaced them. "roofline" is the generic model (FP8 peak x 0.6, HBM x 0.8, 3 us), which
+            streams weights at 3.84 TB/s; "fitted" is the grouped-FFN model fitted to these rows
+            (`expert_ffn_fixed_us` \(String(format: "%g", fitted.expertFFNFixedMicros)), `expert_ffn_stream_gbps` \(String(format: "%g", fitted.expertFFNStreamGBps)), `expert_ffn_tflops` \(String(format: "%g", fitted.expertFFNTFLOPS))), fitted at 1, 4 and 16
+            local experts and held out at 2, 8 and 32; set those keys to price `MLP` as this kernel.
 
             | local experts | tokens per expert | measured (us) | roofline (us) | error | fitted (us) | error | rows |
             |---:|---:|---:|---:|---:|---:|---:|---|
@@ -308,12 +395,12 @@ public enum ValidationPage {
         var rooflineErrors: [Double] = []
         for r in rows {
             let roof = ComputeCalibration.predicted(generic, experts: r.experts, tokensPerExpert: r.tokensPerExpert)
-            let fitted = ComputeCalibration.predicted(.h200, experts: r.experts, tokensPerExpert: r.tokensPerExpert)
+            let model = ComputeCalibration.predicted(fitted, experts: r.experts, tokensPerExpert: r.tokensPerExpert)
             let fit = ComputeCalibration.isFitRow(r)
-            (fit ? { fitErrors.append(fitted / r.micros - 1) } : { heldErrors.append(fitted / r.micros - 1) })()
+            (fit ? { fitErrors.append(model / r.micros - 1) } : { heldErrors.append(model / r.micros - 1) })()
             rooflineErrors.append(roof / r.micros - 1)
             guard [1, 8, 64, 128, 512].contains(r.tokensPerExpert) else { continue }
-            out += "| \(r.experts) | \(r.tokensPerExpert) | \(f1(r.micros)) | \(f1(roof)) | \(pct(roof / r.micros - 1)) | \(f1(fitted)) | \(pct(fitted / r.micros - 1)) | \(fit ? "fit" : "held out") |\n"
+            out += "| \(r.experts) | \(r.tokensPerExpert) | \(f1(r.micros)) | \(f1(roof)) | \(pct(roof / r.micros - 1)) | \(f1(model)) | \(pct(model / r.micros - 1)) | \(fit ? "fit" : "held out") |\n"
         }
         func mean(_ e: [Double]) -> String { abspct(e.map(abs).reduce(0, +) / Double(max(e.count, 1))) }
         func worst(_ e: [Double]) -> String { pct(e.max { abs($0) < abs($1) } ?? 0) }
@@ -321,11 +408,8 @@ public enum ValidationPage {
 
             Over all \(rows.count) points (the table shows a subset): the generic roofline's mean error \(mean(rooflineErrors)) (worst
             \(worst(rooflineErrors))); the fitted model \(mean(fitErrors)) on the fit rows, \(mean(heldErrors)) held out (worst \(worst(heldErrors))).
-            The `h800` and `h100` presets take this model with the stream rate scaled by their HBM
-            (3.35 / 4.8 TB/s), an assumption.
-
             Other kernels of a DeepSeek-V3 layer as measured (FP8 through `torch._scaled_mm`, BF16 through
-            `torch.mm`), for tables (`costs.table`): the preset's roofline still prices these.
+            `torch.mm`), for tables (`costs.table`).
 
             | kernel | dtype | 1 token | 32 tokens | 128 tokens | 512 tokens |
             |---|---|---:|---:|---:|---:|

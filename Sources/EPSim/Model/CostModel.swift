@@ -200,6 +200,7 @@ public struct CostModel: Sendable {
             // Measured grouped FFN (Hardware.expertFFN*).
             return SimTime(micros: hw.expertFFNFixedMicros + max(flops / (hw.expertFFNTFLOPS * 1e6), bytes / (hw.expertFFNStreamGBps * 1e3)))
         }
+        if let micros = measuredMicros(kind, work: work) { return SimTime(micros: micros) }
         let corePeak = model.architecture.attentionPrecision == .bf16 ? hw.peakBF16TFLOPS : hw.peakFP8TFLOPS
         let computeSeconds =
             core == 0 || corePeak == hw.peakFP8TFLOPS
@@ -207,6 +208,63 @@ public struct CostModel: Sendable {
             : ((flops - core) / hw.peakFP8TFLOPS + core / corePeak) / (1e12 * hw.computeEfficiency)
         let memorySeconds = bytes / (hw.hbmGBps * 1e9 * hw.memoryEfficiency)
         return SimTime(micros: hw.kernelOverheadMicros + max(computeSeconds, memorySeconds) * 1e6)
+    }
+
+    /// A compute kernel from the hardware's measured production kernels (``MeasuredCompute``),
+    /// µs; nil where none applies (no measured model for the family, prefill or GQA
+    /// attention, BF16 weights), and the roofline prices it.
+    public func measuredMicros(_ kind: KernelKind, work: ComputeWork) -> Double? {
+        let hw = costs.hardware
+        let m = hw.measured
+        guard m.isPresent else { return nil }
+        let a = model.architecture
+        let h = a.hidden
+        let t = work.wholeBatch ? work.tokensTotal : work.tokens
+        func ffn(rows: [Int], intermediate: Int) -> Double {
+            m.expertGEMMMicros(rows: rows, n: 2 * intermediate, k: h, on: hw)
+                + (m.activation.isFitted ? m.activationMicros(rows: rows, intermediate: intermediate, on: hw) : 0)
+                + m.expertGEMMMicros(rows: rows, n: h, k: intermediate, on: hw)
+        }
+        func denseFFN(intermediate: Int) -> Double {
+            m.projectionMicros(tokens: t, n: 2 * intermediate, k: h, on: hw)
+                + (m.activation.isFitted ? m.activationMicros(rows: [t], intermediate: intermediate, on: hw) : 0)
+                + m.projectionMicros(tokens: t, n: h, k: intermediate, on: hw)
+        }
+        switch kind {
+        case .mlp:
+            guard m.expertGEMM.isFitted, a.weightBytes == 1 else { return nil }
+            let rows = work.capacityRows.map { Array(repeating: $0, count: work.expertTokens.count) } ?? work.expertTokens.map { Int($0) }
+            guard rows.contains(where: { $0 > 0 }) else { return 0 }
+            return ffn(rows: rows, intermediate: a.moeIntermediate)
+        case .shared:
+            guard m.projection.isFitted, a.weightBytes == 1 else { return nil }
+            guard a.sharedExperts > 0, t > 0 else { return 0 }
+            return denseFFN(intermediate: a.sharedExperts * a.moeIntermediate)
+        case .dense:
+            guard m.projection.isFitted, a.weightBytes == 1 else { return nil }
+            guard t > 0 else { return 0 }
+            return denseFFN(intermediate: a.denseIntermediate)
+        case .attn0, .attn1:
+            guard phase == .decode, case let .mla(heads, qRank, kvRank, nope, rope, vDim) = a.attention,
+                m.projection.isFitted, m.absorbedBMM.isFitted, m.attentionCore.isFitted, a.weightBytes == 1
+            else { return nil }
+            guard t > 0 else { return 0 }
+            if kind == .attn0 {
+                return m.projectionMicros(tokens: t, n: qRank + kvRank + rope, k: h, on: hw)
+                    + m.projectionMicros(tokens: t, n: heads * (nope + rope), k: qRank, on: hw)
+                    + m.absorbedMicros(heads: heads, tokens: t, n: kvRank, k: nope, on: hw)
+            }
+            let requests = max(1, work.requests ?? t)
+            let kv = work.kvTokens.map(Double.init) ?? Double(requests) * Double(work.kvLength)
+            return m.attentionCoreMicros(
+                requests: requests, queryTokens: max(1, t / requests), kvTokens: kv, heads: heads, dQK: kvRank + rope, dV: kvRank,
+                kvBytes: a.kvBytes, on: hw)
+                + m.absorbedMicros(heads: heads, tokens: t, n: vDim, k: kvRank, on: hw)
+                + m.projectionMicros(tokens: t, n: h, k: heads * vDim, on: hw)
+                + m.projectionMicros(tokens: t, n: a.routedExperts, k: h, weightBytes: 2, on: hw)
+        default:
+            return nil
+        }
     }
 
     /// Duration of a SEND (or the SEND part of a fused kernel) posting `messages` data messages:

@@ -62,6 +62,28 @@ extension Hardware {
         // As their twins network.nvlink.ingress_gbps and network.rdma.message_rate_mps.
         .init(key: "nvlink_ingress_gbps", field: \.nvlinkIngressGBps, range: 1e-3...1e7, allowsInfinite: true),
         .init(key: "nic_message_rate_mps", field: \.nicMessageRateMps, range: 1e-6...1e9, allowsInfinite: true),
+        // The measured production kernels (MeasuredCompute; `epsim calibrate --kernels --fit`).
+        .init(key: "expert_gemm_fixed_us", field: \.measured.expertGEMM.fixedMicros, range: 0...1e6, allowsInfinite: false),
+        .init(key: "expert_gemm_stream_gbps", field: \.measured.expertGEMM.streamGBps, range: 0...1e7, allowsInfinite: false),
+        .init(key: "expert_gemm_tflops", field: \.measured.expertGEMM.tflops, range: 0...1e6, allowsInfinite: false),
+        .init(key: "expert_gemm_overlap", field: \.measured.expertGEMM.overlap, range: 0...1, allowsInfinite: false),
+        .init(key: "expert_gemm_reread", field: \.measured.expertGEMMReread, range: 0...1, allowsInfinite: false),
+        .init(key: "activation_fixed_us", field: \.measured.activation.fixedMicros, range: 0...1e6, allowsInfinite: false),
+        .init(key: "activation_stream_gbps", field: \.measured.activation.streamGBps, range: 0...1e7, allowsInfinite: false),
+        .init(key: "activation_row_us", field: \.measured.activationRowMicros, range: 0...1e3, allowsInfinite: false),
+        .init(key: "projection_fixed_us", field: \.measured.projection.fixedMicros, range: 0...1e6, allowsInfinite: false),
+        .init(key: "projection_stream_gbps", field: \.measured.projection.streamGBps, range: 0...1e7, allowsInfinite: false),
+        .init(key: "projection_tflops", field: \.measured.projection.tflops, range: 0...1e6, allowsInfinite: false),
+        .init(key: "projection_overlap", field: \.measured.projection.overlap, range: 0...1, allowsInfinite: false),
+        .init(key: "absorbed_bmm_fixed_us", field: \.measured.absorbedBMM.fixedMicros, range: 0...1e6, allowsInfinite: false),
+        .init(key: "absorbed_bmm_stream_gbps", field: \.measured.absorbedBMM.streamGBps, range: 0...1e7, allowsInfinite: false),
+        .init(key: "absorbed_bmm_tflops", field: \.measured.absorbedBMM.tflops, range: 0...1e6, allowsInfinite: false),
+        .init(key: "absorbed_bmm_overlap", field: \.measured.absorbedBMM.overlap, range: 0...1, allowsInfinite: false),
+        .init(key: "attention_core_fixed_us", field: \.measured.attentionCore.fixedMicros, range: 0...1e6, allowsInfinite: false),
+        .init(key: "attention_core_stream_gbps", field: \.measured.attentionCore.streamGBps, range: 0...1e7, allowsInfinite: false),
+        .init(key: "attention_core_tflops", field: \.measured.attentionCore.tflops, range: 0...1e6, allowsInfinite: false),
+        .init(key: "attention_core_overlap", field: \.measured.attentionCore.overlap, range: 0...1, allowsInfinite: false),
+        .init(key: "attention_core_request_us", field: \.measured.attentionRequestMicros, range: 0...1e3, allowsInfinite: false),
     ]
 
     /// The parameter named `key` (a key under `hardware:`); traps on a name not in

@@ -67,6 +67,9 @@ public struct Hardware: Sendable, Equatable {
     /// content hash, stay what they were before the limits existed).
     var nvlinkIngressLimit: Double?
     var nicMessageRateLimit: Double?
+    /// The production compute kernels measured on one GPU, as fitted models (DeepGEMM,
+    /// FlashMLA; ``MeasuredCompute``); empty: the generic roofline prices them.
+    public var measured = MeasuredCompute()
 
     public static let presetNames = ["h800", "h100", "h200"]
 
@@ -77,10 +80,10 @@ public struct Hardware: Sendable, Equatable {
     /// balanced,routing-hot-expert-hook-settled-t128` on two NVLink H200s
     /// (`calibration/measurements/2026-11-29-h200x2-{a,b}`, DeepEP 567632d; held-out errors
     /// in `docs/validation.md`). Two GPUs have one NVLink peer and no NIC: RDMA is the
-    /// `h800` fit, and how the rates scale with more peers is not measured. The routed
-    /// experts' grouped FFN is measured on one of them (`epsim calibrate --compute
-    /// .../compute.csv --fit`: FP8 `torch._scaled_grouped_mm`, fitted at 1, 4 and 16 local
-    /// experts, held out at 2, 8 and 32).
+    /// `h800` fit, and how the rates scale with more peers is not measured. The compute
+    /// kernels are the production kernels measured on one H100 (``MeasuredCompute/hopperH100``),
+    /// scaled to H200's HBM (4.8 against 3.35 TB/s): `run` and `validate` print a note saying
+    /// so.
     public static let h200 = Hardware(
         name: "h200", peakBF16TFLOPS: 989, peakFP8TFLOPS: 1979, hbmGBps: 4800, sms: 132,
         nvlinkGBps: 413, nvlinkLatencyMicros: 0.302, rdmaGBps: 44.1, rdmaLatencyMicros: 14.8,
@@ -88,11 +91,10 @@ public struct Hardware: Sendable, Equatable {
         dispatchSendFixedMicros: 7.92, dispatchSendPerMessageMicros: 0.00166, dispatchRecvFixedMicros: 3.38, dispatchRecvCopyGBps: 1730,
         combineSendFixedMicros: 5.94, combineSendPerMessageMicros: 0.00834, combineRecvFixedMicros: 5.85, combineRecvReduceGBps: 3700,
         selfCopyGBps: 6120, launchGapMicros: 1.39, dispatchRecvPairGBps: 32.1, combineSendPairGBps: 30.1,
-        expertFFNFixedMicros: 63.7, expertFFNStreamGBps: 2530, expertFFNTFLOPS: 763,
         // NVLink 4: 18 links, 900 GB/s both directions, 450 per direction (NVIDIA H100 and
         // H200 SXM datasheets). ConnectX-7: 330-370 million messages per second (NVIDIA
         // ConnectX-7 product brief); the low end.
-        nvlinkIngressLimit: 450, nicMessageRateLimit: 330)
+        nvlinkIngressLimit: 450, nicMessageRateLimit: 330, measured: .hopperH100)
 
     /// H800 SXM: as H200 in compute (NVIDIA H100 datasheet; the H800 differs in NVLink) with
     /// 3.35 TB/s HBM3 and one CX7 400 Gb/s NIC per GPU (DeepEP README). Its kernel-level
@@ -100,7 +102,8 @@ public struct Hardware: Sendable, Equatable {
     /// pair rates) are the `h200` measurement's: the same Hopper SMs run the same DeepEP
     /// code. Only its links (NVLink, RDMA rate and latency) are fitted, to DeepEP's
     /// published table (`epsim calibrate --fit`, `docs/validation.md`), which at one token
-    /// count could not have told fixed costs from per-byte ones.
+    /// count could not have told fixed costs from per-byte ones. Its compute kernels are the
+    /// H100 measurement's unscaled (H800 = H100 in SMs, clocks and HBM).
     public static let h800: Hardware = {
         var h = h200
         h.name = "h800"
@@ -112,9 +115,6 @@ public struct Hardware: Sendable, Equatable {
         h.nvlinkLatencyMicros = 5
         h.rdmaGBps = 44.1
         h.rdmaLatencyMicros = 14.8
-        // The grouped FFN streams weights from HBM: the H200 measurement's rate scaled by the
-        // HBM ratio (an assumption; the fixed part and the FLOP rate are the SMs').
-        h.expertFFNStreamGBps = (h200.expertFFNStreamGBps * 3350 / 4800).rounded()
         return h
     }()
 
