@@ -195,8 +195,9 @@ struct PlacementTests {
 struct CostModelTests {
     static let hw = Hardware.h800
 
+    /// The generic roofline's closed forms: the preset's measured production kernels switched off.
     func model(_ preset: String) throws -> Scenario {
-        try scenario("hardware: h800\ncluster: {ranks: 8}\nmodel: \(preset)\n")
+        try scenario("hardware: {preset: h800, projection_stream_gbps: 0, expert_gemm_stream_gbps: 0}\ncluster: {ranks: 8}\nmodel: \(preset)\n")
     }
 
     @Test("memory-bound: DeepSeek-V3 ATTN0 for 8 decode tokens is its weights over HBM bandwidth")
@@ -221,8 +222,8 @@ struct CostModelTests {
 
     @Test("compute-bound: a grouped GEMM with 512 tokens on each of 2 experts is its FLOPs over peak")
     func computeBound() throws {
-        // The generic roofline (the preset's measured grouped-FFN model switched off).
-        let s = try scenario("hardware: {preset: h800, expert_ffn_stream_gbps: 0}\ncluster: {ranks: 8}\nmodel: deepseek-v3\n")
+        // The generic roofline (the preset's measured expert GEMM switched off).
+        let s = try scenario("hardware: {preset: h800, expert_gemm_stream_gbps: 0}\ncluster: {ranks: 8}\nmodel: deepseek-v3\n")
         var w = ComputeWork()
         w.expertTokens = [512, 500, 0]
         // 500 pads to 512; an idle expert costs nothing.
@@ -235,19 +236,19 @@ struct CostModelTests {
         #expect(computeSeconds > bytes / (3350e9 * 0.8), "compute-bound indeed")
     }
 
-    @Test("a preset's measured grouped-FFN model: fixed + max(FLOPs / rate, bytes / stream rate)")
+    @Test("the expert_ffn_* keys price MLP as fixed + max(FLOPs / rate, bytes / stream rate)")
     func measuredExpertFFN() throws {
-        let s = try model("deepseek-v3")
+        let s = try scenario(
+            "hardware: {preset: h800, expert_ffn_fixed_us: 63.7, expert_ffn_stream_gbps: 1768, expert_ffn_tflops: 763}\ncluster: {ranks: 8}\nmodel: deepseek-v3\n")
         var w = ComputeWork()
         w.expertTokens = [512, 500, 0, 3]
-        let h = Hardware.h800
+        let h = s.costs.hardware
         // 500 and 3 pad to 512 and 64; bytes count the real rows.
         let flops: Double = 2.0 * (1024 + 64) * 3 * 7168 * 2048
         let bytes: Double = 3 * 3.0 * 7168 * 2048 + 1015 * 7168 * 3
         let expected = h.expertFFNFixedMicros + max(flops / (h.expertFFNTFLOPS * 1e6), bytes / (h.expertFFNStreamGBps * 1e3))
         let d = CostModel(costs: s.costs, model: s.model).computeDuration(.mlp, rank: RankID(0), microBatch: .a, microBatches: 1, work: w)
         #expect(d == SimTime(micros: expected))
-        #expect(h.expertFFNStreamGBps == (Hardware.h200.expertFFNStreamGBps * 3350 / 4800).rounded(), "h800 scales h200's stream rate by HBM")
     }
 
     @Test("a measured table is interpolated linearly and extrapolated along its end segments")
