@@ -134,7 +134,7 @@ struct CalibrateCommand: ParsableCommand {
         let hardware: Hardware
         if fit {
             start.measured = MeasuredCompute()
-            hardware = try KernelCalibration.fit(all, start: start, source: paths.joined(separator: ", "))
+            hardware = try KernelCalibration.fit(all, start: start, source: paths.joined(separator: ","))
         } else {
             hardware = start
             guard hardware.measured.isPresent else {

@@ -91,7 +91,8 @@ public struct MeasuredCompute: Sendable, Equatable {
     public var attentionRequestMicros = 0.0
     /// The GPU the kernels were measured on (0: no measured models).
     public var reference = Reference()
-    /// Where the measurement is stored (`calibration/measurements/...`), for notes.
+    /// Where the measurement is stored (`calibration/measurements/...`), for notes; no
+    /// spaces (it is part of a scenario's canonical form).
     public var source = ""
 
     /// The measuring GPU's nominal figures, against which a what-if scales.
@@ -291,7 +292,7 @@ extension MeasuredCompute {
         m.attentionCore = KernelFit(fixedMicros: 20.3, streamGBps: 5980, tflops: 855, overlap: 0.645)
         m.attentionRequestMicros = 0.0492
         m.reference = Reference(name: "h100", hbmGBps: 3350, peakFP8TFLOPS: 1979, peakBF16TFLOPS: 989)
-        m.source = "calibration/measurements/2026-12-07-h100-kernels-a, -c"
+        m.source = "calibration/measurements/2026-12-07-h100-kernels-{a,c}"
         return m
     }()
 }
