@@ -8,7 +8,7 @@ import Testing
 @Suite("Attention precision")
 struct AttentionPrecisionTests {
     static func attn1(_ extra: String, tokens: Int = 64, kv: Int = 4096) throws -> (SimTime, Scenario) {
-        let s = try scenario("hardware: h800\ncluster: {ranks: 8}\nmodel: {preset: deepseek-v3\(extra)}\n")
+        let s = try scenario("hardware: {preset: h800, attention_core_stream_gbps: 0}\ncluster: {ranks: 8}\nmodel: {preset: deepseek-v3\(extra)}\n")
         var w = ComputeWork()
         w.tokens = tokens
         w.kvLength = kv
@@ -44,8 +44,8 @@ struct AttentionPrecisionTests {
 
     @Test("other kernels do not depend on the attention keys")
     func onlyAttention() throws {
-        let a = try scenario("hardware: h800\ncluster: {ranks: 8}\nmodel: {preset: deepseek-v3}\n")
-        let b = try scenario("hardware: h800\ncluster: {ranks: 8}\nmodel: {preset: deepseek-v3, attention_dtype: fp8, kv_cache_dtype: fp8}\n")
+        let a = try scenario("hardware: {preset: h800, attention_core_stream_gbps: 0}\ncluster: {ranks: 8}\nmodel: {preset: deepseek-v3}\n")
+        let b = try scenario("hardware: {preset: h800, attention_core_stream_gbps: 0}\ncluster: {ranks: 8}\nmodel: {preset: deepseek-v3, attention_dtype: fp8, kv_cache_dtype: fp8}\n")
         var w = ComputeWork()
         w.tokens = 32
         w.kvLength = 2048

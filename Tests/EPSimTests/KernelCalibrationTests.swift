@@ -118,7 +118,7 @@ struct KernelCalibrationTests {
         #expect(Hardware.h100.measured.extrapolationNote(for: .h100) == nil)
         #expect(Hardware.h800.measured.extrapolationNote(for: .h800) == nil)
         let h200 = try #require(Hardware.h200.measured.extrapolationNote(for: .h200))
-        #expect(h200.contains("hbm_gbps 4800 against 3350 measured") && h200.contains("x1.43") && h200.contains("2026-12-07-h100-kernels-a"))
+        #expect(h200.contains("hbm_gbps 4800 against 3350 measured") && h200.contains("x1.43") && h200.contains("2026-12-07-h100-kernels-{a,c}"))
         let s = try scenario("hardware: {preset: h100, hbm_gbps: 1600, peak_bf16_tflops: 500}\ncluster: {ranks: 2}\nmodel: deepseek-v3\n")
         let note = try #require(s.costs.hardware.measured.extrapolationNote(for: s.costs.hardware))
         #expect(note.contains("hbm_gbps 1600") && note.contains("peak_bf16_tflops 500") && !note.contains("peak_fp8"))

@@ -258,7 +258,7 @@ public struct CostModel: Sendable {
             let kv = work.kvTokens.map(Double.init) ?? Double(requests) * Double(work.kvLength)
             return m.attentionCoreMicros(
                 requests: requests, queryTokens: max(1, t / requests), kvTokens: kv, heads: heads, dQK: kvRank + rope, dV: kvRank,
-                kvBytes: a.kvBytes, on: hw)
+                kvBytes: a.kvBytes, fp8Math: a.attentionPrecision == .fp8, on: hw)
                 + m.absorbedMicros(heads: heads, tokens: t, n: vDim, k: kvRank, on: hw)
                 + m.projectionMicros(tokens: t, n: h, k: heads * vDim, on: hw)
                 + m.projectionMicros(tokens: t, n: a.routedExperts, k: h, weightBytes: 2, on: hw)

@@ -261,11 +261,15 @@ extension MeasuredCompute {
     /// FlashMLA dense decode over `requests` requests of `queryTokens` query tokens each
     /// (`s_q`), reading `kvTokens` cached tokens in all, µs: bytes are the KV cache (`dQK`
     /// values of `kvBytes` each per token), FLOPs `2 heads s_q kv (dQK + dV)`.
+    /// `fp8Math`: core attention in FP8 (`model.attention_dtype: fp8`), which was not
+    /// measured: its math term is scaled by the FP8 / BF16 peak ratio, an extrapolation.
     public func attentionCoreMicros(
-        requests: Int, queryTokens: Int, kvTokens: Double, heads: Int, dQK: Int, dV: Int, kvBytes: Double, on hardware: Hardware
+        requests: Int, queryTokens: Int, kvTokens: Double, heads: Int, dQK: Int, dV: Int, kvBytes: Double, fp8Math: Bool = false,
+        on hardware: Hardware
     ) -> Double {
         guard requests > 0 else { return 0 }
-        let s = scales(for: hardware)
+        var s = scales(for: hardware)
+        if fp8Math { s.bf16 = hardware.peakFP8TFLOPS / reference.peakBF16TFLOPS }
         let q = Double(queryTokens)
         let flops = 2 * Double(heads) * q * kvTokens * Double(dQK + dV)
         let bytes = kvTokens * Double(dQK) * kvBytes
