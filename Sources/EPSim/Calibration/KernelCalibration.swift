@@ -191,14 +191,14 @@ public enum KernelCalibration {
         case .expertGEMM:
             return [
                 .init("expert_gemm_fixed_us", 0...100), .init("expert_gemm_stream_gbps", 100...6000), .init("expert_gemm_tflops", 10...2000),
-                .init("expert_gemm_overlap", 0...1), .init("expert_gemm_reread", 0...1),
+                .init("expert_gemm_overlap", 0...1), .init("expert_gemm_reread", 0...1), .init("expert_gemm_k_block_us", 0...10),
             ]
         case .activation:
             return [.init("activation_fixed_us", 0...100), .init("activation_stream_gbps", 10...6000), .init("activation_row_us", 0...10)]
         case .projection:
             return [
                 .init("projection_fixed_us", 0...100), .init("projection_stream_gbps", 100...6000), .init("projection_tflops", 10...2000),
-                .init("projection_overlap", 0...1),
+                .init("projection_overlap", 0...1), .init("projection_k_block_us", 0...10),
             ]
         case .absorbed:
             return [
@@ -225,7 +225,7 @@ public enum KernelCalibration {
                 h[keyPath: p.field] =
                     key.hasSuffix("_gbps") ? hardware.hbmGBps * 0.8
                     : key.hasSuffix("_tflops") ? (bf16 ? hardware.peakBF16TFLOPS : hardware.peakFP8TFLOPS) * 0.6
-                    : key.hasSuffix("_fixed_us") ? 5 : key.hasSuffix("_us") ? 0.05 : share
+                    : key.hasSuffix("_fixed_us") ? 5 : key.hasSuffix("_k_block_us") ? 0.02 : key.hasSuffix("_us") ? 0.05 : share
             }
             return h
         }

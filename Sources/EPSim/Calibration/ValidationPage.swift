@@ -313,7 +313,7 @@ public enum ValidationPage {
 
             """
         func fitText(_ f: KernelFit, _ extra: String = "") -> String {
-            "\(String(format: "%g", f.fixedMicros)) us + max(bytes / \(String(format: "%g", f.streamGBps)) GB/s, FLOPs / \(String(format: "%g", f.tflops)) TFLOP/s) + \(String(format: "%g", f.overlap)) x min\(extra)"
+            "\(String(format: "%g", f.fixedMicros)) us\(f.kBlockMicros > 0 ? " + \(String(format: "%g", f.kBlockMicros)) us per 128 of k" : "") + max(bytes / \(String(format: "%g", f.streamGBps)) GB/s, FLOPs / \(String(format: "%g", f.tflops)) TFLOP/s) + \(String(format: "%g", f.overlap)) x min\(extra)"
         }
         for s in KernelCalibration.summary(rows, on: h) {
             let text: String
