@@ -29,7 +29,7 @@ struct CalibrateCommand: ParsableCommand {
 
     @Option(
         parsing: .upToNextOption,
-        help: "Production-kernel measurements (calibration/kernels/measure_kernels.py): sitting folders or their CSVs; compared with the preset's measured models (--fit: fit them on the fit rows, report the rest as held out).")
+        help: "Production-kernel measurements (calibration/kernels/measure_kernels.py): sitting folders or their CSVs; compared with the preset's measured models (--fit: fit them on the fit rows, report the rest as held out; --preset must then name the GPU they ran on, e.g. h100 for the shipped sittings).")
     var kernels: [String] = []
 
     @Option(help: "With --compute: write the measured SHARED and DENSE times as a costs.table CSV to this path.")
@@ -145,21 +145,25 @@ struct CalibrateCommand: ParsableCommand {
             let table = all.map { r -> [String] in
                 let p = KernelCalibration.predicted(r, on: hardware)
                 return [r.family.rawValue, r.label, RunReport.us(r.micros), RunReport.us(p), CalibrationReport.pct(p / r.micros - 1),
-                        KernelCalibration.isFitRow(r) ? "fit" : "held out"]
+                        !KernelCalibration.isModelled(r) ? "not modelled" : KernelCalibration.isFitRow(r) ? "fit" : "held out"]
             }
             print(TextTable.render(header: ["family", "case", "measured_us", "model_us", "error", "rows"], rows: table), terminator: "")
         }
+        func mean(_ e: KernelCalibration.Errors) -> String { e.count == 0 ? "-" : String(format: "%.1f%%", 100 * e.meanAbs) }
+        func worst(_ e: KernelCalibration.Errors) -> String { e.count == 0 ? "-" : CalibrationReport.pct(e.worst) }
         let summary = KernelCalibration.summary(all, on: hardware).map { s -> [String] in
-            [s.family.rawValue, String(s.fit.count), CalibrationReport.pct(s.fit.meanAbs), CalibrationReport.pct(s.fit.worst),
-             String(s.heldOut.count), CalibrationReport.pct(s.heldOut.meanAbs), CalibrationReport.pct(s.heldOut.worst),
+            [s.family.rawValue, String(s.fit.count), mean(s.fit), worst(s.fit), String(s.heldOut.count), mean(s.heldOut), worst(s.heldOut),
              s.heldOut.worstRow?.label ?? "-"]
         }
         print(TextTable.render(
             header: ["family", "fit_rows", "fit_mean", "fit_worst", "held_out_rows", "held_out_mean", "held_out_worst", "worst_case"], rows: summary),
             terminator: "")
         if fit {
+            printError(
+                "note: fitted as measured on \(preset) (hbm_gbps \(String(format: "%g", start.hbmGBps)), peak_fp8_tflops \(String(format: "%g", start.peakFP8TFLOPS)), peak_bf16_tflops \(String(format: "%g", start.peakBF16TFLOPS))): --preset must name the GPU the kernels ran on; the block carries it as measured_* so that other presets scale from it")
+            let reference = ["measured_hbm_gbps", "measured_peak_fp8_tflops", "measured_peak_bf16_tflops"].map { SearchedParameter($0, 0...1e7) }
             let keys = KernelCalibration.Family.allCases.filter { f in all.contains { $0.family == f } }.flatMap(KernelCalibration.parameters)
-            print(keys.yamlBlock(hardware, preset: preset), terminator: "")
+            print((keys + reference).yamlBlock(hardware, preset: preset), terminator: "")
         } else if let note = hardware.measured.extrapolationNote(for: hardware) {
             printError("note: \(note)")
         }

@@ -62,7 +62,7 @@ struct RunCommand: ParsableCommand {
         if s.serving != nil && format == .table {
             printError("note: \(scenario) has a serving section, which `epsim serve` runs; `run` simulates its workload section")
         }
-        if let note = s.costs.hardware.measured.extrapolationNote(for: s.costs.hardware) { printError("note: \(note)") }
+        if let note = s.measuredKernelNote { printError("note: \(note)") }
         // Opened (created, migrated, checked writable) before simulating: a bad --db costs no
         // simulation and loses no run.
         let store = noStore ? nil : try database.open(.create)

@@ -42,7 +42,7 @@ struct ValidateCommand: ParsableCommand {
             printError("error: \(path): \(error.code.rawValue): \(error.message)")
             throw ExitCode(70)
         }
-        if let note = s.costs.hardware.measured.extrapolationNote(for: s.costs.hardware) { printError("note: \(path): \(note)") }
+        if let note = s.measuredKernelNote { printError("note: \(path): \(note)") }
         print(
             "\(path): ok (\(s.cluster.ranks) ranks, \(s.model.experts) experts, \(s.model.moeLayers) MoE layer\(s.model.moeLayers == 1 ? "" : "s"), schedule \(s.schedule.name); keeps \(Simulation.residentBytes(s, options: options)))"
         )

@@ -122,6 +122,18 @@ struct KernelCalibrationTests {
         let s = try scenario("hardware: {preset: h100, hbm_gbps: 1600, peak_bf16_tflops: 500}\ncluster: {ranks: 2}\nmodel: deepseek-v3\n")
         let note = try #require(s.costs.hardware.measured.extrapolationNote(for: s.costs.hardware))
         #expect(note.contains("hbm_gbps 1600") && note.contains("peak_bf16_tflops 500") && !note.contains("peak_fp8"))
+        #expect(s.measuredKernelNote == note)
+        // Only where a measured model prices a kernel of the scenario.
+        let fixed = try scenario("hardware: {preset: h200}\ncluster: {ranks: 2}\nmodel: deepseek-v3\ncosts: {compute: fixed}\n")
+        #expect(fixed.measuredKernelNote == nil)
+        let off = try scenario(
+            "hardware: {preset: h200, expert_gemm_stream_gbps: 0, projection_stream_gbps: 0}\ncluster: {ranks: 2}\nmodel: deepseek-v3\n")
+        #expect(off.measuredKernelNote == nil)
+        // FlashMLA's BF16 fit stretched to an FP8 cache on the measured GPU itself.
+        let fp8 = try scenario("hardware: h100\ncluster: {ranks: 2}\nmodel: {preset: deepseek-v3, kv_cache_dtype: fp8}\n")
+        let fp8Note = try #require(fp8.measuredKernelNote)
+        #expect(fp8Note.contains("1-byte KV cache") && !fp8Note.contains("hbm_gbps"))
+        #expect(try scenario("hardware: h100\ncluster: {ranks: 2}\nmodel: deepseek-v3\n").measuredKernelNote == nil)
     }
 
     @Test("MLP is gate-up, activation and down from the measured models; the old keys still select PyTorch's fit")
@@ -142,6 +154,15 @@ struct KernelCalibrationTests {
         let even = m.expertGEMMMicros(rows: [64, 64, 64, 64], n: 4096, k: 7168, on: .h100)
         let hot = m.expertGEMMMicros(rows: [208, 16, 16, 16], n: 4096, k: 7168, on: .h100)
         #expect(hot > even)
+        // activation_stream_gbps: 0 prices the activation as the roofline does, not as nothing.
+        let noAct = try scenario("hardware: {preset: h100, activation_stream_gbps: 0}\ncluster: {ranks: 16}\nmodel: deepseek-v3\n")
+        w.expertTokens = [40, 0, 90, 12]
+        let h = Hardware.h100
+        let actRoofline = h.kernelOverheadMicros + 142 * Double(2048 * 5 + 16 * 4) / (h.hbmGBps * h.memoryEfficiency * 1e3)
+        let withRoofline =
+            m.expertGEMMMicros(rows: rows, n: 4096, k: 7168, on: .h100) + actRoofline + m.expertGEMMMicros(rows: rows, n: 7168, k: 2048, on: .h100)
+        let d = CostModel(costs: noAct.costs, model: noAct.model).computeDuration(.mlp, rank: RankID(0), microBatch: .a, microBatches: 1, work: w)
+        #expect(abs(d.micros - withRoofline) < 1e-5)
         let old = try scenario("hardware: {preset: h100, expert_ffn_fixed_us: 63.7, expert_ffn_stream_gbps: 2530, expert_ffn_tflops: 763}\ncluster: {ranks: 16}\nmodel: deepseek-v3\n")
         w.expertTokens = [40, 0, 90, 12]
         let oldCost = CostModel(costs: old.costs, model: old.model).computeDuration(.mlp, rank: RankID(0), microBatch: .a, microBatches: 1, work: w)

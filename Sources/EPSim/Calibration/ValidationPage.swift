@@ -337,7 +337,7 @@ public enum ValidationPage {
             expert (a port of its SM90 heuristic, `DeepGEMMTiling`), so an expert above the mean pays whole
             tiles: the one-hot-expert rows (one expert at 8x the others' mean, all held out) come out at
             \(abspct(hotErrors.meanAbs)) mean error (worst \(pct(hotErrors.worst)), \(hotErrors.worstRow?.label ?? "-")), the multinomial ones at
-            \(abspct(uniformErrors.meanAbs)) (worst \(pct(uniformErrors.worst))). \(empty.count) rows of an expert GEMM or activation over no rows at all
+            \(abspct(uniformErrors.meanAbs)) (worst \(pct(uniformErrors.worst))). \(empty.count) expert GEMM or activation rows over no rows at all
             (1.4-4.3 us each) are in neither set: EPSim launches no `MLP` for a rank that receives nothing.
 
             A second sitting (`2026-12-07-h100-kernels-b`: the same machine, rebuilt and remeasured a few minutes later; never fitted):

@@ -220,14 +220,19 @@ public struct CostModel: Sendable {
         let a = model.architecture
         let h = a.hidden
         let t = work.wholeBatch ? work.tokensTotal : work.tokens
+        // SiLU-and-mul with FP8 quantisation: measured, or (`activation_stream_gbps: 0`) the
+        // generic roofline's overhead plus its bytes at HBM x memory efficiency.
+        func activation(rows: [Int], intermediate: Int) -> Double {
+            if m.activation.isFitted { return m.activationMicros(rows: rows, intermediate: intermediate, on: hw) }
+            let bytes = Double(rows.reduce(0, +)) * Double(intermediate * 5 + intermediate / 128 * 4)
+            return hw.kernelOverheadMicros + bytes / (hw.hbmGBps * hw.memoryEfficiency * 1e3)
+        }
         func ffn(rows: [Int], intermediate: Int) -> Double {
-            m.expertGEMMMicros(rows: rows, n: 2 * intermediate, k: h, on: hw)
-                + (m.activation.isFitted ? m.activationMicros(rows: rows, intermediate: intermediate, on: hw) : 0)
+            m.expertGEMMMicros(rows: rows, n: 2 * intermediate, k: h, on: hw) + activation(rows: rows, intermediate: intermediate)
                 + m.expertGEMMMicros(rows: rows, n: h, k: intermediate, on: hw)
         }
         func denseFFN(intermediate: Int) -> Double {
-            m.projectionMicros(tokens: t, n: 2 * intermediate, k: h, on: hw)
-                + (m.activation.isFitted ? m.activationMicros(rows: [t], intermediate: intermediate, on: hw) : 0)
+            m.projectionMicros(tokens: t, n: 2 * intermediate, k: h, on: hw) + activation(rows: [t], intermediate: intermediate)
                 + m.projectionMicros(tokens: t, n: h, k: intermediate, on: hw)
         }
         switch kind {

@@ -86,6 +86,10 @@ extension Hardware {
         .init(key: "attention_core_tflops", field: \.measured.attentionCore.tflops, range: 0...1e6, allowsInfinite: false),
         .init(key: "attention_core_overlap", field: \.measured.attentionCore.overlap, range: 0...1, allowsInfinite: false),
         .init(key: "attention_core_request_us", field: \.measured.attentionRequestMicros, range: 0...1e3, allowsInfinite: false),
+        // The GPU those fits were measured on (what a what-if scales against; 0: no fits).
+        .init(key: "measured_hbm_gbps", field: \.measured.reference.hbmGBps, range: 0...1e7, allowsInfinite: false),
+        .init(key: "measured_peak_fp8_tflops", field: \.measured.reference.peakFP8TFLOPS, range: 1e-3...1e6, allowsInfinite: false),
+        .init(key: "measured_peak_bf16_tflops", field: \.measured.reference.peakBF16TFLOPS, range: 1e-3...1e6, allowsInfinite: false),
     ]
 
     /// The parameter named `key` (a key under `hardware:`); traps on a name not in

@@ -134,11 +134,12 @@ public struct MeasuredCompute: Sendable, Equatable {
         var parts: [String] = []
         func figure(_ key: String, _ value: Double, _ ref: Double, _ what: String) {
             guard abs(value / ref - 1) > 1e-9 else { return }
-            parts.append("\(key) \(String(format: "%g", value)) against \(String(format: "%g", ref)) measured: \(what) x\(String(format: "%.3g", value / ref))")
+            parts.append(
+                "\(key) \(String(format: "%g", value)) against \(String(format: "%g", ref)) measured: \(what) x\(String(format: "%.3g", value / ref)) (their times x\(String(format: "%.3g", ref / value)))")
         }
-        figure("hbm_gbps", hardware.hbmGBps, reference.hbmGBps, "memory-bound parts")
-        figure("peak_fp8_tflops", hardware.peakFP8TFLOPS, reference.peakFP8TFLOPS, "FP8 GEMMs' math")
-        figure("peak_bf16_tflops", hardware.peakBF16TFLOPS, reference.peakBF16TFLOPS, "core attention's and the absorbed products' math")
+        figure("hbm_gbps", hardware.hbmGBps, reference.hbmGBps, "memory-bound rates")
+        figure("peak_fp8_tflops", hardware.peakFP8TFLOPS, reference.peakFP8TFLOPS, "FP8 GEMMs' FLOP rates")
+        figure("peak_bf16_tflops", hardware.peakBF16TFLOPS, reference.peakBF16TFLOPS, "core attention's and the absorbed products' FLOP rates")
         guard !parts.isEmpty else { return nil }
         return "compute kernels (DeepGEMM, FlashMLA) measured on \(reference.name) (\(source)) and extrapolated to \(hardware.name): "
             + parts.joined(separator: "; ") + "; fixed parts kept"
@@ -307,4 +308,39 @@ extension MeasuredCompute {
         m.source = "calibration/measurements/2026-12-07-h100-kernels-{a,c}"
         return m
     }()
+}
+
+extension Scenario {
+    /// The `note:` `run` and `validate` print about the measured production kernels: what of
+    /// them this scenario extrapolates (another GPU's HBM or peaks, FP8 core attention or an
+    /// FP8 KV cache on FlashMLA's BF16 fit); nil when no kernel of the scenario is priced by a
+    /// measured model or nothing is extrapolated.
+    public var measuredKernelNote: String? {
+        let hw = costs.hardware
+        let m = hw.measured
+        guard m.isPresent else { return nil }
+        func roofline(_ c: ComputeCost) -> Bool { if case .roofline = c { return true } else { return false } }
+        let a = model.architecture
+        var mla = false
+        if case .mla = a.attention { mla = true }
+        let attentionMeasured =
+            workload.phase == .decode && mla && a.weightBytes == 1 && (roofline(costs.attn0) || roofline(costs.attn1))
+            && m.projection.isFitted && m.absorbedBMM.isFitted && m.attentionCore.isFitted
+        let ffnMeasured =
+            a.weightBytes == 1
+            && ((roofline(costs.gemm) && m.expertGEMM.isFitted && hw.expertFFNStreamGBps == 0)
+                || ((roofline(costs.shared) || roofline(costs.denseMLP)) && m.projection.isFitted))
+        guard attentionMeasured || ffnMeasured else { return nil }
+        var parts: [String] = []
+        if let hardware = m.extrapolationNote(for: hw) { parts.append(hardware) }
+        if attentionMeasured {
+            var what: [String] = []
+            if a.attentionPrecision == .fp8 { what.append("FP8 core attention (math scaled by the FP8 / BF16 peak ratio)") }
+            if a.kvBytes != 2 { what.append("a \(String(format: "%g", a.kvBytes))-byte KV cache (bytes scaled by its width)") }
+            if !what.isEmpty {
+                parts.append("FlashMLA was measured with BF16 math and a BF16 KV cache: " + what.joined(separator: " and ") + " extrapolated")
+            }
+        }
+        return parts.isEmpty ? nil : parts.joined(separator: "; ")
+    }
 }
