@@ -131,7 +131,7 @@ def summarise(reps_kernels, main_match):
         mains.append(m)
         others.append(o)
         spans.append(max(e for _, e, _ in ks) - min(s for s, _, _ in ks))
-        names.update(n[:80] for _, _, n in ks)
+        names.update(n for _, _, n in ks)  # full names: DeepGEMM's template arguments carry its tile sizes
     if max(mains) <= 0:
         raise RuntimeError(f"no main kernel among {sorted(names)}")
     p50, p10, p90 = quantiles(mains)
