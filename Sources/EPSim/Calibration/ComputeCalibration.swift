@@ -20,12 +20,8 @@ public enum ComputeCalibration {
 
     /// Reads `compute.csv`; errors name the file and line.
     public static func read(path: String) throws -> [Row] {
-        guard let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8) else {
-            throw MeasurementError(file: path, message: "cannot read the file (missing, unreadable or not UTF-8 text)")
-        }
-        let table = try CSVTable(text, file: path)
-        return try table.rows.map { r in
-            func optInt(_ c: String, _ range: ClosedRange<Int>) throws -> Int { try r.raw(c).isEmpty ? 0 : try r.int(c, in: range) }
+        return try CSVTable(path: path).rows.map { r in
+            func optInt(_ c: String, _ range: ClosedRange<Int>) throws -> Int { try r.optionalInt(c, in: range) }
             let row = Row(
                 line: r.line, table: try r.string("table"), name: try r.string("name"), dtype: try r.string("dtype"), kernel: try r.string("kernel"),
                 experts: try optInt("experts", 1...1024), tokensPerExpert: try optInt("tokens_per_expert", 0...65536),

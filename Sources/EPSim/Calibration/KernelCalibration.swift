@@ -64,12 +64,8 @@ public enum KernelCalibration {
 
     /// Reads one `measure_kernels.py` CSV (any family); errors name the file and line.
     public static func read(path: String) throws -> [Row] {
-        guard let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8) else {
-            throw MeasurementError(file: path, message: "cannot read the file (missing, unreadable or not UTF-8 text)")
-        }
-        let table = try CSVTable(text, file: path)
-        return try table.rows.map { r in
-            func optInt(_ c: String, _ range: ClosedRange<Int>) throws -> Int { try r.raw(c).isEmpty ? 0 : try r.int(c, in: range) }
+        return try CSVTable(path: path).rows.map { r in
+            func optInt(_ c: String, _ range: ClosedRange<Int>) throws -> Int { try r.optionalInt(c, in: range) }
             func list(_ c: String) throws -> [Int] {
                 let v = try r.raw(c)
                 guard !v.isEmpty else { return [] }

@@ -147,9 +147,7 @@ public enum MeasurementReader {
         if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) && isDirectory.boolValue {
             throw MeasurementError(file: path, message: "is a directory; expected a measurement file (ll.csv or a DeepEP log)")
         }
-        guard let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8) else {
-            throw MeasurementError(file: path, message: "cannot read the file (missing, unreadable or not UTF-8 text)")
-        }
+        let text = try CSVTable.text(path)
         if text.hasPrefix("case,") || text.hasPrefix("\u{FEFF}case,") { return try parseHarnessCSV(text, file: path, notes: &notes) }
         return try parseDeepEPLog(text, file: path, settings: log)
     }
@@ -425,6 +423,10 @@ struct CSVTable {
             guard !v.isEmpty else { throw fail("column \(column): expected a value, found an empty cell") }
             return String(v)
         }
+        /// An integer column that may be empty (0 then).
+        func optionalInt(_ column: String, in range: ClosedRange<Int>) throws -> Int {
+            try raw(column).isEmpty ? 0 : try int(column, in: range)
+        }
         func int(_ column: String, in range: ClosedRange<Int>) throws -> Int {
             let v = try raw(column)
             guard let i = Int(v), range.contains(i) else { throw fail("column \(column): expected an integer in \(range.lowerBound)...\(range.upperBound), found \"\(v)\"") }
@@ -474,6 +476,17 @@ struct CSVTable {
         self.rows = rows
         self.columns = names
     }
+
+    /// A measurement file's text, or why it cannot be read.
+    static func text(_ path: String) throws -> String {
+        guard let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8) else {
+            throw MeasurementError(file: path, message: "cannot read the file (missing, unreadable or not UTF-8 text)")
+        }
+        return text
+    }
+
+    /// The CSV file at `path`.
+    init(path: String) throws { try self.init(try Self.text(path), file: path) }
 
     /// A line's cells split at commas, RFC 4180 quoting understood (a cell in double quotes
     /// may hold commas, `""` stands for one quote; Python's csv writes C++ kernel names so);
