@@ -193,7 +193,8 @@ struct KernelCalibrationTests {
 
     @Test("DeepGEMM's tiling: the port's choices for the measured shapes")
     func tiling() {
-        // Cross-checked with an independent Python transcription of heuristics/sm90.hpp.
+        // The choices a separate Python transcription of heuristics/sm90.hpp gives (same author,
+        // so a check of the port's arithmetic, not of DeepGEMM: its chosen tiles were not recorded).
         #expect(pair(DeepGEMMTiling.choose(expectedM: 1, n: 4096, k: 7168, groups: 1, masked: true)) == [64, 32])
         #expect(pair(DeepGEMMTiling.choose(expectedM: 128, n: 4096, k: 7168, groups: 4, masked: true)) == [128, 128])
         #expect(pair(DeepGEMMTiling.choose(expectedM: 64, n: 7168, k: 2048, groups: 16, masked: true)) == [64, 192])

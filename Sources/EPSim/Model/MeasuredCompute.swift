@@ -238,7 +238,7 @@ extension MeasuredCompute {
     /// FP8 weights, µs on `hardware`. `expectedM`: the rows per expert the caller tiles for
     /// (nil: the mean of `rows`, rounded up).
     public func expertGEMMMicros(rows: [Int], n: Int, k: Int, expectedM: Int? = nil, on hardware: Hardware) -> Double {
-        let active = rows.filter { $0 > 0 }.count
+        let active = rows.reduce(0) { $0 + ($1 > 0 ? 1 : 0) }  // no array: this runs per kernel
         guard active > 0 else { return expertGEMM.fixedMicros + Double((k + 127) / 128) * expertGEMM.kBlockMicros }
         let total = rows.reduce(0, +)
         let expected = expectedM ?? max(1, (total + rows.count - 1) / rows.count)
